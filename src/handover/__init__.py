@@ -1,0 +1,1 @@
+"""handover: Sunbird asset ownership transfer and PII clean-up."""

@@ -1,0 +1,218 @@
+"""What an ownership transfer or a PII clean-up changes (SPEC 2.1 rules 7-10, 2.2, 2.3).
+
+Pure functions over the records of ``model``: they decide, the stores write. Each update carries the
+field-level changes (``FieldChange``) that the audit trail keeps and undo reverts.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from handover.domain.events import DeleteUser, OwnershipTransfer, Reason
+from handover.domain.model import Asset, CourseBatch, User
+from handover.domain.policy import DEFAULT_VERSION, IMAGE_ID_SUFFIX, IMAGE_SUFFIX, Policy
+
+CREATED_BY = "createdBy"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One field of one record: its value before (None when not kept, for privacy) and after."""
+
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class BatchUpdate:
+    courseid: str
+    batchid: str
+    createdby: str | None  # new value, or None when createdby is not written
+    mentors: tuple[str, ...] | None  # new value, or None when mentors is not written
+    changes: tuple[FieldChange, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.courseid, self.batchid)
+
+
+@dataclass(frozen=True, slots=True)
+class AssetUpdate:
+    identifier: str
+    objectType: str
+    values: Mapping[str, Any]  # top-level node properties to write, with their new values
+    changes: tuple[FieldChange, ...]  # field paths whose value actually changes
+
+
+# --- users -------------------------------------------------------------------------------------------
+
+
+def display_name(user: User) -> str:
+    """``firstName lastName`` stripped, else the user name (upstream skipped an empty last name)."""
+    name = f"{user.firstName or ''} {user.lastName or ''}".strip()
+    return name or (user.userName or "")
+
+
+def check_transfer_users(event: OwnershipTransfer, from_user: User | None, to_user: User | None) -> Reason | None:
+    """Rules 7-9: both users known, to-user not deleted, both in the event's root org."""
+    if from_user is None or to_user is None:
+        return Reason.UNKNOWN_USER
+    if to_user.isDeleted:
+        return Reason.USER_DELETED
+    if from_user.rootOrgId != event.organisation_id or to_user.rootOrgId != event.organisation_id:
+        return Reason.ORG_MISMATCH
+    return None
+
+
+def check_deleted_user(event: DeleteUser, user: User | None) -> Reason | None:
+    """Rule 10: a user the directory knows must be marked deleted."""
+    if user is not None and not user.isDeleted:
+        return Reason.USER_NOT_DELETED
+    return None
+
+
+def may_receive_assets(user: User, policy: Policy) -> bool:
+    return bool(policy.ownership_transfer_roles.intersection(user.roles))
+
+
+# --- course batches ----------------------------------------------------------------------------------
+
+
+def transfer_batch(batch: CourseBatch, from_id: str, to_id: str, policy: Policy) -> BatchUpdate | None:
+    """The update of one batch for a transfer, or None when the batch is not the from-user's or not active."""
+    if batch.status not in policy.course_batch_statuses:
+        return None
+    as_creator = batch.createdby == from_id
+    as_mentor = from_id in batch.mentors
+    if not (as_creator or as_mentor):
+        return None
+    changes: list[FieldChange] = []
+    new_creator = None
+    if as_creator:
+        new_creator = to_id
+        changes.append(FieldChange("createdby", batch.createdby, to_id))
+    new_mentors = None
+    if as_mentor:
+        new_mentors = replace_mentor(batch.mentors, from_id, to_id)
+        if new_mentors != batch.mentors:
+            changes.append(FieldChange("mentors", list(batch.mentors), list(new_mentors)))
+    return BatchUpdate(batch.courseid, batch.batchid, new_creator, new_mentors, tuple(changes))
+
+
+def replace_mentor(mentors: Sequence[str], from_id: str, to_id: str) -> tuple[str, ...]:
+    """Every ``from_id`` becomes ``to_id``; duplicates dropped keeping the first occurrence."""
+    out: dict[str, None] = {}
+    for mentor in mentors:
+        out.setdefault(to_id if mentor == from_id else mentor, None)
+    return tuple(out)
+
+
+# --- assets ------------------------------------------------------------------------------------------
+
+
+def base_type(object_type: str) -> str:
+    if object_type.endswith(IMAGE_SUFFIX) and len(object_type) > len(IMAGE_SUFFIX):
+        return object_type[: -len(IMAGE_SUFFIX)]
+    return object_type
+
+
+def schema_version(asset: Asset) -> str:
+    return asset.schemaVersion or DEFAULT_VERSION
+
+
+def is_configured(asset: Asset, policy: Policy) -> bool:
+    versions = policy.target_object_types.get(base_type(asset.objectType))
+    return versions is not None and schema_version(asset) in versions
+
+
+def pii_targets(asset: Asset, policy: Policy) -> tuple[str, ...]:
+    """The PII target fields of the ``createdBy`` lookup key for this asset's type and version."""
+    return tuple(policy.pii_for(base_type(asset.objectType), schema_version(asset)).get(CREATED_BY, ()))
+
+
+def transfer_asset(asset: Asset, to_id: str, to_name: str, policy: Policy) -> AssetUpdate:
+    """``createdBy`` becomes the to-user; the first PII target field gets the to-user's display name."""
+    values: dict[str, Any] = {CREATED_BY: to_id}
+    changes = [FieldChange(CREATED_BY, asset.createdBy, to_id)] if asset.createdBy != to_id else []
+    targets = pii_targets(asset, policy)
+    if targets:
+        _set_field(asset, targets[0], to_name, values, changes, keep_before=True)
+    return AssetUpdate(asset.identifier, asset.objectType, values, tuple(changes))
+
+
+def clean_asset(asset: Asset, policy: Policy) -> AssetUpdate:
+    """Every PII target field gets the replacement value. The audit keeps no value removed."""
+    values: dict[str, Any] = {}
+    changes: list[FieldChange] = []
+    for target in pii_targets(asset, policy):
+        _set_field(asset, target, policy.replacement_value, values, changes, keep_before=False)
+    return AssetUpdate(asset.identifier, asset.objectType, values, tuple(changes))
+
+
+def _set_field(
+    asset: Asset,
+    path: str,
+    value: Any,
+    values: dict[str, Any],
+    changes: list[FieldChange],
+    *,
+    keep_before: bool,
+) -> None:
+    head, _, rest = path.partition(".")
+    current = values[head] if head in values else asset.get(head)
+    if not rest:
+        new_top: Any = value
+        before = current
+    else:
+        new_top = set_path(current, rest.split("."), value)
+        before = get_path(current, rest.split("."))
+    values[head] = new_top
+    if before != value:
+        changes.append(FieldChange(path, before if keep_before else None, value))
+
+
+def get_path(obj: Any, keys: Sequence[str]) -> Any:
+    for key in keys:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def set_path(obj: Any, keys: Sequence[str], value: Any) -> dict[str, Any]:
+    """A copy of ``obj`` (an object, or nothing) with the leaf at ``keys`` set; intermediates created,
+    a non-object intermediate replaced by an object, other keys kept."""
+    root: dict[str, Any] = copy.deepcopy(dict(obj)) if isinstance(obj, Mapping) else {}
+    node = root
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+    return root
+
+
+def image_id(identifier: str) -> str:
+    return identifier + IMAGE_ID_SUFFIX
+
+
+def single_asset_skip(asset: Asset | None, from_id: str, policy: Policy) -> Reason | None:
+    """Why a named asset cannot be transferred, or None when it can."""
+    if asset is None:
+        return Reason.ASSET_NOT_FOUND
+    if not is_configured(asset, policy):
+        return Reason.ASSET_TYPE_NOT_CONFIGURED
+    if asset.createdBy != from_id:
+        return Reason.ASSET_NOT_OWNED
+    return None
+
+
+def owned_configured(assets: Iterable[Asset | None], owner: str, policy: Policy) -> list[Asset]:
+    """The assets among these that the configuration covers and ``owner`` created."""
+    return [a for a in assets if a is not None and a.createdBy == owner and is_configured(a, policy)]

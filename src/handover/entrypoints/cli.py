@@ -1,0 +1,212 @@
+"""The ``handover`` command (SPEC 4). Each command only wires the bootstrap to a service call.
+
+Exit codes: 0 success (also when events were rejected), 2 bad usage or unreadable input, 1 store failure.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TextIO
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from handover.bootstrap import App, bootstrap
+from handover.config import ConfigError
+
+app = typer.Typer(
+    name="handover",
+    help="Sunbird asset ownership transfer and PII clean-up.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., sunbird://); env HANDOVER_STORE.")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (HOCON or JSON), SPEC 7.")]
+
+EXIT_STORE = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def open_app(store: str | None, config: Path | None) -> App:
+    try:
+        return bootstrap(store, config)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except Exception as exc:  # a bad store URL or an adapter that cannot start
+        fail(f"store: {exc}", EXIT_STORE)
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean the store failed (exit 1)."""
+    import sqlalchemy.exc
+
+    from handover.adapters.sql import StoreError
+
+    return (StoreError, sqlalchemy.exc.SQLAlchemyError, ConnectionError, TimeoutError)
+
+
+@app.command()
+def init(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Create the schema (idempotent)."""
+    handover = open_app(store, config)
+    try:
+        handover.store.init_schema()  # type: ignore[attr-defined]
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    err.print(f"schema ready in {handover.store_url}", highlight=False)
+
+
+@app.command()
+def load(
+    fixture: Annotated[Path, typer.Argument(help="Fixture JSON: users, course_batches, assets.")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Upsert users, course batches and assets from a fixture."""
+    doc = read_json_file(fixture)
+    handover = open_app(store, config)
+    try:
+        counts = handover.store.load(doc)  # type: ignore[attr-defined]
+    except ValueError as exc:
+        fail(f"{fixture}: {exc}", EXIT_USAGE)
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    err.print(", ".join(f"{n} {k}" for k, n in counts.items()) + " loaded", highlight=False)
+
+
+@app.command()
+def dump(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Print the store as one JSON document."""
+    handover = open_app(store, config)
+    try:
+        write_dump(handover.store.dump_sections(), sys.stdout)  # type: ignore[attr-defined]
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="Events, one JSON object per line.")],
+    report: Annotated[Path | None, typer.Option("--report", help="Write one JSON result per input line.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change; change nothing.")] = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Process events from a file, in order."""
+    try:
+        source = events.open("rb")
+        total = sum(1 for _ in source)
+        source.seek(0)
+    except OSError as exc:
+        fail(f"cannot read {events}: {exc.strerror or exc}", EXIT_USAGE)
+    try:
+        report_file = report.open("w", encoding="utf-8") if report is not None else None
+    except OSError as exc:
+        fail(f"cannot write {report}: {exc.strerror or exc}", EXIT_USAGE)
+    handover = open_app(store, config)
+    tally: Counter[str] = Counter()
+    changed: Counter[str] = Counter()
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(source)
+            if report_file is not None:
+                stack.enter_context(report_file)
+            factory = stack.enter_context(handover.store.preview()) if dry_run else None  # type: ignore[attr-defined]
+            engine = handover.engine(uow_factory=factory)
+            progress = stack.enter_context(progress_bar(total))
+            task = progress.add_task("replay", total=total) if progress is not None else None
+            for number, line in enumerate(source, start=1):
+                outcome = engine.process(line.rstrip(b"\r\n"))
+                tally[outcome.outcome] += 1
+                if outcome.reason:
+                    tally[f"rejected: {outcome.reason}"] += 1
+                changed["course_batches"] += outcome.changed_batches
+                changed["assets"] += outcome.changed_assets
+                if report_file is not None:
+                    report_file.write(json.dumps(outcome.report(number), ensure_ascii=False) + "\n")
+                if progress is not None and task is not None:
+                    progress.advance(task)
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    print_summary(tally, changed, dry_run)
+
+
+def read_json_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}", EXIT_USAGE)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        fail(f"{path} is not valid JSON: {exc}", EXIT_USAGE)
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def progress_bar(total: int) -> Any:
+    """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not err.is_terminal:
+        return _NoProgress()
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=err, transient=True,
+    )
+
+
+def print_summary(tally: Counter[str], changed: Counter[str], dry_run: bool) -> None:
+    table = Table(title="replay (dry run: nothing changed)" if dry_run else "replay")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for key in ("applied", "rejected", "duplicate"):
+        table.add_row(key, str(tally.get(key, 0)))
+    for key in sorted(k for k in tally if k.startswith("rejected: ")):
+        table.add_row("  " + key.removeprefix("rejected: "), str(tally[key]))
+    table.add_row("course batches changed", str(changed["course_batches"]))
+    table.add_row("assets changed", str(changed["assets"]))
+    err.print(table)
+
+
+def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
+    """SPEC 4's dump document, written record by record (indent 1) so that memory stays flat."""
+    out.write("{")
+    for index, (name, records) in enumerate(sections):
+        out.write(("," if index else "") + f'\n {json.dumps(name)}: [')
+        first = True
+        for record in records:
+            text = json.dumps(record, ensure_ascii=False, indent=1).replace("\n", "\n  ")
+            out.write(("" if first else ",") + "\n  " + text)
+            first = False
+        out.write("\n ]" if not first else "]")
+    out.write("\n}\n")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

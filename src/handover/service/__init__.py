@@ -1,0 +1,1 @@
+"""The service layer: ports and the engine that applies events in one unit of work."""

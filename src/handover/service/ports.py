@@ -1,0 +1,147 @@
+"""Ports: what the engine needs from the outside world. Adapters implement these protocols.
+
+A ``UnitOfWork`` groups the repositories of one store; everything an event changes, its ledger row, its
+outbox row and its audit rows are written between ``__enter__`` and ``commit()`` and become durable together
+wherever the store has transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Literal, Protocol, Self
+
+from handover.domain.model import Asset, CourseBatch, User
+from handover.domain.notification import Notification
+from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
+
+OutcomeKind = Literal["applied", "rejected", "duplicate"]
+STORE_COURSE_BATCH = "course_batch"
+STORE_ASSET = "asset"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One processed event (applied or rejected), keyed by ``mid``."""
+
+    mid: str
+    action: str | None
+    outcome: OutcomeKind
+    reason: str | None
+    skipped: tuple[str, ...]
+    changed_batches: int
+    changed_assets: int
+    request_id: str | None
+    subject_user_id: str | None
+    processed_at: datetime
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One changed field of one record, as SPEC 10 keeps it."""
+
+    mid: str
+    request_id: str | None
+    store: str  # STORE_COURSE_BATCH or STORE_ASSET
+    record_key: str  # "courseid/batchid" or the asset identifier
+    change: FieldChange
+    at: datetime
+
+
+class UserDirectory(Protocol):
+    def get(self, user_id: str) -> User | None: ...
+
+
+class BatchRepository(Protocol):
+    def pages_of_user(
+        self, user_id: str, statuses: frozenset[int], page_size: int
+    ) -> Iterator[Sequence[CourseBatch]]:
+        """Every batch with one of ``statuses`` that ``user_id`` created or mentors, each once, in pages.
+        The caller may write the rows of a page before it asks for the next one."""
+        ...
+
+    def write(self, updates: Sequence[BatchUpdate]) -> None: ...
+
+
+class AssetRepository(Protocol):
+    def get(self, identifier: str) -> Asset | None: ...
+
+    def pages_created_by(
+        self, user_id: str, object_types: Sequence[str], page_size: int
+    ) -> Iterator[Sequence[Asset]]:
+        """Every asset with one of ``object_types`` whose createdBy is ``user_id``, each once, in pages."""
+        ...
+
+    def write(self, updates: Sequence[AssetUpdate]) -> None: ...
+
+
+class Ledger(Protocol):
+    def get(self, mid: str) -> LedgerEntry | None: ...
+
+    def record(self, entry: LedgerEntry) -> None: ...
+
+
+class Outbox(Protocol):
+    def record(self, notification: Notification) -> bool:
+        """Keep (or send) the email for ``notification.mid``; False when one exists already for that mid."""
+        ...
+
+
+class AuditLog(Protocol):
+    def record(self, records: Sequence[AuditRecord]) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    users: UserDirectory
+    batches: BatchRepository
+    assets: AssetRepository
+    ledger: Ledger
+    outbox: Outbox
+    audit: AuditLog
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Roll back whatever was not committed."""
+        ...
+
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What processing one event did: the replay report line of SPEC 4, plus a few records for previews."""
+
+    mid: str | None
+    outcome: OutcomeKind
+    reason: str | None = None
+    detail: str = ""
+    skipped: list[str] = field(default_factory=list)
+    changed_batches: int = 0
+    changed_assets: int = 0
+    action: str | None = None
+    request_id: str | None = None
+    samples: list[dict[str, object]] = field(default_factory=list)
+
+    def report(self, line: int | None = None, *, with_mid: bool = True) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if line is not None:
+            out["line"] = line
+        if with_mid:
+            out["mid"] = self.mid
+        out.update(
+            outcome=self.outcome,
+            reason=self.reason,
+            skipped=sorted(self.skipped),
+            changed={"course_batches": self.changed_batches, "assets": self.changed_assets},
+        )
+        return out

@@ -1,0 +1,70 @@
+"""Shared fixtures: paths to the shared examples and a store URL for each SQL database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HANDOVER_SHARED", ROOT.parent / "shared"))
+EXAMPLES = SHARED / "examples"
+UPSTREAM = SHARED / "upstream"
+POSTGRES_URL = os.environ.get("HANDOVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_problem() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=3):
+            return None
+    except Exception as exc:
+        return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}"
+
+
+_PG_PROBLEM: str | None | bool = False
+
+
+def postgres_problem() -> str | None:
+    global _PG_PROBLEM
+    if _PG_PROBLEM is False:
+        _PG_PROBLEM = _postgres_problem()
+    return _PG_PROBLEM  # type: ignore[return-value]
+
+
+def need_postgres() -> None:
+    """Skip without the server; in CI the server must be there, so its absence fails."""
+    problem = postgres_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    need_postgres()
+    import psycopg
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    base = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'handover.db'}"
+    return str(request.getfixturevalue("postgres_url"))
