@@ -26,7 +26,7 @@ def _postgres_problem() -> str | None:
         return f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}"
 
 
-_PG_PROBLEM: str | None | bool = False
+_PG_PROBLEM: str | bool | None = False
 
 
 def postgres_problem() -> str | None:

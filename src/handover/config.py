@@ -27,7 +27,7 @@ Parser = Callable[[str, Any], Any]
 
 
 def _as_str(key: str, value: Any) -> str:
-    if isinstance(value, bool) or isinstance(value, dict | list):
+    if isinstance(value, bool | dict | list):
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     return str(value)
 
@@ -224,8 +224,8 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _read_file(path: Path, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    from pyhocon import ConfigFactory, ConfigParser, ConfigTree  # type: ignore[import-untyped]
-    from pyhocon.exceptions import ConfigException  # type: ignore[import-untyped]
+    from pyhocon import ConfigFactory, ConfigParser, ConfigTree
+    from pyhocon.exceptions import ConfigException
 
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")

@@ -134,6 +134,7 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
         user_id = edata.get("userId")
         if not _nonblank(user_id):
             return Rejection(Reason.MISSING_FIELD, "edata.userId is missing or blank", mid, doc)
+        assert isinstance(user_id, str)
         org = edata.get("organisationId")
         return DeleteUser(
             mid=mid,

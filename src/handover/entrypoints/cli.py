@@ -31,7 +31,8 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., sunbird://); env HANDOVER_STORE.")
+    str | None,
+    typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., sunbird://); env HANDOVER_STORE."),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (HOCON or JSON), SPEC 7.")]
 

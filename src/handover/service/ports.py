@@ -7,11 +7,11 @@ wherever the store has transactions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 from handover.domain.model import Asset, CourseBatch, User
 from handover.domain.notification import Notification
@@ -145,3 +145,16 @@ class Outcome:
             changed={"course_batches": self.changed_batches, "assets": self.changed_assets},
         )
         return out
+
+
+class PublishError(RuntimeError):
+    """Events could not be handed to the event sink (the caller must report failure, never success)."""
+
+
+class EventSink(Protocol):
+    """Where produced events go: Kafka topics, or the embedded store's queue."""
+
+    def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Publish all events durably (topic by ``edata.action``, key = the user the event is about) or raise
+        ``PublishError``."""
+        ...
