@@ -111,6 +111,10 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "kafka.input.user_pii_topic": (_as_str, "{env}.delete.user"),
     "kafka.output.failed.topic": (_as_str, "{env}.handover.failed"),
     "kafka.groupId": (_as_str, "{env}-handover-group"),
+    "kafka.session.timeout.ms": (_as_positive_int, 10000),
+    "kafka.topic.partitions": (_as_positive_int, 4),  # for the input/failed topics the worker creates if missing
+    "worker.batch.size": (_as_positive_int, 500),  # events per store transaction in the Kafka worker
+    "log.level": (_as_str, "INFO"),
     "threshold.batch.write.size": (_as_positive_int, 10),
     "page_size": (_as_positive_int, 1000),
     "lms-cassandra.host": (_as_str, "localhost"),
@@ -138,6 +142,7 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "max_attempts": (_as_positive_int, 5),
     "auth.mode": (_as_auth_mode, "jwt"),
     "auth.public_key": (_as_opt_str, None),
+    "api.max_body_bytes": (_as_positive_int, 1_000_000),
     "audit.enabled": (_as_bool, True),
     "metrics.port": (_as_int, 9464),
     "http.timeout.seconds": (_as_int, 10),
@@ -225,7 +230,6 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def _read_file(path: Path, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     from pyhocon import ConfigFactory, ConfigParser, ConfigTree
-    from pyhocon.exceptions import ConfigException
 
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -234,7 +238,7 @@ def _read_file(path: Path, overrides: Mapping[str, Any]) -> tuple[dict[str, Any]
         if "job.env" in overrides:  # so that ${job.env} in the file follows HANDOVER_JOB_ENV
             tree.put("job.env", overrides["job.env"])
         ConfigParser.resolve_substitutions(tree)
-    except (ConfigException, OSError, ValueError) as exc:
+    except Exception as exc:  # pyhocon raises ConfigException, pyparsing errors and OSError
         raise ConfigError(f"config file {path}: {exc}") from exc
 
     raw: dict[str, Any] = {}
@@ -272,7 +276,7 @@ def load_pii_fields(base: str | None, types: Mapping[str, tuple[str, ...]]) -> d
             location = f"{base.rstrip('/')}/{object_type.lower()}/{version}/config.json"
             try:
                 doc = _read_schema(location)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError) as exc:  # unreadable or not JSON
                 log.warning("config: schema %s not read (%s); using the built-in PII fields", location, exc)
                 continue
             out[(object_type, version)] = parse_pii_fields(doc, location)

@@ -28,8 +28,8 @@ from handover.domain.model import (
     user_from_json,
 )
 from handover.domain.notification import Notification
-from handover.domain.rules import AssetUpdate, BatchUpdate
-from handover.service.ports import AuditRecord, LedgerEntry
+from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
+from handover.service.ports import AuditPage, AuditRecord, LedgerEntry
 
 metadata = sa.MetaData()
 
@@ -123,8 +123,8 @@ audit = sa.Table(
     sa.Column("before", sa.JSON(none_as_null=True)),
     sa.Column("after", sa.JSON(none_as_null=True)),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_audit_mid", "mid"),
-    sa.Index("ix_audit_request", "request_id"),
+    sa.Index("ix_audit_mid", "mid", "id"),  # (.., id): a page of one event or request is an index range
+    sa.Index("ix_audit_request", "request_id", "id"),
 )
 
 
@@ -182,6 +182,40 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> No
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
 
+def executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run ``stmt`` once per row through the DB-API ``executemany``: compiled once, with type processing only
+    for the parameters whose type needs it (JSON, dates). Much cheaper per row than ``conn.execute(stmt, rows)``
+    for the bulk writes of a large transfer."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
+    processors = {}
+    for name, bind in compiled.binds.items():
+        proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if proc is not None:
+            processors[name] = proc
+    names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else list(rows[0])
+    procs = [(i, processors[n]) for i, n in enumerate(names) if n in processors]
+    params: list[Any] = []
+    for row in rows:
+        values = [row[n] for n in names]
+        for i, proc in procs:
+            values[i] = proc(values[i])
+        params.append(tuple(values) if compiled.positional else dict(zip(names, values, strict=True)))
+    conn.exec_driver_sql(compiled.string, params)
+
+
+def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
+    groups: dict[Any, list[Any]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+IN_LIST_SIZE = 500
+
+
 # --- rows <-> records -------------------------------------------------------------------------------
 
 
@@ -232,6 +266,11 @@ class SqlUsers:
         row = self._conn.execute(sa.select(users).where(users.c.id == user_id)).first()
         return _user(row) if row is not None else None
 
+    def organisation_exists(self, organisation_id: str) -> bool:
+        """The embedded directory knows an organisation from the users whose root organisation it is."""
+        query = sa.select(users.c.id).where(users.c.rootOrgId == organisation_id).limit(1)
+        return self._conn.execute(query).first() is not None
+
 
 class SqlBatches:
     def __init__(self, conn: Connection) -> None:
@@ -275,38 +314,50 @@ class SqlBatches:
             yield [_batch(r) for r in rows]
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
+        """Rows that get the same value are written with one UPDATE ... WHERE key IN (...); the rest with one
+        executemany."""
         cb = course_batch
-        creators = [{"k_c": u.courseid, "k_b": u.batchid, "v": u.createdby} for u in updates if u.createdby is not None]
-        if creators:
-            self._conn.execute(
-                cb.update()
-                .where(cb.c.courseid == sa.bindparam("k_c"), cb.c.batchid == sa.bindparam("k_b"))
-                .values(createdby=sa.bindparam("v")),
-                creators,
-            )
+        key = sa.tuple_(cb.c.courseid, cb.c.batchid)
+        by_creator = _grouped((u for u in updates if u.createdby is not None), lambda u: u.createdby)
+        for creator, group in by_creator.items():
+            for chunk in _chunks([u.key for u in group], IN_LIST_SIZE):
+                self._conn.execute(cb.update().where(key.in_(chunk)).values(createdby=creator))
         with_mentors = [u for u in updates if u.mentors is not None]
+        singles: list[dict[str, Any]] = []
+        for mentors, group in _grouped(with_mentors, lambda u: u.mentors).items():
+            if len(group) == 1:
+                singles.append({"k_c": group[0].courseid, "k_b": group[0].batchid, "v": list(mentors)})
+                continue
+            for chunk in _chunks([u.key for u in group], IN_LIST_SIZE):
+                self._conn.execute(cb.update().where(key.in_(chunk)).values(mentors=list(mentors)))
+        executemany(
+            self._conn,
+            cb.update()
+            .where(cb.c.courseid == sa.bindparam("k_c"), cb.c.batchid == sa.bindparam("k_b"))
+            .values(mentors=sa.bindparam("v", type_=sa.JSON)),
+            singles,
+        )
         if with_mentors:
-            self._conn.execute(
-                cb.update()
-                .where(cb.c.courseid == sa.bindparam("k_c"), cb.c.batchid == sa.bindparam("k_b"))
-                .values(mentors=sa.bindparam("v", type_=sa.JSON)),
-                [{"k_c": u.courseid, "k_b": u.batchid, "v": list(u.mentors or ())} for u in with_mentors],
-            )
             self._index_mentors(with_mentors)
 
     def _index_mentors(self, updates: Sequence[BatchUpdate]) -> None:
         m = course_batch_mentor
-        self._conn.execute(
-            m.delete().where(m.c.courseid == sa.bindparam("k_c"), m.c.batchid == sa.bindparam("k_b")),
-            [{"k_c": u.courseid, "k_b": u.batchid} for u in updates],
-        )
+        for chunk in _chunks([u.key for u in updates], IN_LIST_SIZE):
+            self._conn.execute(m.delete().where(sa.tuple_(m.c.courseid, m.c.batchid).in_(chunk)))
         rows = [
             {"userid": mentor, "courseid": u.courseid, "batchid": u.batchid}
             for u in updates
             for mentor in dict.fromkeys(u.mentors or ())
         ]
-        if rows:
-            self._conn.execute(m.insert(), rows)
+        executemany(self._conn, m.insert(), rows)
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
+        cb = course_batch
+        found: dict[tuple[str, str], CourseBatch] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys)), IN_LIST_SIZE):
+            query = sa.select(cb).where(sa.tuple_(cb.c.courseid, cb.c.batchid).in_(chunk)).with_for_update()
+            found.update((b.key, b) for b in map(_batch, self._conn.execute(query)))
+        return found
 
 
 class SqlAssets:
@@ -316,6 +367,13 @@ class SqlAssets:
     def get(self, identifier: str) -> Asset | None:
         row = self._conn.execute(sa.select(asset).where(asset.c.identifier == identifier)).first()
         return _asset(row) if row is not None else None
+
+    def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
+        found: dict[str, Asset] = {}
+        for chunk in _chunks(list(dict.fromkeys(identifiers)), IN_LIST_SIZE):
+            query = sa.select(asset).where(asset.c.identifier.in_(chunk)).with_for_update()
+            found.update((a.identifier, a) for a in map(_asset, self._conn.execute(query)))
+        return found
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
         last = ""
@@ -336,18 +394,30 @@ class SqlAssets:
             yield [_asset(r) for r in rows]
 
     def write(self, updates: Sequence[AssetUpdate]) -> None:
-        groups: dict[tuple[str, ...], list[AssetUpdate]] = {}
-        for u in updates:
-            groups.setdefault(tuple(sorted(u.values)), []).append(u)
-        for fields, group in groups.items():
-            columns = [f for f in fields if f in ASSET_COLUMNS and f != "identifier"]
+        """Assets that get the same values (a transfer, a clean-up of flat fields) are written with one
+        UPDATE ... WHERE identifier IN (...); the others with one executemany per set of fields."""
+        singles: dict[tuple[str, ...], list[AssetUpdate]] = {}
+        for _, group in _grouped(updates, lambda u: json.dumps(u.values, sort_keys=True, default=str)).items():
+            values = dict(group[0].values)
+            columns = {c: v for c, v in values.items() if c in ASSET_COLUMNS and c != "identifier"}
+            if len(group) == 1 or not columns:
+                singles.setdefault(tuple(sorted(values)), []).extend(group)
+                continue
+            for chunk in _chunks([u.identifier for u in group], IN_LIST_SIZE):
+                self._conn.execute(asset.update().where(asset.c.identifier.in_(chunk)).values(columns))
+            extras = [f for f in values if f not in ASSET_COLUMNS]
+            if extras:
+                self._write_extra(group, extras)
+        for fields, group in singles.items():
+            columns_list = [f for f in fields if f in ASSET_COLUMNS and f != "identifier"]
             extras = [f for f in fields if f not in ASSET_COLUMNS]
-            if columns:
-                self._conn.execute(
+            if columns_list:
+                executemany(
+                    self._conn,
                     asset.update()
                     .where(asset.c.identifier == sa.bindparam("k_id"))
-                    .values({c: sa.bindparam(f"v_{c}", type_=asset.c[c].type) for c in columns}),
-                    [{"k_id": u.identifier, **{f"v_{c}": u.values[c] for c in columns}} for u in group],
+                    .values({c: sa.bindparam(f"v_{c}", type_=asset.c[c].type) for c in columns_list}),
+                    [{"k_id": u.identifier, **{f"v_{c}": u.values[c] for c in columns_list}} for u in group],
                 )
             if extras:
                 self._write_extra(group, extras)
@@ -356,6 +426,7 @@ class SqlAssets:
         for u in group:
             current = self._conn.execute(sa.select(asset.c.extra).where(asset.c.identifier == u.identifier)).scalar()
             merged = {**(current or {}), **{f: u.values[f] for f in fields}}
+            merged = {k: v for k, v in merged.items() if k not in fields or v is not None}  # null = no property
             self._conn.execute(asset.update().where(asset.c.identifier == u.identifier).values(extra=merged))
 
 
@@ -439,7 +510,8 @@ class SqlAudit:
     def record(self, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
-        self._conn.execute(
+        executemany(
+            self._conn,
             audit.insert(),
             [
                 {
@@ -455,6 +527,36 @@ class SqlAudit:
                 for r in records
             ],
         )
+
+
+    def page(
+        self,
+        *,
+        mid: str | None = None,
+        request_id: str | None = None,
+        newest_first: bool = False,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> AuditPage:
+        if (mid is None) == (request_id is None):
+            raise ValueError("audit page: give exactly one of mid and request_id")
+        a = audit
+        query = sa.select(a).where(a.c.mid == mid if mid is not None else a.c.request_id == request_id)
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise ValueError(f"bad audit cursor {cursor!r}")
+            query = query.where(a.c.id < int(cursor) if newest_first else a.c.id > int(cursor))
+        query = query.order_by(a.c.id.desc() if newest_first else a.c.id).limit(limit)
+        rows = self._conn.execute(query).all()
+        records = [
+            AuditRecord(r.mid, r.request_id, r.store, r.record_key, FieldChange(r.field, r.before, r.after), _utc(r.at))
+            for r in rows
+        ]
+        return AuditPage(records, str(rows[-1].id) if rows and len(rows) == limit else None)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 # --- unit of work and store -------------------------------------------------------------------------
