@@ -122,11 +122,13 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "lms-cassandra.keyspace": (_as_str, "sunbird_courses"),
     "lms-cassandra.course_batch.table": (_as_str, "course_batch"),
     "handover-cassandra.keyspace": (_as_str, "handover"),
+    "handover-cassandra.replication_factor": (_as_positive_int, 1),  # when `handover init` creates it
     "es.basePath": (_as_str, "localhost:9200"),
     "es.course_batch.index": (_as_str, "course-batch"),
     "neo4j.routePath": (_as_str, "bolt://localhost:7687"),
     "neo4j.user": (_as_opt_str, None),
     "neo4j.password": (_as_opt_str, None),
+    "neo4j.graph": (_as_str, "domain"),  # the node label of the graph (upstream base-config)
     "target_object_types": (_as_type_map, dict(DEFAULT_TARGET_OBJECT_TYPES)),
     "user_pii_replacement_value": (_as_str, "Deleted User"),
     "ownership_transfer_roles": (_as_str_list, ("CONTENT_CREATOR", "BOOK_CREATOR")),
@@ -134,6 +136,7 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "userorg_service_base_url": (_as_opt_str, None),
     "service.lms.basePath": (_as_opt_str, None),
     "user_read_api": (_as_str, "/private/user/v1/read/"),
+    "user_search_api": (_as_str, "/private/user/v1/search"),  # reads deleted users (the read API refuses)
     "batch_search_api": (_as_str, "/v1/course/batch/search"),
     "notification.email.subject": (_as_str, "User Account Deletion Notification"),
     "notification.email.regards": (_as_str, "Team"),
@@ -146,6 +149,8 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "audit.enabled": (_as_bool, True),
     "metrics.port": (_as_int, 9464),
     "http.timeout.seconds": (_as_int, 10),
+    "http.retry.attempts": (_as_positive_int, 3),  # per HTTP call of the Sunbird adapters
+    "notification.claim.lease.seconds": (_as_positive_int, 600),  # a crashed sender's claim on an email
 }
 
 # synonyms from the two upstream jobs -> canonical key

@@ -1,0 +1,471 @@
+"""``--store sunbird://``: handover on a live Sunbird deployment's own stores.
+
+Course batches: Elasticsearch ``course-batch`` finds the candidates, the Cassandra ``course_batch`` row is the
+source of truth (the engine re-checks it with ``rules.transfer_batch``), Cassandra is written first and the
+Elasticsearch document second. Assets: Neo4j. Users and the admin email: userorg over HTTP. Ledger,
+notification record and audit: handover's own Cassandra keyspace.
+
+There is no transaction across these stores. The order of writes, and why a redelivered event converges:
+
+1. Audit rows of a page, then the page's records (Cassandra batches, then their Elasticsearch documents;
+   Neo4j nodes). Record writes are held back until the page's audit rows are written, so a crash never leaves
+   a change without its audit row; audit rows are keyed (mid, store, record, field), so writing them again
+   overwrites instead of adding.
+2. At commit: the notification record, claimed with a lightweight transaction (``INSERT ... IF NOT EXISTS``)
+   before the email is POSTed, then marked sent.
+3. The ledger row, last.
+
+A crash anywhere before 3 leaves no ledger row, so the event is processed again. Records already changed no
+longer match the rules (their ``createdby`` / ``mentors`` / ``createdBy`` no longer name the from-user; a
+cleaned PII field already holds the replacement) and are skipped; an Elasticsearch document that missed its
+update still names the from-user, so the search finds it again and it is re-synced from its Cassandra row; the
+claimed notification record stops a second email (a claim whose sender died is taken over after
+``notification.claim.lease.seconds``). After 3 the event is a duplicate. The counts of a re-run event only
+include what the re-run changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from handover.adapters.cassandra import CassandraGateway, CourseBatchTable, HandoverKeyspace
+from handover.adapters.elasticsearch import BatchHit, CourseBatchIndex, base_urls
+from handover.adapters.neo4j import AssetCypher, AssetGraph
+from handover.adapters.sunbird_errors import SunbirdStoreError
+from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
+from handover.config import ConfigError, Settings
+from handover.domain.model import Asset, CourseBatch, User, asset_from_json, batch_from_json, user_from_json
+from handover.domain.notification import Notification
+from handover.domain.rules import AssetUpdate, BatchUpdate
+from handover.service.ports import AuditPage, AuditRecord, LedgerEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SunbirdConfig:
+    """The settings of SPEC 7 that the Sunbird adapters use, checked once at start-up."""
+
+    cassandra_hosts: tuple[str, ...]
+    cassandra_port: int
+    course_batch: CourseBatchTable
+    handover: HandoverKeyspace
+    write_group_size: int
+    es_base_path: str
+    es_index: str
+    neo4j_uri: str
+    neo4j_user: str | None
+    neo4j_password: str | None
+    neo4j_label: str
+    userorg: UserOrgEndpoints
+    timeout: float
+    http_attempts: int
+    claim_lease: timedelta
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> SunbirdConfig:
+        base = s["userorg_service_base_url"]
+        if not base:
+            raise ConfigError("sunbird store: userorg_service_base_url (or service.userorg.basePath) is not set")
+        try:
+            return cls(
+                cassandra_hosts=tuple(h.strip() for h in s["lms-cassandra.host"].split(",") if h.strip()),
+                cassandra_port=s["lms-cassandra.port"],
+                course_batch=CourseBatchTable(s["lms-cassandra.keyspace"], s["lms-cassandra.course_batch.table"]),
+                handover=HandoverKeyspace(s["handover-cassandra.keyspace"], s["handover-cassandra.replication_factor"]),
+                write_group_size=s["threshold.batch.write.size"],
+                es_base_path=",".join(base_urls(s["es.basePath"])),
+                es_index=s["es.course_batch.index"],
+                neo4j_uri=s["neo4j.routePath"],
+                neo4j_user=s["neo4j.user"],
+                neo4j_password=s["neo4j.password"],
+                neo4j_label=AssetCypher(s["neo4j.graph"]).label,
+                userorg=UserOrgEndpoints(base, s["user_read_api"], s["user_search_api"]),
+                timeout=float(s["http.timeout.seconds"]),
+                http_attempts=s["http.retry.attempts"],
+                claim_lease=timedelta(seconds=s["notification.claim.lease.seconds"]),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"sunbird store: {exc}") from exc
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SunbirdStore:
+    """A ``UnitOfWorkFactory`` over the Sunbird stores, plus the store operations the CLI uses. Nothing
+    connects until it is first used."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = _utcnow) -> None:
+        self.config = c = SunbirdConfig.from_settings(settings)
+        self.clock = clock
+        self.cassandra = CassandraGateway(
+            c.cassandra_hosts, c.cassandra_port, c.course_batch, c.handover, c.write_group_size, c.timeout
+        )
+        self.index = CourseBatchIndex(c.es_base_path, c.es_index, c.timeout, c.http_attempts)
+        self.graph = AssetGraph(c.neo4j_uri, c.neo4j_user, c.neo4j_password, AssetCypher(c.neo4j_label), c.timeout)
+        self.userorg = UserOrgClient(c.userorg, c.timeout, c.http_attempts)
+
+    def __call__(self) -> SunbirdUnitOfWork:
+        return SunbirdUnitOfWork(self, writes=True)
+
+    @contextmanager
+    def preview(self) -> Iterator[Callable[[], SunbirdUnitOfWork]]:
+        """A factory whose units of work read the stores and write nothing. Ledger rows they would write are
+        kept in memory for the preview, so a repeated ``mid`` is still a duplicate; record changes are not
+        carried from one event to the next."""
+        ledger: dict[str, LedgerEntry] = {}
+        yield lambda: SunbirdUnitOfWork(self, writes=False, preview_ledger=ledger)
+
+    def close(self) -> None:
+        self.cassandra.close()
+        self.graph.close()
+        self.index.close()
+        self.userorg.close()
+
+    # --- CLI operations ------------------------------------------------------------------------------
+
+    def init_schema(self) -> None:
+        """handover's keyspace and tables (idempotent). The Sunbird tables, index and graph are not touched."""
+        self.cassandra.init_schema()
+
+    def load(self, doc: Mapping[str, Any]) -> dict[str, int]:
+        """Write a fixture's course batches (Cassandra row, then Elasticsearch document) and assets (Neo4j
+        nodes) into the real stores, for integration tests. Users live in userorg and are not written; they
+        are still validated. ValueError on a bad fixture (nothing written)."""
+        if not isinstance(doc, Mapping):
+            raise ValueError("a fixture is a JSON object")
+        users = [user_from_json(u) for u in _list(doc, "users")]
+        batches = [batch_from_json(b) for b in _list(doc, "course_batches")]
+        assets = [asset_from_json(a) for a in _list(doc, "assets")]
+        if users:
+            log.warning("sunbird store: %d fixture users not loaded: users are read from userorg", len(users))
+        self.cassandra.upsert_batches(batches)
+        self.index.index_batches(batches, refresh=True)
+        self.graph.upsert(assets)
+        return {"course_batches": len(batches), "assets": len(assets)}
+
+    def dump_sections(self) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]:
+        """SPEC 4's dump: course batches (whole table, sorted here: Cassandra has no global order), every
+        data node of the graph (by identifier), the sent notifications. ``users`` is empty: the directory
+        is userorg's and handover keeps no copy."""
+        yield "users", iter(())
+        yield "course_batches", (b.to_json() for b in sorted(self.cassandra.scan_batches(), key=lambda b: b.key))
+        yield "assets", (a.to_json() for a in self.graph.all_assets())
+        yield "notifications", iter(sorted(self.cassandra.scan_notifications(), key=lambda n: str(n["mid"])))
+
+    def ledger_by_request(self, request_id: str) -> list[LedgerEntry]:
+        return self.cassandra.ledger_by_request(request_id)
+
+
+def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError(f"fixture '{key}' must be a list of objects")
+    return value
+
+
+# --- the unit of work -------------------------------------------------------------------------------
+
+
+class SunbirdUnitOfWork:
+    users: SunbirdUsers
+    batches: SunbirdBatches
+    assets: SunbirdAssets
+    ledger: SunbirdLedger
+    outbox: SunbirdOutbox
+    audit: SunbirdAudit
+
+    def __init__(
+        self, store: SunbirdStore, *, writes: bool, preview_ledger: dict[str, LedgerEntry] | None = None
+    ) -> None:
+        self.store = store
+        self.writes = writes
+        self._preview_ledger = preview_ledger
+        self._pending: list[Callable[[], None]] = []  # record writes waiting for their audit rows
+
+    def __enter__(self) -> Self:
+        self.users = SunbirdUsers(self.store.userorg)
+        self.batches = SunbirdBatches(self)
+        self.assets = SunbirdAssets(self)
+        self.ledger = SunbirdLedger(self, self._preview_ledger)
+        self.outbox = SunbirdOutbox(self)
+        self.audit = SunbirdAudit(self)
+        return self
+
+    def hold(self, write: Callable[[], None]) -> None:
+        if self.writes:
+            self._pending.append(write)
+
+    def flush(self) -> None:
+        """Run the held record writes (after the audit rows of their page were written)."""
+        while self._pending:
+            self._pending.pop(0)()
+
+    def commit(self) -> None:
+        self.flush()
+        self.outbox.flush()
+        self.ledger.flush()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Nothing can be rolled back across these stores: writes already made stay (a redelivered event
+        converges, see the module doc); held writes, the email and the ledger row are dropped."""
+        if exc is not None and (self._pending or self.ledger.pending):
+            log.warning("sunbird store: unit of work failed (%s); ledger not written, the event will run again", exc)
+        self._pending.clear()
+
+
+class SunbirdUsers:
+    def __init__(self, client: UserOrgClient) -> None:
+        self._client = client
+        self._cache: dict[str, User | None] = {}
+
+    def get(self, user_id: str) -> User | None:
+        if user_id not in self._cache:
+            self._cache[user_id] = self._client.get_user(user_id)
+        return self._cache[user_id]
+
+
+def drifted(hit: BatchHit, row: CourseBatch) -> bool:
+    """Whether the Elasticsearch copy differs from the Cassandra row in the fields handover writes."""
+    return hit.created_by != row.createdby or tuple(hit.mentors) != tuple(row.mentors)
+
+
+class SunbirdBatches:
+    def __init__(self, uow: SunbirdUnitOfWork) -> None:
+        self._uow = uow
+        self._store = uow.store
+
+    def pages_of_user(self, user_id: str, statuses: frozenset[int], page_size: int) -> Iterator[Sequence[CourseBatch]]:
+        """Elasticsearch finds the candidates (every hit, ``search_after``); each is read from Cassandra and
+        kept when the row itself has one of ``statuses`` and names the user as creator or mentor. A document
+        whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row."""
+        seen: set[tuple[str, str]] = set()
+        for hits in self._store.index.search_pages(user_id, sorted(statuses), page_size):
+            self._uow.flush()
+            fresh = [h for h in hits if (h.course_id, h.batch_id) not in seen]
+            rows = self._store.cassandra.read_batches([(h.course_id, h.batch_id) for h in fresh])
+            page: list[CourseBatch] = []
+            repairs: list[tuple[str, dict[str, Any]]] = []
+            for hit in fresh:
+                key = (hit.course_id, hit.batch_id)
+                seen.add(key)
+                row = rows.get(key)
+                if row is None:
+                    log.warning("sunbird store: batch %s/%s is indexed but has no Cassandra row", *key)
+                    continue
+                if drifted(hit, row):
+                    repairs.append((row.batchid, {"createdBy": row.createdby, "mentors": list(row.mentors)}))
+                if row.status in statuses and (row.createdby == user_id or user_id in row.mentors):
+                    page.append(row)
+            if repairs and self._uow.writes:
+                log.info("sunbird store: %d course-batch documents re-synced from Cassandra", len(repairs))
+                self._store.index.update_fields(repairs)
+            if page:
+                yield page
+
+    def write(self, updates: Sequence[BatchUpdate]) -> None:
+        """Cassandra (the source of truth) first, then exactly the written fields of the documents."""
+        if not updates:
+            return
+        todo = list(updates)
+
+        def run() -> None:
+            self._store.cassandra.write_batches(todo)
+            self._store.index.write(todo)
+
+        self._uow.hold(run)
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
+        """The rows (no locks: Cassandra has none; an undo re-checks each field's value)."""
+        self._uow.flush()
+        return self._store.cassandra.read_batches(list(dict.fromkeys(keys)))
+
+
+class SunbirdAssets:
+    def __init__(self, uow: SunbirdUnitOfWork) -> None:
+        self._uow = uow
+        self._graph = uow.store.graph
+
+    def get(self, identifier: str) -> Asset | None:
+        self._uow.flush()
+        return self._graph.get(identifier)
+
+    def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
+        self._uow.flush()
+        return self._graph.get_many(list(dict.fromkeys(identifiers)))
+
+    def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
+        for page in self._graph.pages_created_by(user_id, object_types, page_size):
+            self._uow.flush()
+            yield page
+
+    def write(self, updates: Sequence[AssetUpdate]) -> None:
+        """The updates' top-level properties (a None value removes the property)."""
+        if not updates:
+            return
+        todo = list(updates)
+
+        def run() -> None:
+            self._graph.write(todo)
+
+        self._uow.hold(run)
+
+
+class SunbirdLedger:
+    def __init__(self, uow: SunbirdUnitOfWork, preview: dict[str, LedgerEntry] | None) -> None:
+        self._uow = uow
+        self._cassandra = uow.store.cassandra
+        self._preview = preview
+        self.pending: dict[str, LedgerEntry] = {}
+
+    def get(self, mid: str) -> LedgerEntry | None:
+        if mid in self.pending:
+            return self.pending[mid]
+        if self._preview is not None and mid in self._preview:
+            return self._preview[mid]
+        return self._cassandra.ledger_get(mid)
+
+    def record(self, entry: LedgerEntry) -> None:
+        """Kept until commit: the ledger row is the last write of an event."""
+        self.pending[entry.mid] = entry
+
+    def by_request(self, request_id: str) -> list[LedgerEntry]:
+        entries = {e.mid: e for e in self._cassandra.ledger_by_request(request_id)}
+        for source in (self._preview or {}, self.pending):
+            entries.update({m: e for m, e in source.items() if e.request_id == request_id})
+        return sorted(entries.values(), key=lambda e: e.mid)
+
+    def flush(self) -> None:
+        for entry in self.pending.values():
+            if self._uow.writes:
+                self._cassandra.ledger_put(entry)
+            elif self._preview is not None:
+                self._preview[entry.mid] = entry
+        self.pending.clear()
+
+
+class SunbirdOutbox:
+    """One email per ``mid``: a notification record claimed with a lightweight transaction before the POST,
+    marked sent after it. The email is sent at commit, after the records were written."""
+
+    def __init__(self, uow: SunbirdUnitOfWork) -> None:
+        self._uow = uow
+        self._store = uow.store
+        self._pending: dict[str, Notification] = {}
+
+    def record(self, note: Notification) -> bool:
+        if note.mid in self._pending:
+            return False
+        existing = self._store.cassandra.notification_get(note.mid)
+        if existing is not None and existing.sent_at is not None:
+            return False
+        self._pending[note.mid] = note
+        return True
+
+    def flush(self) -> None:
+        notes, self._pending = list(self._pending.values()), {}
+        if self._uow.writes:
+            for note in notes:
+                self.send_once(note)
+
+    def send_once(self, note: Notification) -> bool:
+        """True when this call sent the email; False when it had been sent. SunbirdStoreError when another
+        worker holds a live claim (the caller retries) or the POST failed (the claim is released)."""
+        cassandra, ks, now = self._store.cassandra, self._store.config.handover, self._store.clock()
+        claim = uuid.uuid4()
+        applied, current = cassandra.lwt(ks.claim_notification(note, claim, now), "claiming the notification")
+        if not applied:
+            if current is None or getattr(current, "sent_at", None) is not None:
+                return False
+            claimed_at = getattr(current, "claimed_at", None)
+            claimed_at = claimed_at.replace(tzinfo=UTC) if claimed_at and claimed_at.tzinfo is None else claimed_at
+            if claimed_at is not None and now - claimed_at < self._store.config.claim_lease:
+                raise SunbirdStoreError(
+                    "cassandra", f"the notification of {note.mid} is being sent by another worker; retry later"
+                )
+            taken, _ = cassandra.lwt(
+                ks.reclaim_notification(note.mid, current.claim_id, claim, now), "claiming the notification"
+            )
+            if not taken:
+                raise SunbirdStoreError("cassandra", f"the notification of {note.mid} was claimed concurrently")
+        try:
+            self._store.userorg.send_notification(note)
+        except Exception:
+            cassandra.lwt(ks.release_notification(note.mid, claim), "releasing the notification claim")
+            raise
+        cassandra.execute(ks.mark_notification_sent(note.mid, self._store.clock()), "marking the notification sent")
+        return True
+
+
+class SunbirdAudit:
+    def __init__(self, uow: SunbirdUnitOfWork) -> None:
+        self._uow = uow
+        self._cassandra = uow.store.cassandra
+
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        """Write the rows, then the record writes they describe."""
+        if self._uow.writes and records:
+            self._cassandra.audit_put(records)
+        self._uow.flush()
+
+    def page(
+        self,
+        *,
+        mid: str | None = None,
+        request_id: str | None = None,
+        newest_first: bool = False,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> AuditPage:
+        """Rows of one event, or of every event of a request (events oldest first, or newest first). Within
+        one event rows come in key order (store, record, field): an event changes each field once, so the
+        order inside it does not matter to undo."""
+        self._uow.flush()
+        if mid is not None:
+            mids = [mid]
+        elif request_id is not None:
+            entries = sorted(self._uow.ledger.by_request(request_id), key=lambda e: (e.processed_at, e.mid))
+            mids = [e.mid for e in (reversed(entries) if newest_first else entries)]
+        else:
+            raise ValueError("audit page: give a mid or a request id")
+        position = _decode_cursor(cursor)
+        if position is not None and position[0] not in mids:
+            raise ValueError(f"bad audit cursor {cursor!r}: not an event of this query")
+        start = mids.index(position[0]) if position else 0
+        after = position[1] if position else None
+        records: list[AuditRecord] = []
+        for index in range(start, len(mids)):
+            current = mids[index]
+            rows = self._cassandra.audit_rows(current, after if index == start else None, limit - len(records))
+            records.extend(rows)
+            if len(records) >= limit:
+                last = records[-1]
+                return AuditPage(records, _encode_cursor(current, (last.store, last.record_key, last.change.field)))
+        return AuditPage(records, None)
+
+
+def _encode_cursor(mid: str, after: tuple[str, str, str]) -> str:
+    return json.dumps([mid, list(after)], ensure_ascii=False)
+
+
+def _decode_cursor(cursor: str | None) -> tuple[str, tuple[str, str, str]] | None:
+    if cursor is None:
+        return None
+    try:
+        mid, after = json.loads(cursor)
+        store, key, field = after
+        return str(mid), (str(store), str(key), str(field))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"bad audit cursor {cursor!r}") from exc

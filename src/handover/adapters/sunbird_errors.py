@@ -1,0 +1,20 @@
+"""The one error the Sunbird adapters raise: which store failed (cassandra, elasticsearch, neo4j, userorg)
+and why. It is a ``ConnectionError`` so that the CLI and the workers treat it as a store failure (exit 1,
+retry with backoff), never as bad input."""
+
+from __future__ import annotations
+
+
+class SunbirdStoreError(ConnectionError):
+    def __init__(self, store: str, message: str) -> None:
+        super().__init__(f"{store}: {message}")
+        self.store = store
+
+
+def check_identifier(value: str, what: str) -> str:
+    """A keyspace, table, index or label name from the configuration: letters, digits, ``_`` (and ``-`` for
+    an Elasticsearch index). Such names cannot be bound as parameters, so they are validated instead."""
+    allowed = value.replace("_", "").replace("-", "") if what == "index" else value.replace("_", "")
+    if not value or not allowed.isascii() or not allowed.isalnum() or not value[0].isalpha() or len(value) > 48:
+        raise ValueError(f"invalid {what} name {value!r}: letters, digits and _ only, starting with a letter")
+    return value
