@@ -244,7 +244,8 @@ def test_notification_claim_is_a_lightweight_transaction() -> None:
         T0,
     )
     assert ks.reclaim_notification("LP.3", old, claim, T0) == (
-        "UPDATE handover.notification SET claim_id = ?, claimed_at = ? WHERE mid = ? IF claim_id = ? AND sent_at = null",
+        "UPDATE handover.notification SET claim_id = ?, claimed_at = ? WHERE mid = ? "
+        "IF claim_id = ? AND sent_at = null",
         (claim, T0, "LP.3", old),
     )
     cql, params = ks.release_notification("LP.3", claim)
