@@ -314,36 +314,30 @@ class SqlBatches:
             yield [_batch(r) for r in rows]
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
-        """Rows that get the same value are written with one UPDATE ... WHERE key IN (...); the rest with one
-        executemany."""
+        """One executemany per written field, each row found by its primary key. (A row-value
+        ``(courseid, batchid) IN (...)`` list is planned as a full scan by SQLite.)"""
         cb = course_batch
-        key = sa.tuple_(cb.c.courseid, cb.c.batchid)
-        by_creator = _grouped((u for u in updates if u.createdby is not None), lambda u: u.createdby)
-        for creator, group in by_creator.items():
-            for chunk in _chunks([u.key for u in group], IN_LIST_SIZE):
-                self._conn.execute(cb.update().where(key.in_(chunk)).values(createdby=creator))
-        with_mentors = [u for u in updates if u.mentors is not None]
-        singles: list[dict[str, Any]] = []
-        for mentors, group in _grouped(with_mentors, lambda u: u.mentors).items():
-            if len(group) == 1:
-                singles.append({"k_c": group[0].courseid, "k_b": group[0].batchid, "v": list(mentors)})
-                continue
-            for chunk in _chunks([u.key for u in group], IN_LIST_SIZE):
-                self._conn.execute(cb.update().where(key.in_(chunk)).values(mentors=list(mentors)))
+        by_key = sa.and_(cb.c.courseid == sa.bindparam("k_c"), cb.c.batchid == sa.bindparam("k_b"))
         executemany(
             self._conn,
-            cb.update()
-            .where(cb.c.courseid == sa.bindparam("k_c"), cb.c.batchid == sa.bindparam("k_b"))
-            .values(mentors=sa.bindparam("v", type_=sa.JSON)),
-            singles,
+            cb.update().where(by_key).values(createdby=sa.bindparam("v")),
+            [{"k_c": u.courseid, "k_b": u.batchid, "v": u.createdby} for u in updates if u.createdby is not None],
         )
-        if with_mentors:
-            self._index_mentors(with_mentors)
+        with_mentors = [u for u in updates if u.mentors is not None]
+        executemany(
+            self._conn,
+            cb.update().where(by_key).values(mentors=sa.bindparam("v", type_=sa.JSON)),
+            [{"k_c": u.courseid, "k_b": u.batchid, "v": list(u.mentors or ())} for u in with_mentors],
+        )
+        self._index_mentors(with_mentors)
 
     def _index_mentors(self, updates: Sequence[BatchUpdate]) -> None:
         m = course_batch_mentor
-        for chunk in _chunks([u.key for u in updates], IN_LIST_SIZE):
-            self._conn.execute(m.delete().where(sa.tuple_(m.c.courseid, m.c.batchid).in_(chunk)))
+        executemany(
+            self._conn,
+            m.delete().where(m.c.courseid == sa.bindparam("k_c"), m.c.batchid == sa.bindparam("k_b")),
+            [{"k_c": u.courseid, "k_b": u.batchid} for u in updates],
+        )
         rows = [
             {"userid": mentor, "courseid": u.courseid, "batchid": u.batchid}
             for u in updates
@@ -352,11 +346,13 @@ class SqlBatches:
         executemany(self._conn, m.insert(), rows)
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
+        """Per course, ``batchid IN (...)``: a primary-key range (a row-value IN list is a scan in SQLite)."""
         cb = course_batch
         found: dict[tuple[str, str], CourseBatch] = {}
-        for chunk in _chunks(list(dict.fromkeys(keys)), IN_LIST_SIZE):
-            query = sa.select(cb).where(sa.tuple_(cb.c.courseid, cb.c.batchid).in_(chunk)).with_for_update()
-            found.update((b.key, b) for b in map(_batch, self._conn.execute(query)))
+        for courseid, group in _grouped(dict.fromkeys(keys), lambda k: k[0]).items():
+            for chunk in _chunks([b for _, b in group], IN_LIST_SIZE):
+                query = sa.select(cb).where(cb.c.courseid == courseid, cb.c.batchid.in_(chunk)).with_for_update()
+                found.update((b.key, b) for b in map(_batch, self._conn.execute(query)))
         return found
 
 

@@ -171,7 +171,13 @@ def _set_field(
         new_top = set_path(current, rest.split("."), value)
         before = get_path(current, rest.split("."))
     values[head] = new_top
-    if before != value:
+    if before == value:
+        return
+    if keep_before and rest and not has_path(current, rest.split(".")):
+        # The path did not exist: keep the whole property, so that undo puts back exactly what was there
+        # (an absent key and a null leaf would otherwise look the same).
+        changes.append(FieldChange(head, current, new_top))
+    else:
         changes.append(FieldChange(path, before if keep_before else None, value))
 
 
@@ -181,6 +187,15 @@ def get_path(obj: Any, keys: Sequence[str]) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def has_path(obj: Any, keys: Sequence[str]) -> bool:
+    """Whether every key of ``keys`` exists, each in an object."""
+    for key in keys:
+        if not isinstance(obj, Mapping) or key not in obj:
+            return False
+        obj = obj[key]
+    return True
 
 
 def set_path(obj: Any, keys: Sequence[str], value: Any) -> dict[str, Any]:

@@ -51,6 +51,14 @@ class AuditRecord:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of audit records and where the next page starts (None: this was the last page)."""
+
+    records: Sequence[AuditRecord]
+    next_cursor: str | None
+
+
 class UserDirectory(Protocol):
     def get(self, user_id: str) -> User | None: ...
 
@@ -65,6 +73,11 @@ class BatchRepository(Protocol):
 
     def write(self, updates: Sequence[BatchUpdate]) -> None: ...
 
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
+        """The batches with these (courseid, batchid) keys that exist, locked until the unit of work ends
+        where the store can lock rows."""
+        ...
+
 
 class AssetRepository(Protocol):
     def get(self, identifier: str) -> Asset | None: ...
@@ -75,13 +88,23 @@ class AssetRepository(Protocol):
         """Every asset with one of ``object_types`` whose createdBy is ``user_id``, each once, in pages."""
         ...
 
-    def write(self, updates: Sequence[AssetUpdate]) -> None: ...
+    def write(self, updates: Sequence[AssetUpdate]) -> None:
+        """Write ``values`` of each update; a None value of a property that is not a column removes it."""
+        ...
+
+    def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
+        """The assets with these identifiers that exist, locked like ``BatchRepository.get_many``."""
+        ...
 
 
 class Ledger(Protocol):
     def get(self, mid: str) -> LedgerEntry | None: ...
 
     def record(self, entry: LedgerEntry) -> None: ...
+
+    def by_request(self, request_id: str) -> list[LedgerEntry]:
+        """Every entry with this request id (a request has a handful of events)."""
+        ...
 
 
 class Outbox(Protocol):
@@ -92,6 +115,19 @@ class Outbox(Protocol):
 
 class AuditLog(Protocol):
     def record(self, records: Sequence[AuditRecord]) -> None: ...
+
+    def page(
+        self,
+        *,
+        mid: str | None = None,
+        request_id: str | None = None,
+        newest_first: bool = False,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> AuditPage:
+        """Up to ``limit`` records of one event (``mid``) or one request, in the order they were written (or
+        newest first), starting after ``cursor`` (from the previous page's ``next_cursor``)."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -157,4 +193,29 @@ class EventSink(Protocol):
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Publish all events durably (topic by ``edata.action``, key = the user the event is about) or raise
         ``PublishError``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStatus:
+    """What became of the events of one API request: ``events`` holds, per event in the order produced,
+    ``mid``, ``assetInformation``, ``outcome`` (``pending`` until processed; ``failed`` when processing gave
+    up), ``reason``, ``skipped`` and ``changed`` (as in the replay report)."""
+
+    request_id: str
+    action_by: str | None
+    events: list[dict[str, Any]]
+
+
+class RequestLog(Protocol):
+    """The events each API request produced, so that its status can be shown before they are processed."""
+
+    def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None: ...
+
+    def forget(self, request_id: str, mids: Sequence[str]) -> None:
+        """Drop what ``record`` kept for events that could not be published."""
+        ...
+
+    def status(self, request_id: str) -> RequestStatus | None:
+        """None when no request has this id."""
         ...

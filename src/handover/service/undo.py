@@ -1,0 +1,350 @@
+"""Undo of ownership transfers (SPEC 10), over the ports only.
+
+For each audited change of the events undone, newest first: a field that still holds the ``after`` value gets
+its ``before`` value back; any other value is left alone and counted as a conflict. The undo of event ``M`` is
+itself an event: ledger row ``undo:M`` (outcome applied, detail with ``reverted`` and ``conflicts``) and audit
+rows under that mid, all in one unit of work, so undoing twice changes nothing. Delete-user events are refused:
+the personal data they removed is gone by design. Audit rows are read a page at a time and each page is
+written before the next is read, so memory does not grow with the size of the transfer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from handover.domain.events import DELETE_USER
+from handover.domain.model import Asset, CourseBatch
+from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange, get_path, has_path, set_path
+from handover.service.audit_trail import UNDO_ACTION, PageReader, iter_pages, undo_mid
+from handover.service.ports import (
+    STORE_ASSET,
+    STORE_COURSE_BATCH,
+    AuditPage,
+    AuditRecord,
+    LedgerEntry,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+CONFLICT_SAMPLES = 20
+
+Clock = Callable[[], datetime]
+
+
+class UndoError(Exception):
+    """An undo that cannot be done; the message says why. Nothing was changed."""
+
+
+class UnknownEvent(UndoError):
+    """No such event (mid) or request in the ledger."""
+
+
+class NotUndoable(UndoError):
+    """A delete-user event, an undo, or an event whose changes were not audited."""
+
+
+@dataclass(slots=True)
+class EventUndo:
+    """What undoing one event did (or, when ``already_undone``, what the earlier undo did)."""
+
+    mid: str
+    reverted: int = 0
+    conflicts: int = 0
+    already_undone: bool = False
+    note: str = ""
+    changed_batches: int = 0
+    changed_assets: int = 0
+    conflict_samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mid": self.mid,
+            "undoMid": undo_mid(self.mid),
+            "reverted": self.reverted,
+            "conflicts": self.conflicts,
+            "alreadyUndone": self.already_undone,
+            "note": self.note,
+            "conflictSamples": self.conflict_samples,
+        }
+
+
+@dataclass(slots=True)
+class UndoResult:
+    events: list[EventUndo]
+
+    @property
+    def reverted(self) -> int:
+        return sum(e.reverted for e in self.events)
+
+    @property
+    def conflicts(self) -> int:
+        return sum(e.conflicts for e in self.events)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reverted": self.reverted,
+            "conflicts": self.conflicts,
+            "events": [e.to_json() for e in self.events],
+        }
+
+
+def undo_details(entry: LedgerEntry) -> tuple[int, int]:
+    """(reverted, conflicts) of an undo ledger entry."""
+    try:
+        doc = json.loads(entry.detail)
+        return int(doc.get("reverted", 0)), int(doc.get("conflicts", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0, 0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Undoer:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, *, page_size: int = 1000, audit: bool = True, clock: Clock = _utcnow
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._page_size = page_size
+        self._audit = audit
+        self._clock = clock
+
+    def undo_event(self, mid: str) -> UndoResult:
+        """Undo one event. ``UnknownEvent`` / ``NotUndoable`` when it cannot be undone."""
+        with self._uow_factory() as uow:
+            entry = uow.ledger.get(mid)
+            if entry is None:
+                raise UnknownEvent(f"no event with mid {mid!r} was processed")
+            _check_undoable(entry)
+
+            def read(cursor: str | None) -> AuditPage:
+                return uow.audit.page(mid=mid, newest_first=True, cursor=cursor, limit=self._page_size)
+
+            result = self._undo(uow, [entry], read)
+            uow.commit()
+        return result
+
+    def undo_request(self, request_id: str) -> UndoResult:
+        """Undo every event of an API request, newest change first, in one unit of work."""
+        with self._uow_factory() as uow:
+            entries = [e for e in uow.ledger.by_request(request_id) if e.action != UNDO_ACTION]
+            if not entries:
+                raise UnknownEvent(f"no event of request {request_id!r} was processed")
+            for entry in entries:
+                _check_undoable(entry)
+
+            def read(cursor: str | None) -> AuditPage:
+                return uow.audit.page(request_id=request_id, newest_first=True, cursor=cursor, limit=self._page_size)
+
+            result = self._undo(uow, entries, read)
+            uow.commit()
+        return result
+
+    # --- one unit of work --------------------------------------------------------------------------
+
+    def _undo(
+        self, uow: UnitOfWork, entries: Sequence[LedgerEntry], read: PageReader
+    ) -> UndoResult:
+        results: dict[str, EventUndo] = {}
+        targets: dict[str, LedgerEntry] = {}
+        for entry in entries:
+            done = uow.ledger.get(undo_mid(entry.mid))
+            if done is not None:
+                reverted, conflicts = undo_details(done)
+                results[entry.mid] = EventUndo(entry.mid, reverted, conflicts, already_undone=True,
+                                               note="already undone: nothing changed")
+            elif entry.outcome != "applied":
+                results[entry.mid] = EventUndo(entry.mid, note=f"{entry.outcome}: it changed nothing")
+            else:
+                results[entry.mid] = EventUndo(entry.mid)
+                targets[entry.mid] = entry
+        if targets:
+            seen = self._revert_pages(uow, targets, results, read)
+            now = self._clock()
+            for mid, entry in targets.items():
+                if mid not in seen and entry.changed_batches + entry.changed_assets > 0:
+                    raise NotUndoable(f"event {mid} changed records but has no audit trail (audit was off)")
+                uow.ledger.record(_undo_entry(entry, results[mid], now))
+        return UndoResult([results[e.mid] for e in entries])
+
+    def _revert_pages(
+        self,
+        uow: UnitOfWork,
+        targets: dict[str, LedgerEntry],
+        results: dict[str, EventUndo],
+        read: PageReader,
+    ) -> set[str]:
+        """Revert page after page (each page written before the next is read); the events seen."""
+        seen: set[str] = set()
+        last_record: dict[str, tuple[str, str]] = {}  # per event: the record last counted as changed
+        for page in iter_pages(read):
+            rows = [r for r in page if r.mid in targets]
+            seen.update(r.mid for r in rows)
+            if rows:
+                self._revert_page(uow, rows, results, last_record)
+        return seen
+
+    def _revert_page(
+        self,
+        uow: UnitOfWork,
+        rows: Sequence[AuditRecord],
+        results: dict[str, EventUndo],
+        last_record: dict[str, tuple[str, str]],
+    ) -> None:
+        batch_keys = [_batch_key(r.record_key) for r in rows if r.store == STORE_COURSE_BATCH]
+        asset_ids = [r.record_key for r in rows if r.store == STORE_ASSET]
+        batches = BatchRevert(uow.batches.get_many(batch_keys) if batch_keys else {})
+        assets = AssetRevert(uow.assets.get_many(asset_ids) if asset_ids else {})
+        reverted: list[AuditRecord] = []
+        for row in rows:  # newest first
+            result = results[row.mid]
+            target = batches if row.store == STORE_COURSE_BATCH else assets
+            if target.revert(row.record_key, row.change):
+                result.reverted += 1
+                reverted.append(row)
+                if last_record.get(row.mid) != (row.store, row.record_key):
+                    last_record[row.mid] = (row.store, row.record_key)
+                    if row.store == STORE_COURSE_BATCH:
+                        result.changed_batches += 1
+                    else:
+                        result.changed_assets += 1
+            else:
+                result.conflicts += 1
+                if len(result.conflict_samples) < CONFLICT_SAMPLES:
+                    result.conflict_samples.append(
+                        {"store": row.store, "key": row.record_key, "field": row.change.field}
+                    )
+        batch_updates, asset_updates = batches.updates(), assets.updates()
+        if batch_updates:
+            uow.batches.write(batch_updates)  # the store's one write path: keeps the mentor index in sync
+        if asset_updates:
+            uow.assets.write(asset_updates)
+        if self._audit and reverted:
+            now = self._clock()
+            uow.audit.record([
+                AuditRecord(
+                    undo_mid(r.mid), r.request_id, r.store, r.record_key,
+                    FieldChange(r.change.field, r.change.after, r.change.before), now,
+                )
+                for r in reverted
+            ])
+
+
+def _check_undoable(entry: LedgerEntry) -> None:
+    if entry.action == DELETE_USER:
+        raise NotUndoable(
+            f"event {entry.mid} is a delete-user event: it cannot be undone (the personal data it removed "
+            "is gone by design)"
+        )
+    if entry.action == UNDO_ACTION:
+        raise NotUndoable(f"event {entry.mid} is an undo: an undo cannot be undone")
+
+
+def _undo_entry(entry: LedgerEntry, result: EventUndo, now: datetime) -> LedgerEntry:
+    return LedgerEntry(
+        mid=undo_mid(entry.mid),
+        action=UNDO_ACTION,
+        outcome="applied",
+        reason=None,
+        skipped=(),
+        changed_batches=result.changed_batches,
+        changed_assets=result.changed_assets,
+        request_id=entry.request_id,
+        subject_user_id=entry.subject_user_id,
+        processed_at=now,
+        detail=json.dumps({"undo_of": entry.mid, "reverted": result.reverted, "conflicts": result.conflicts}),
+    )
+
+
+def _batch_key(record_key: str) -> tuple[str, str]:
+    courseid, _, batchid = record_key.partition("/")
+    return courseid, batchid
+
+
+class BatchRevert:
+    """The batches of one page as they become while changes are reverted, and the writes that follow."""
+
+    FIELDS = ("createdby", "mentors")
+
+    def __init__(self, current: dict[tuple[str, str], CourseBatch]) -> None:
+        self._current = current
+        self._state: dict[tuple[str, str], dict[str, Any]] = {}
+        self._changes: dict[tuple[str, str], list[FieldChange]] = {}
+
+    def revert(self, record_key: str, change: FieldChange) -> bool:
+        key = _batch_key(record_key)
+        batch = self._current.get(key)
+        if batch is None or change.field not in self.FIELDS:
+            return False
+        state = self._state.setdefault(key, {"createdby": batch.createdby, "mentors": list(batch.mentors)})
+        if state[change.field] != change.after:
+            return False
+        if change.field == "createdby" and not isinstance(change.before, str):
+            return False  # a batch's creator is never cleared (the engine never records that)
+        if change.field == "mentors" and not _is_str_list(change.before):
+            return False
+        state[change.field] = change.before
+        self._changes.setdefault(key, []).append(FieldChange(change.field, change.after, change.before))
+        return True
+
+    def updates(self) -> list[BatchUpdate]:
+        out = []
+        for key, changes in self._changes.items():
+            fields = {c.field for c in changes}
+            state = self._state[key]
+            out.append(
+                BatchUpdate(
+                    key[0],
+                    key[1],
+                    state["createdby"] if "createdby" in fields else None,
+                    tuple(state["mentors"]) if "mentors" in fields else None,
+                    tuple(changes),
+                )
+            )
+        return out
+
+
+class AssetRevert:
+    """The assets of one page as they become while changes are reverted. A field is a node property, or a
+    dotted path into the JSON object held by the first segment's property."""
+
+    def __init__(self, current: dict[str, Asset]) -> None:
+        self._current = current
+        self._values: dict[str, dict[str, Any]] = {}
+        self._changes: dict[str, list[FieldChange]] = {}
+
+    def revert(self, identifier: str, change: FieldChange) -> bool:
+        asset = self._current.get(identifier)
+        if asset is None or change.field in ("identifier", "objectType"):
+            return False
+        head, _, rest = change.field.partition(".")
+        values = self._values.setdefault(identifier, {})
+        top = values[head] if head in values else asset.get(head)
+        if rest:
+            keys = rest.split(".")
+            if not has_path(top, keys) or get_path(top, keys) != change.after:
+                return False
+            new_top: Any = set_path(top, keys, change.before)
+        else:
+            if top != change.after:
+                return False
+            new_top = change.before
+        values[head] = new_top
+        self._changes.setdefault(identifier, []).append(FieldChange(change.field, change.after, change.before))
+        return True
+
+    def updates(self) -> list[AssetUpdate]:
+        return [
+            AssetUpdate(ident, self._current[ident].objectType, dict(self._values[ident]), tuple(changes))
+            for ident, changes in self._changes.items()
+        ]
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
