@@ -5,9 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from handover.config import Settings, load_settings
+from handover.config import ConfigError, Settings, load_settings
 from handover.service.engine import Engine, EngineSettings
+from handover.service.ports import EventSink, RequestLog
+from handover.service.undo import Undoer
+
+if TYPE_CHECKING:
+    from handover.adapters.sql_queue import QueueWorker
 
 DEFAULT_STORE = "sqlite:///handover.db"
 
@@ -35,6 +41,13 @@ class App:
             ),
         )
 
+    def undoer(self) -> Undoer:
+        return Undoer(
+            self.store,  # type: ignore[arg-type]
+            page_size=self.settings["page_size"],
+            audit=self.settings["audit.enabled"],
+        )
+
 
 def bootstrap(store: str | None = None, config: str | Path | None = None) -> App:
     settings = load_settings(config or os.environ.get("HANDOVER_CONFIG") or None)
@@ -43,6 +56,33 @@ def bootstrap(store: str | None = None, config: str | Path | None = None) -> App
         from handover.adapters.sunbird import SunbirdStore  # type: ignore[import-not-found,unused-ignore]
 
         return App(settings, url, SunbirdStore(settings))
+    import handover.adapters.sql_queue  # noqa: F401  (puts the queue and request-log tables on the schema)
     from handover.adapters.sql import SqlStore
 
     return App(settings, url, SqlStore(url))
+
+
+@dataclass
+class ApiParts:
+    """What the HTTP API needs besides the store: where events go, the request log behind the status endpoint
+    (None when the store has none), and the in-process worker (only when events go to the embedded queue)."""
+
+    sink: EventSink
+    requests: RequestLog | None
+    worker: QueueWorker | None
+
+
+def api_parts(app: App) -> ApiParts:
+    """Kafka when ``kafka.broker-servers`` is set, else the embedded store's queue and its worker."""
+    from handover.adapters.sql import SqlStore
+    from handover.adapters.sql_queue import QueueWorker, SqlEventQueue, SqlRequestLog
+
+    requests = SqlRequestLog(app.store) if isinstance(app.store, SqlStore) else None
+    if app.settings["kafka.broker-servers"]:
+        from handover.adapters.kafka import KafkaEventSink  # type: ignore[import-not-found,unused-ignore]
+
+        return ApiParts(KafkaEventSink(app.settings), requests, None)
+    if not isinstance(app.store, SqlStore):
+        raise ConfigError(f"store {app.store_url} has no event queue: set kafka.broker-servers")
+    queue = SqlEventQueue(app.store)
+    return ApiParts(queue, requests, QueueWorker(queue, app.engine(), app.settings["max_attempts"]))

@@ -1,0 +1,306 @@
+"""The embedded store's event queue, the API's request log, and the in-process worker that drains the queue.
+
+``handover serve`` without Kafka puts the events an API request produces into ``event_queue`` (durably, in one
+transaction) and a worker thread in the same process takes them in order and processes them with
+``service.delivery.deliver`` (the one retry path). ``request_log`` keeps which events each request produced, so
+that the status endpoint lists them as ``pending`` until the ledger has them. Both tables live on the SQL
+store's ``metadata``: ``handover init`` creates them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from handover import metrics
+from handover.adapters.sql import SqlStore, ledger, metadata
+from handover.domain.events import Reason
+from handover.service.delivery import deliver
+from handover.service.engine import Engine
+from handover.service.ports import PublishError, RequestStatus
+
+log = logging.getLogger(__name__)
+
+PENDING, PROCESSING, DONE, FAILED = "pending", "processing", "done", "failed"
+
+event_queue = sa.Table(
+    "event_queue",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("mid", sa.String(512), nullable=False, unique=True),
+    sa.Column("request_id", sa.String(255)),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_event_queue_status", "status", "id"),
+)
+
+request_log = sa.Table(
+    "request_log",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("mid", sa.String(512), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("action_by", sa.String(255)),
+    sa.Column("asset_information", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+QUEUE_TABLES = ("event_queue", "request_log")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _request_id(event: Mapping[str, Any]) -> str | None:
+    context = event.get("context")
+    cdata = context.get("cdata") if isinstance(context, Mapping) else None
+    rid = cdata.get("id") if isinstance(cdata, Mapping) else None
+    return rid if isinstance(rid, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    id: int
+    mid: str
+    payload: str
+
+
+class SqlEventQueue:
+    """An ``EventSink`` into the store's ``event_queue`` table, and the queue the in-process worker drains."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._engine = store.engine
+        self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
+
+    def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
+        now = _now()
+        rows = []
+        for event in events:
+            mid = event.get("mid")
+            if not isinstance(mid, str) or not mid:
+                raise PublishError("an event without a mid cannot be queued")
+            payload = json.dumps(event, ensure_ascii=False, allow_nan=False)
+            rows.append(
+                {
+                    "mid": mid,
+                    "request_id": _request_id(event),
+                    "payload": payload,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        if not rows:
+            return
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(event_queue.insert(), rows)
+        except sa.exc.SQLAlchemyError as exc:
+            raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
+        self.wakeup.set()
+
+    def claim_next(self) -> QueuedEvent | None:
+        """The oldest pending event, marked ``processing`` (None when the queue is empty)."""
+        with self._engine.begin() as conn:
+            while True:
+                row = conn.execute(
+                    sa.select(event_queue.c.id, event_queue.c.mid, event_queue.c.payload)
+                    .where(event_queue.c.status == PENDING)
+                    .order_by(event_queue.c.id)
+                    .limit(1)
+                ).first()
+                if row is None:
+                    return None
+                claimed = conn.execute(
+                    event_queue.update()
+                    .where(event_queue.c.id == row.id, event_queue.c.status == PENDING)
+                    .values(status=PROCESSING, updated_at=_now())
+                )
+                if claimed.rowcount == 1:
+                    return QueuedEvent(row.id, row.mid, row.payload)
+
+    def finish(self, event_id: int, *, failed: bool, attempts: int, error: str | None = None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                event_queue.update()
+                .where(event_queue.c.id == event_id)
+                .values(status=FAILED if failed else DONE, attempts=attempts, error=error, updated_at=_now())
+            )
+
+    def release_stale(self) -> int:
+        """Put events left ``processing`` by a process that stopped back to ``pending`` (the ledger makes a
+        second processing harmless). Call once before the worker starts."""
+        with self._engine.begin() as conn:
+            result = conn.execute(event_queue.update().where(event_queue.c.status == PROCESSING).values(status=PENDING))
+            return int(result.rowcount or 0)
+
+    def counts(self) -> dict[str, int]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(event_queue.c.status, sa.func.count()).group_by(event_queue.c.status)).all()
+        return {str(status): int(n) for status, n in rows}
+
+
+class SqlRequestLog:
+    """``RequestLog`` on the SQL store: the status is one query joining the log, the ledger and the queue."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._engine = store.engine
+
+    def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
+        now = _now()
+        rows = []
+        for position, event in enumerate(events):
+            edata = event.get("edata")
+            asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
+            rows.append(
+                {
+                    "request_id": request_id,
+                    "mid": event["mid"],
+                    "position": position,
+                    "action_by": action_by,
+                    "asset_information": dict(asset) if isinstance(asset, Mapping) else {},
+                    "created_at": now,
+                }
+            )
+        if rows:
+            with self._engine.begin() as conn:
+                conn.execute(request_log.insert(), rows)
+
+    def forget(self, request_id: str, mids: Sequence[str]) -> None:
+        if not mids:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(
+                request_log.delete().where(request_log.c.request_id == request_id, request_log.c.mid.in_(list(mids)))
+            )
+
+    def status(self, request_id: str) -> RequestStatus | None:
+        rl, lg, q = request_log, ledger, event_queue
+        stmt = (
+            sa.select(
+                rl.c.mid,
+                rl.c.action_by,
+                rl.c.asset_information,
+                lg.c.outcome,
+                lg.c.reason,
+                lg.c.skipped,
+                lg.c.changed_batches,
+                lg.c.changed_assets,
+                q.c.status.label("queue_status"),
+            )
+            .select_from(rl.outerjoin(lg, lg.c.mid == rl.c.mid).outerjoin(q, q.c.mid == rl.c.mid))
+            .where(rl.c.request_id == request_id)
+            .order_by(rl.c.position, rl.c.mid)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return None
+        return RequestStatus(request_id, rows[0].action_by, [_event_status(r) for r in rows])
+
+
+def _event_status(row: Any) -> dict[str, Any]:
+    if row.outcome is not None:
+        outcome, reason, skipped = row.outcome, row.reason, sorted(row.skipped or ())
+        changed = {"course_batches": row.changed_batches, "assets": row.changed_assets}
+    elif row.queue_status == FAILED:
+        outcome, reason, skipped = FAILED, Reason.PROCESSING_FAILED.value, []
+        changed = {"course_batches": 0, "assets": 0}
+    else:
+        outcome, reason, skipped = PENDING, None, []
+        changed = {"course_batches": 0, "assets": 0}
+    return {
+        "mid": row.mid,
+        "assetInformation": row.asset_information or {},
+        "outcome": outcome,
+        "reason": reason,
+        "skipped": skipped,
+        "changed": changed,
+    }
+
+
+class QueueWorker:
+    """Takes queued events in order and processes each with ``deliver`` (retries with backoff); marks it done,
+    or failed once ``max_attempts`` are used up. Never lets an error end the thread."""
+
+    def __init__(self, queue: SqlEventQueue, engine: Engine, max_attempts: int, poll_seconds: float = 1.0) -> None:
+        self.queue = queue
+        self._engine = engine
+        self._max_attempts = max_attempts
+        self._poll = poll_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> bool:
+        """Process the next pending event; False when there was none."""
+        item = self.queue.claim_next()
+        if item is None:
+            return False
+        started = time.perf_counter()
+        delivery = deliver(self._engine, item.payload, self._max_attempts)
+        if delivery.outcome is None:
+            metrics.observe_failure()
+            log.error("queued event %s failed after %d attempts: %s", item.mid, delivery.attempts, delivery.error)
+            self.queue.finish(item.id, failed=True, attempts=delivery.attempts, error=delivery.error)
+        else:
+            metrics.observe(delivery.outcome, time.perf_counter() - started)
+            self.queue.finish(item.id, failed=False, attempts=delivery.attempts)
+        return True
+
+    def drain(self) -> int:
+        """Process every pending event (tests, one-off runs); returns how many."""
+        count = 0
+        while self.run_once():
+            count += 1
+        return count
+
+    def start(self) -> None:
+        self.queue.release_stale()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="handover-queue-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the event in hand, then stop."""
+        self._stop.set()
+        self.queue.wakeup.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        backoff = self._poll
+        while not self._stop.is_set():
+            try:
+                self.queue.wakeup.clear()
+                while not self._stop.is_set() and self.run_once():
+                    pass
+                backoff = self._poll
+            except Exception:  # the store is down: keep trying, slower
+                log.exception("queue worker: cannot reach the queue; retrying in %.1f s", backoff)
+                backoff = min(backoff * 2, 30.0)
+                self._stop.wait(backoff)
+                continue
+            self.queue.wakeup.wait(self._poll)
