@@ -7,5 +7,6 @@ export HANDOVER_STORE="${HANDOVER_STORE:-sqlite:///handover.db}"
 examples="${HANDOVER_EXAMPLES:-../shared/examples}"
 .venv/bin/handover init
 .venv/bin/handover load "$examples/fixture.json"
-.venv/bin/handover replay "$examples/events.jsonl" --report replay-report.jsonl
-.venv/bin/handover dump
+# local use: no authentication (serve says so loudly); set HANDOVER_AUTH_MODE=jwt and HANDOVER_AUTH_PUBLIC_KEY
+export HANDOVER_AUTH_MODE="${HANDOVER_AUTH_MODE:-none}"
+exec .venv/bin/handover serve --host "${HANDOVER_HOST:-127.0.0.1}" --port "${HANDOVER_PORT:-8000}"

@@ -149,6 +149,58 @@ def replay(
     print_summary(tally, changed, dry_run)
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the HTTP API; without Kafka it also runs the worker of the store's event queue in this process."""
+    import signal
+
+    import uvicorn
+
+    from handover.bootstrap import api_parts
+    from handover.entrypoints.api import create_app
+
+    handover = open_app(store, config)
+    try:
+        parts = api_parts(handover)
+        api = create_app(handover, parts)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    if handover.settings["auth.mode"] == "none":
+        err.print(
+            "[bold red]WARNING: authentication is OFF (auth.mode=none): anyone who can reach "
+            f"{host}:{port} can submit ownership transfers. Use it only for local work.[/bold red]",
+            highlight=False,
+        )
+    sink = "Kafka" if parts.worker is None else "the store's event queue (worker in this process)"
+    err.print(f"serving on http://{host}:{port} (store {handover.store_url}; events go to {sink})", highlight=False)
+    if parts.worker is not None:
+        try:
+            parts.worker.start()
+        except store_errors() as exc:
+            fail(f"store: {exc} (has `handover init` been run?)", EXIT_STORE)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises the signal after its shutdown
+        signal.signal(stop_signal, _exit_cleanly)
+    try:
+        uvicorn.run(api, host=host, port=port, log_level="info")
+    finally:
+        if parts.worker is not None:
+            parts.worker.stop()
+        close = getattr(parts.sink, "close", None)
+        if callable(close):
+            close()
+
+
 def read_json_file(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
