@@ -191,7 +191,7 @@ class HandoverKeyspace:
             ),
         )
 
-    def reclaim_notification(self, mid: str, old: uuid.UUID, claim: uuid.UUID, now: datetime) -> Statement:
+    def reclaim_notification(self, mid: str, old: uuid.UUID | None, claim: uuid.UUID, now: datetime) -> Statement:
         return (
             f"UPDATE {self.keyspace}.notification SET claim_id = ?, claimed_at = ? WHERE mid = ? "
             "IF claim_id = ? AND sent_at = null",
@@ -441,6 +441,25 @@ class CassandraGateway:
         """Run a lightweight transaction: (applied, the current row when not applied)."""
         result = self.execute(statement, doing)
         return bool(result.was_applied), result.one()
+
+    def notification_claim(self, note: Notification, claim: uuid.UUID, now: datetime) -> NotificationRow | None:
+        """Create the record, claimed by ``claim`` (``INSERT ... IF NOT EXISTS``). None when it was created;
+        else the existing record (read by the transaction itself, so it is current)."""
+        applied, row = self.lwt(self.handover.claim_notification(note, claim, now), "claiming the notification")
+        if applied:
+            return None
+        return NotificationRow(note.mid, row.claim_id, _utc(row.claimed_at), _utc(row.sent_at))
+
+    def notification_reclaim(self, mid: str, old: uuid.UUID | None, claim: uuid.UUID, now: datetime) -> bool:
+        """Take over an unsent record whose claim is still ``old``."""
+        applied, _ = self.lwt(self.handover.reclaim_notification(mid, old, claim, now), "claiming the notification")
+        return applied
+
+    def notification_release(self, mid: str, claim: uuid.UUID) -> None:
+        self.lwt(self.handover.release_notification(mid, claim), "releasing the notification claim")
+
+    def notification_sent(self, mid: str, now: datetime) -> None:
+        self.execute(self.handover.mark_notification_sent(mid, now), "marking the notification sent")
 
     def scan_notifications(self) -> Iterator[dict[str, Any]]:
         from cassandra.query import SimpleStatement

@@ -94,6 +94,10 @@ class AssetCypher:
             {"node_type": DATA_NODE, "after": after, "limit": limit},
         )
 
+    def delete_all(self) -> Query:
+        """Every node of the label (tests use a label of their own)."""
+        return Query(f"MATCH (n:{self.label}) DETACH DELETE n", {})
+
     def delete(self, identifiers: Sequence[str]) -> Query:
         return Query(
             f"MATCH (n:{self.label}) WHERE n.IL_UNIQUE_ID IN $ids DETACH DELETE n",
@@ -282,6 +286,9 @@ class AssetGraph:
     def delete(self, identifiers: Sequence[str]) -> None:
         if identifiers:
             self._run(self.cypher.delete(identifiers), "deleting assets", write=True)
+
+    def delete_all(self) -> None:
+        self._run(self.cypher.delete_all(), "deleting every node of the label", write=True)
 
     def all_assets(self, page_size: int = 1000) -> Iterator[Asset]:
         after = ""

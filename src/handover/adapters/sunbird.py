@@ -45,7 +45,18 @@ from handover.config import ConfigError, Settings
 from handover.domain.model import Asset, CourseBatch, User, asset_from_json, batch_from_json, user_from_json
 from handover.domain.notification import Notification
 from handover.domain.rules import AssetUpdate, BatchUpdate
-from handover.service.ports import AuditPage, AuditRecord, LedgerEntry
+from handover.service.ports import (
+    AssetRepository,
+    AuditLog,
+    AuditPage,
+    AuditRecord,
+    BatchRepository,
+    Ledger,
+    LedgerEntry,
+    Outbox,
+    UnitOfWorkFactory,
+    UserDirectory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +189,12 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 
 class SunbirdUnitOfWork:
-    users: SunbirdUsers
-    batches: SunbirdBatches
-    assets: SunbirdAssets
-    ledger: SunbirdLedger
-    outbox: SunbirdOutbox
-    audit: SunbirdAudit
+    users: UserDirectory
+    batches: BatchRepository
+    assets: AssetRepository
+    ledger: Ledger
+    outbox: Outbox
+    audit: AuditLog
 
     def __init__(
         self, store: SunbirdStore, *, writes: bool, preview_ledger: dict[str, LedgerEntry] | None = None
@@ -194,11 +205,13 @@ class SunbirdUnitOfWork:
         self._pending: list[Callable[[], None]] = []  # record writes waiting for their audit rows
 
     def __enter__(self) -> Self:
+        self._ledger = SunbirdLedger(self, self._preview_ledger)
+        self._outbox = SunbirdOutbox(self)
         self.users = SunbirdUsers(self.store.userorg)
         self.batches = SunbirdBatches(self)
         self.assets = SunbirdAssets(self)
-        self.ledger = SunbirdLedger(self, self._preview_ledger)
-        self.outbox = SunbirdOutbox(self)
+        self.ledger = self._ledger
+        self.outbox = self._outbox
         self.audit = SunbirdAudit(self)
         return self
 
@@ -213,15 +226,15 @@ class SunbirdUnitOfWork:
 
     def commit(self) -> None:
         self.flush()
-        self.outbox.flush()
-        self.ledger.flush()
+        self._outbox.flush()
+        self._ledger.flush()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         """Nothing can be rolled back across these stores: writes already made stay (a redelivered event
         converges, see the module doc); held writes, the email and the ledger row are dropped."""
-        if exc is not None and (self._pending or self.ledger.pending):
+        if exc is not None and (self._pending or self._ledger.pending):
             log.warning("sunbird store: unit of work failed (%s); ledger not written, the event will run again", exc)
         self._pending.clear()
 
@@ -383,29 +396,24 @@ class SunbirdOutbox:
     def send_once(self, note: Notification) -> bool:
         """True when this call sent the email; False when it had been sent. SunbirdStoreError when another
         worker holds a live claim (the caller retries) or the POST failed (the claim is released)."""
-        cassandra, ks, now = self._store.cassandra, self._store.config.handover, self._store.clock()
+        cassandra, now = self._store.cassandra, self._store.clock()
         claim = uuid.uuid4()
-        applied, current = cassandra.lwt(ks.claim_notification(note, claim, now), "claiming the notification")
-        if not applied:
-            if current is None or getattr(current, "sent_at", None) is not None:
+        existing = cassandra.notification_claim(note, claim, now)
+        if existing is not None:
+            if existing.sent_at is not None:
                 return False
-            claimed_at = getattr(current, "claimed_at", None)
-            claimed_at = claimed_at.replace(tzinfo=UTC) if claimed_at and claimed_at.tzinfo is None else claimed_at
-            if claimed_at is not None and now - claimed_at < self._store.config.claim_lease:
+            if existing.claimed_at is not None and now - existing.claimed_at < self._store.config.claim_lease:
                 raise SunbirdStoreError(
                     "cassandra", f"the notification of {note.mid} is being sent by another worker; retry later"
                 )
-            taken, _ = cassandra.lwt(
-                ks.reclaim_notification(note.mid, current.claim_id, claim, now), "claiming the notification"
-            )
-            if not taken:
+            if not cassandra.notification_reclaim(note.mid, existing.claim_id, claim, now):
                 raise SunbirdStoreError("cassandra", f"the notification of {note.mid} was claimed concurrently")
         try:
             self._store.userorg.send_notification(note)
         except Exception:
-            cassandra.lwt(ks.release_notification(note.mid, claim), "releasing the notification claim")
+            cassandra.notification_release(note.mid, claim)
             raise
-        cassandra.execute(ks.mark_notification_sent(note.mid, self._store.clock()), "marking the notification sent")
+        cassandra.notification_sent(note.mid, self._store.clock())
         return True
 
 
@@ -436,7 +444,7 @@ class SunbirdAudit:
         if mid is not None:
             mids = [mid]
         elif request_id is not None:
-            entries = sorted(self._uow.ledger.by_request(request_id), key=lambda e: (e.processed_at, e.mid))
+            entries = sorted(self._uow._ledger.by_request(request_id), key=lambda e: (e.processed_at, e.mid))
             mids = [e.mid for e in (reversed(entries) if newest_first else entries)]
         else:
             raise ValueError("audit page: give a mid or a request id")
@@ -469,3 +477,8 @@ def _decode_cursor(cursor: str | None) -> tuple[str, tuple[str, str, str]] | Non
         return str(mid), (str(store), str(key), str(field))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"bad audit cursor {cursor!r}") from exc
+
+
+def _satisfies_the_ports(store: SunbirdStore) -> UnitOfWorkFactory:
+    """For mypy: the store is a ``UnitOfWorkFactory`` (its units of work have every port of ``UnitOfWork``)."""
+    return store
