@@ -369,7 +369,9 @@ class Api:
             raise ApiError(404, ERR_NOT_FOUND, f"Requested {request_id} resource not found")
         if user is not None and found.action_by != user:
             raise ApiError(403, ERR_FORBIDDEN, "The token's user is not the actionBy user of this request.")
-        return {"requestId": found.request_id, "events": found.events}
+        from handover.entrypoints.api_audit import with_changes  # (that module imports this one)
+
+        return {"requestId": found.request_id, "events": with_changes(self.app, found.events)}
 
     def health(self) -> JSONResponse:
         checks: list[dict[str, Any]] = []
@@ -440,6 +442,9 @@ def create_app(
             operation_id="status" + ("_gateway" if path.startswith("/api") else ""),
             openapi_extra={"security": [{"bearerAuth": []}]},
         )
+    from handover.entrypoints.api_audit import router as audit_router  # preview, undo, changes (SPEC 10)
+
+    fast.include_router(audit_router)
     fast.add_api_route(
         "/health",
         api.health,

@@ -149,6 +149,72 @@ def replay(
     print_summary(tally, changed, dry_run)
 
 
+@app.command()
+def undo(
+    mid: Annotated[str | None, typer.Argument(help="The mid of the ownership-transfer event to undo.")] = None,
+    request: Annotated[str | None, typer.Option("--request", help="Undo every event of this API request.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Undo an ownership transfer: each change still in place is reverted, any other is a conflict (SPEC 10)."""
+    from handover.service.undo import UndoError
+
+    if (mid is None) == (request is None):
+        fail("give either MID or --request ID", EXIT_USAGE)
+    handover = open_app(store, config)
+    try:
+        undoer = handover.undoer()
+        result = undoer.undo_event(mid) if mid is not None else undoer.undo_request(request or "")
+    except UndoError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    for event in result.events:
+        state = " (already undone: nothing changed)" if event.already_undone else ""
+        err.print(f"{event.mid}: reverted {event.reverted}, conflicts {event.conflicts}{state}", highlight=False)
+    print(json.dumps(result.to_json(), ensure_ascii=False))
+
+
+@app.command("audit")
+def audit_export(
+    request: Annotated[str | None, typer.Option("--request", help="The API request whose changes to export.")] = None,
+    mid: Annotated[str | None, typer.Option("--mid", help="The event whose changes to export.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Export the audit trail of a request or an event (its undo included), oldest change first, to stdout."""
+    import csv
+
+    from handover.service.audit_trail import EXPORT_COLUMNS, csv_cells, export
+
+    if (mid is None) == (request is None):
+        fail("give either --request ID or --mid MID", EXIT_USAGE)
+    if fmt not in ("jsonl", "csv"):
+        fail(f"--format must be jsonl or csv, not {fmt!r}", EXIT_USAGE)
+    handover = open_app(store, config)
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    try:
+        rows = export(
+            handover.store,  # type: ignore[arg-type]
+            mid=mid,
+            request_id=request,
+            page_size=handover.settings["page_size"],
+        )
+        for row in rows:
+            if writer is not None:
+                writer.writerow(csv_cells(row))
+            else:
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    err.print(f"{count} audit rows", highlight=False)
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -199,6 +265,87 @@ def serve(
         close = getattr(parts.sink, "close", None)
         if callable(close):
             close()
+
+
+@app.command()
+def worker(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Consume the Kafka topics until stopped (SIGTERM/SIGINT: finish the events in hand, commit, exit 0)."""
+    from handover.entrypoints import worker as kafka_worker
+
+    handover = open_app(store, config)
+    try:
+        code = kafka_worker.run(handover)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except OSError as exc:  # the metrics port is taken
+        fail(f"metrics.port {handover.settings['metrics.port']}: {exc.strerror or exc}", EXIT_USAGE)
+    raise typer.Exit(code)
+
+
+@app.command()
+def publish(
+    events: Annotated[Path, typer.Argument(help="Events, one JSON object per line.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Send events to their Kafka topic (by edata.action), keyed by the user each is about."""
+    from handover.adapters.kafka import KafkaEventSink
+    from handover.service.ports import PublishError
+
+    try:
+        lines = [line.rstrip(b"\r\n") for line in events.read_bytes().splitlines() if line.strip()]
+    except OSError as exc:
+        fail(f"cannot read {events}: {exc.strerror or exc}", EXIT_USAGE)
+    handover = open_app(None, config)
+    try:
+        sink = KafkaEventSink(handover.settings)
+        counts = sink.publish_raw(lines)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except PublishError as exc:
+        fail(f"kafka: {exc}", EXIT_STORE)
+    for topic, count in counts.items():
+        err.print(f"{count} events to {topic}", highlight=False)
+
+
+@app.command()
+def redrive(
+    from_file: Annotated[
+        Path | None, typer.Option("--from-file", help="Failed-topic records or events, one per line.")
+    ] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Process failed events again: from the failed topic (what it gained since the last redrive) or a file."""
+    from confluent_kafka import KafkaException
+
+    from handover.entrypoints import redrive as redriving
+
+    if from_file is not None and not from_file.is_file():
+        fail(f"cannot read {from_file}: no such file", EXIT_USAGE)
+    handover = open_app(store, config)
+    try:
+        if from_file is not None:
+            counts = redriving.redrive_path(handover, from_file)
+        else:
+            counts = redriving.redrive_topic(handover)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        fail(f"cannot read {from_file}: {exc.strerror or exc}", EXIT_USAGE)
+    except (KafkaException, redriving.RedriveError) as exc:
+        fail(f"kafka: {exc}", EXIT_STORE)
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    table = Table(title="redrive")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for key in ("applied", "rejected", "duplicate", "failed again", "unreadable"):
+        table.add_row(key, str(counts.get(key, 0)))
+    for key in sorted(k for k in counts if k.startswith("rejected: ")):
+        table.add_row("  " + key.removeprefix("rejected: "), str(counts[key]))
+    err.print(table)
+    if counts.get("failed again"):
+        raise typer.Exit(EXIT_STORE)
 
 
 def read_json_file(path: Path) -> Any:
