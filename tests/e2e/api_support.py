@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-from collections.abc import Mapping
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -85,3 +94,96 @@ def assert_error(response: Any, status: int, err: str, errmsg: str, code: str = 
     assert doc["params"]["status"] == "FAILED"
     assert doc["responseCode"] == code
     assert doc["result"] == {}
+
+
+# --- a real ``handover serve`` process ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Process:
+    """A ``handover`` command running as a child process, its output in a file."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "handover.entrypoints.cli", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "COLUMNS": "200", **env},
+                cwd=log.parent,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, then the exit code (killed after ``timeout`` seconds)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class Server(Process):
+    def __init__(self, env: Mapping[str, str], log: Path) -> None:
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        super().__init__(["serve", "--port", str(port)], env, log)
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, f"serve exited early:\n{self.output()}"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
+                    return
+            assert time.monotonic() < deadline, f"serve did not come up:\n{self.output()}"
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def serving(env: Mapping[str, str], log: Path) -> Iterator[Server]:
+    server = Server(env, log)
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+def poll_until_processed(base: str, request_id: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The events of a request once none is ``pending``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{base}{TRANSFER}/{request_id}", timeout=5)
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()["result"]["events"]
+        if all(e["outcome"] != "pending" for e in events):
+            return events
+        assert time.monotonic() < deadline, f"still pending: {events}"
+        time.sleep(0.1)
+
+
+def assert_transferred_ann_to_ravi(url: str) -> None:
+    """The store after the transfer of everything from u-ann to u-ravi in org-1 (shared fixture)."""
+    dump = {name: list(rows) for name, rows in SqlStore(url).dump_sections()}
+    batches = {b["batchid"]: b for b in dump["course_batches"]}
+    assert batches["b-101"]["createdby"] == "u-ravi"
+    assert batches["b-101"]["mentors"] == ["u-ravi", "u-meera"]
+    assert batches["b-102"]["mentors"] == ["u-ravi"]
+    assert batches["b-201"]["createdby"] == "u-ann"  # completed: left alone
+    assets = {a["identifier"]: a for a in dump["assets"]}
+    owned = {i for i, a in assets.items() if a["createdBy"] == "u-ravi"}
+    assert owned == {"do_q1", "do_q1.img", "do_qs1", "do_q2", "do_q3"}
+    assert assets["do_q1"]["creator"] == "Ravi Kumar"
+    assert assets["do_c1"]["createdBy"] == "u-ann"  # Content is not a configured type
