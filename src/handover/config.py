@@ -112,6 +112,7 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "kafka.output.failed.topic": (_as_str, "{env}.handover.failed"),
     "kafka.groupId": (_as_str, "{env}-handover-group"),
     "kafka.session.timeout.ms": (_as_positive_int, 10000),
+    "kafka.commit.interval.ms": (_as_int, 1000),  # the worker commits offsets at most this often (and on stop)
     "kafka.topic.partitions": (_as_positive_int, 4),  # for the input/failed topics the worker creates if missing
     "worker.batch.size": (_as_positive_int, 500),  # events per store transaction in the Kafka worker
     "log.level": (_as_str, "INFO"),

@@ -164,6 +164,17 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
     )
 
 
+def routing(doc: Any) -> tuple[str | None, str | None]:
+    """``(edata.action, the user the event is about)`` of a decoded event, for choosing its topic and key:
+    the from-user of a transfer, the user of a delete-user. Each is None when absent or blank. Never raises."""
+    action = _get_path(doc, "edata", "action")
+    if not _nonblank(action):
+        return None, None
+    path = ("fromUserProfile", "userId") if action == OWNERSHIP_TRANSFER else ("userId",)
+    user = _get_path(doc, "edata", *path) if action in (OWNERSHIP_TRANSFER, DELETE_USER) else None
+    return action, user if _nonblank(user) else None
+
+
 def _asset_information(value: Any) -> AssetInformation | None:
     if not isinstance(value, dict):
         return None

@@ -1,0 +1,420 @@
+"""``handover worker``: the long-running Kafka consumer that replaces the two upstream Flink jobs (SPEC 6).
+
+At-least-once with effects exactly once: events are taken in micro-batches, processed with
+``service.batch_delivery.deliver_batch`` (one store transaction per batch, ``deliver``'s retries as the
+fall-back), rejections and failures are written to the failed topic and acknowledged, and only then do the
+batch's offsets count as done. Done offsets are committed at most every ``kafka.commit.interval.ms``, never
+ahead of the done ones. A crash at any point re-delivers the events whose offsets were not committed; the
+ledger turns them into duplicates, so nothing is lost and nothing applies twice.
+
+SIGTERM/SIGINT finish the batch in hand, commit and exit 0. A rebalance commits what is done before the
+partitions go. ``/metrics`` (Prometheus) and ``/health`` are served on ``metrics.port``; logs are JSON lines
+and every line about an event carries its ``mid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from handover import metrics
+from handover.adapters.kafka import FailedRecord, FailedTopic, Topics, consumer_config, ensure_topics
+from handover.bootstrap import App
+from handover.config import ConfigError
+from handover.domain.events import Reason, parse_event
+from handover.service.batch_delivery import deliver_batch
+from handover.service.delivery import Delivery
+from handover.service.ports import UnitOfWorkFactory
+
+log = logging.getLogger("handover.worker")
+
+POLL_TIMEOUT_S = 0.5
+LAG_INTERVAL_S = 5.0
+STALLED_AFTER_S = 60.0
+
+Partition = tuple[str, int]
+
+
+# --- JSON logs ----------------------------------------------------------------------------------------
+
+_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and every ``extra=`` field (``mid``, ...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+def configure_json_logging(level: str) -> None:
+    number = logging.getLevelName(level.strip().upper())
+    if not isinstance(number, int):
+        raise ConfigError(f"log.level: expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(number)
+
+
+# --- /metrics and /health -----------------------------------------------------------------------------
+
+
+class StatusServer:
+    """A small HTTP server in a daemon thread: ``GET /metrics`` and ``GET /health``."""
+
+    def __init__(self, port: int, health: Any, host: str = "0.0.0.0") -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                elif path == "/health":
+                    ok, doc = outer.health()
+                    self._send(200 if ok else 503, json.dumps(doc).encode(), "application/json")
+                else:
+                    self._send(404, b'{"error":"not found"}', "application/json")
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.health = health
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="status-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- the worker ---------------------------------------------------------------------------------------
+
+
+class Worker:
+    """Consume the input topics until ``stop()``; ``run()`` returns the exit code."""
+
+    def __init__(self, app: App, *, metrics_port: int | None = None) -> None:
+        self._app = app
+        settings = app.settings
+        self._settings = settings
+        self.topics = Topics.from_settings(settings)
+        self._engine = app.engine()
+        self._max_attempts: int = settings["max_attempts"]
+        self._batch_size: int = settings["worker.batch.size"]
+        self._metrics_port: int = settings["metrics.port"] if metrics_port is None else metrics_port
+        self._commit_interval: float = settings["kafka.commit.interval.ms"] / 1000
+        self._next_commit = 0.0
+        self._stop = threading.Event()
+        self._done: dict[Partition, int] = {}  # next offset to commit: every event before it has an outcome
+        self._committed: dict[Partition, int] = {}
+        self._assigned: set[Partition] = set()
+        self._last_poll = time.monotonic()
+        self._consumer: Consumer | None = None
+        self._failed: FailedTopic | None = None
+        self.server: StatusServer | None = None
+        self.handled = 0
+
+    # --- control
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        age = time.monotonic() - self._last_poll
+        status = "stopping" if self.stopping else "stalled" if age > STALLED_AFTER_S else "ok"
+        doc = {
+            "status": status,
+            "assignedPartitions": len(self._assigned),
+            "lastPollSecondsAgo": round(age, 3),
+            "eventsHandled": self.handled,
+        }
+        return status == "ok", doc
+
+    # --- main loop
+
+    def run(self) -> int:
+        self.server = StatusServer(self._metrics_port, self.health)
+        self.server.start()
+        log.info("metrics and health listening", extra={"port": self.server.port})
+        try:
+            if not self._connect():
+                return 0
+            assert self._consumer is not None
+            log.info(
+                "worker started",
+                extra={"topics": self.topics.inputs, "group": self._settings["kafka.groupId"],
+                       "failedTopic": self.topics.failed, "batchSize": self._batch_size},
+            )
+            ok = self._loop(self._consumer)
+            return 0 if ok else 1
+        finally:
+            self._shutdown()
+
+    def _connect(self) -> bool:
+        """Create missing topics, then subscribe; waits for the broker (False when stopped while waiting)."""
+        wait = 1.0
+        while not self.stopping:
+            try:
+                ensure_topics(self._settings, [*self.topics.inputs, self.topics.failed])
+                break
+            except KafkaException as exc:
+                log.error("broker not reachable (%s); retrying in %.0fs", exc, wait)
+                self._stop.wait(wait)
+                wait = min(wait * 2, 30.0)
+        if self.stopping:
+            return False
+        config = consumer_config(self._settings)
+        config["on_commit"] = self._on_commit
+        self._consumer = Consumer(config)
+        self._failed = FailedTopic(self._settings)
+        self._consumer.subscribe(
+            self.topics.inputs, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        return True
+
+    def _loop(self, consumer: Consumer) -> bool:
+        next_lag = time.monotonic() + LAG_INTERVAL_S
+        while not self.stopping:
+            first = consumer.poll(POLL_TIMEOUT_S)
+            self._last_poll = time.monotonic()
+            if first is not None:
+                batch = [first]
+                if self._batch_size > 1:
+                    batch += consumer.consume(self._batch_size - 1, 0)
+                messages = [m for m in batch if self._usable(m)]
+                if messages and not self._handle(consumer, messages):
+                    return False
+            elif time.monotonic() >= self._next_commit:  # idle: commit what waits for the interval
+                self._commit(consumer, asynchronous=True)
+            if time.monotonic() >= next_lag:
+                self._update_lag(consumer)
+                next_lag = time.monotonic() + LAG_INTERVAL_S
+        return True
+
+    def _usable(self, msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("consumer: %s", err.str(), extra={"topic": msg.topic(), "partition": msg.partition()})
+        return False
+
+    def _handle(self, consumer: Consumer, messages: Sequence[Message]) -> bool:
+        """Process, write the failures, then mark done and commit. False when stopped before the failures
+        could be written (their offsets stay uncommitted)."""
+        started = time.perf_counter()
+        values = [m.value() or b"" for m in messages]
+        deliveries = deliver_batch(self._engine, values, self._max_attempts, should_stop=lambda: self.stopping)
+        per_event = (time.perf_counter() - started) / max(len(deliveries), 1)
+        failures: list[tuple[bytes | None, FailedRecord]] = []
+        for msg, delivery in zip(messages, deliveries, strict=False):
+            record = self._account(msg, delivery, per_event)
+            if record is not None:
+                failures.append((msg.key(), record))
+        if failures:
+            assert self._failed is not None
+            if not self._failed.send(failures, give_up=lambda: self.stopping):
+                log.error("stopped before %d failed events reached the failed topic; not committed", len(failures))
+                return False
+        for msg in messages[: len(deliveries)]:
+            self._done[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
+        self.handled += len(deliveries)
+        if time.monotonic() >= self._next_commit:
+            self._commit(consumer, asynchronous=True)
+            self._next_commit = time.monotonic() + self._commit_interval
+        return True
+
+    def _account(self, msg: Message, delivery: Delivery, seconds: float) -> FailedRecord | None:
+        """Metrics and the log line of one event; its failed-topic record when it needs one."""
+        where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
+        outcome = delivery.outcome
+        if outcome is None:
+            metrics.observe_failure()
+            mid = _mid_of(msg.value())
+            log.error("event failed", extra={"mid": mid, "outcome": "failed", "attempts": delivery.attempts,
+                                             "error": delivery.error, **where})
+            return self._record(msg, Reason.PROCESSING_FAILED.value, delivery.error or "", mid, delivery.attempts)
+        metrics.observe(outcome, seconds)
+        log.info("event processed", extra={"mid": outcome.mid, "outcome": outcome.outcome, "reason": outcome.reason,
+                                           "skipped": outcome.skipped, **where})
+        if outcome.outcome == "rejected":
+            return self._record(msg, outcome.reason or "", outcome.detail, outcome.mid, delivery.attempts)
+        if outcome.outcome == "duplicate" and outcome.mid is not None:
+            return self._rejected_before(msg, outcome.mid)
+        return None
+
+    def _rejected_before(self, msg: Message, mid: str) -> FailedRecord | None:
+        """A re-delivered event that was rejected before: its failed record may not have been written (a crash
+        between the store commit and the failed topic), so it is written again (the failed topic is
+        at-least-once, like every Kafka topic)."""
+        try:
+            with self._uow_factory() as uow:
+                entry = uow.ledger.get(mid)
+        except Exception as exc:
+            log.warning("ledger not read for a duplicate: %s", exc, extra={"mid": mid})
+            return None
+        if entry is None or entry.outcome != "rejected":
+            return None
+        return self._record(msg, entry.reason or "", entry.detail, mid, 1)
+
+    @property
+    def _uow_factory(self) -> UnitOfWorkFactory:
+        return self._app.store  # type: ignore[return-value]
+
+    def _record(self, msg: Message, reason: str, detail: str, mid: str | None, attempts: int) -> FailedRecord:
+        return FailedRecord(
+            event=msg.value() or b"",
+            reason=reason,
+            detail=detail,
+            mid=mid,
+            attempts=attempts,
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+        )
+
+    # --- offsets
+
+    def _commit(self, consumer: Consumer, *, asynchronous: bool, only: set[Partition] | None = None) -> None:
+        offsets = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in self._done.items()
+            if self._committed.get((topic, partition)) != offset and (only is None or (topic, partition) in only)
+        ]
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("offset commit failed: %s", exc)
+            return
+        for tp in offsets:
+            self._committed[(tp.topic, tp.partition)] = tp.offset
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is None:
+            return
+        log.warning("offset commit failed: %s", err.str())
+        for tp in partitions:  # commit them again next time
+            self._committed.pop((tp.topic, tp.partition), None)
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("partitions assigned", extra={"partitions": _names(partitions),
+                                               "assignedPartitions": len(self._assigned)})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._commit(consumer, asynchronous=False, only=gone)
+        self._forget(gone)
+        log.info("partitions revoked", extra={"partitions": _names(partitions)})
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget({(tp.topic, tp.partition) for tp in partitions})
+        log.warning("partitions lost", extra={"partitions": _names(partitions)})
+
+    def _forget(self, gone: set[Partition]) -> None:
+        self._assigned -= gone
+        for key in gone:
+            self._done.pop(key, None)
+            self._committed.pop(key, None)
+            with contextlib.suppress(KeyError):
+                metrics.consumer_lag.remove(key[0], str(key[1]))
+
+    def _update_lag(self, consumer: Consumer) -> None:
+        try:
+            assigned = consumer.assignment()
+            if not assigned:
+                return
+            for tp in consumer.position(assigned):
+                if tp.offset < 0:
+                    continue
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                if high >= 0:
+                    metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                        max(high - tp.offset, 0)
+                    )
+        except KafkaException as exc:
+            log.debug("consumer lag not updated: %s", exc)
+
+    def _shutdown(self) -> None:
+        committed: dict[str, int] = {}
+        if self._consumer is not None:
+            self._commit(self._consumer, asynchronous=False)
+            committed = _offsets(self._committed)
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer close: %s", exc)
+        if self._failed is not None:
+            self._failed.close()
+        if self.server is not None:
+            self.server.stop()
+        log.info("worker stopped", extra={"eventsHandled": self.handled, "committed": committed})
+
+
+def _names(partitions: Sequence[TopicPartition]) -> list[str]:
+    return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+
+
+def _offsets(offsets: dict[Partition, int]) -> dict[str, int]:
+    return {f"{topic}[{partition}]": offset for (topic, partition), offset in sorted(offsets.items())}
+
+
+def _mid_of(value: bytes | None) -> str | None:
+    return parse_event(value or b"").mid
+
+
+def run(app: App) -> int:
+    """``handover worker``: JSON logs, signal handling, the loop. The exit code."""
+    configure_json_logging(app.settings["log.level"])
+    worker = Worker(app)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    return worker.run()

@@ -1,0 +1,403 @@
+"""The Kafka worker against a real Kafka-protocol broker (tansu): same results as ``replay``, no event lost or
+applied twice across kill -9, consumer-group scale-out, the failed topic, redrive and graceful shutdown.
+
+Workers run in this process (a thread) where the test is about behaviour, as real ``handover worker``
+processes where it is about processes (kill -9, two members of a group, SIGTERM)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from handover.adapters.kafka import FailedRecord, KafkaEventSink
+from handover.adapters.sql import SqlStore
+from handover.bootstrap import App, bootstrap
+from handover.config import Settings, load_settings
+from handover.entrypoints.redrive import redrive_path, redrive_topic
+from handover.entrypoints.worker import Worker
+from tests.conftest import EXAMPLES
+from tests.streams import mixed_stream
+from tests.tansu import SESSION_TIMEOUT_MS, Tansu
+
+pytestmark = pytest.mark.kafka
+
+
+# --- set-up -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """One test's store (SQLite file), topics and consumer group (a job.env of its own)."""
+
+    db: Path
+    environ: dict[str, str]
+    settings: Settings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.settings = load_settings(environ=self.environ)
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.db}"
+
+    def app(self) -> App:
+        return dataclasses.replace(bootstrap(self.url), settings=self.settings)
+
+    def publish(self, values: Sequence[bytes]) -> None:
+        sink = KafkaEventSink(self.settings)
+        sink.publish_raw(values)
+        sink.close()
+
+    def ledger_count(self) -> int:
+        with sqlite3.connect(self.db, timeout=30) as conn:
+            return int(conn.execute("SELECT count(*) FROM ledger").fetchone()[0])
+
+    def dump(self) -> dict[str, list[Any]]:
+        return dump_of(self.url)
+
+
+def dump_of(url: str) -> dict[str, list[Any]]:
+    return {name: list(records) for name, records in SqlStore(url).dump_sections()}
+
+
+def new_store(path: Path, fixture: dict[str, Any]) -> str:
+    url = f"sqlite:///{path}"
+    store = SqlStore(url)
+    store.init_schema()
+    store.load(fixture)
+    return url
+
+
+def replayed_dump(path: Path, fixture: dict[str, Any], events: Sequence[bytes]) -> dict[str, list[Any]]:
+    """What ``replay`` gives: the events one after the other on a fresh copy of the fixture."""
+    url = new_store(path, fixture)
+    engine = bootstrap(url).engine()
+    for value in events:
+        engine.process(value)
+    return dump_of(url)
+
+
+@pytest.fixture
+def setup(kafka_broker: Tansu, tmp_path: Path) -> Callable[..., Setup]:
+    def make(fixture: dict[str, Any], **settings: str) -> Setup:
+        db = tmp_path / "worker.db"
+        new_store(db, fixture)
+        environ = {
+            "HANDOVER_KAFKA_BROKER_SERVERS": kafka_broker.bootstrap,
+            "HANDOVER_JOB_ENV": "t" + uuid.uuid4().hex[:10],
+            "HANDOVER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+            "HANDOVER_METRICS_PORT": "0",
+            "HANDOVER_STORE": f"sqlite:///{db}",
+            **{f"HANDOVER_{k.upper()}": v for k, v in settings.items()},
+        }
+        return Setup(db, environ)
+
+    return make
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def read_failed(settings: Settings, count: int, timeout: float = 20.0) -> list[FailedRecord]:
+    """The first ``count`` records of the failed topic (fails when fewer arrive)."""
+    topic = settings["kafka.output.failed.topic"]
+    consumer = Consumer(
+        {"bootstrap.servers": settings["kafka.broker-servers"], "group.id": "reader-" + uuid.uuid4().hex}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records: list[FailedRecord] = []
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.5):
+                assert msg.error() is None, msg.error()
+                records.append(FailedRecord.from_json(msg.value() or b""))
+        assert len(records) >= count, f"{len(records)} failed records, expected {count}"
+        return records
+    finally:
+        consumer.close()
+
+
+class InProcessWorker:
+    def __init__(self, setup: Setup) -> None:
+        self.worker = Worker(setup.app(), metrics_port=0)
+        self.thread = threading.Thread(target=self._run, name="worker")
+        self.code: int | None = None
+
+    def _run(self) -> None:
+        self.code = self.worker.run()
+
+    def __enter__(self) -> InProcessWorker:
+        self.thread.start()
+        wait_until(lambda: self.assigned() or not self.thread.is_alive(), 30, "partitions assigned")
+        assert self.thread.is_alive(), f"the worker stopped with {self.code}"
+        return self
+
+    def assigned(self) -> bool:
+        return bool(self.worker.health()[1]["assignedPartitions"])
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+    def handle(self, setup: Setup, values: Sequence[bytes]) -> None:
+        """Publish and wait until the worker has handled them."""
+        target = self.worker.handled + len(values)
+        setup.publish(values)
+        wait_until(lambda: self.worker.handled >= target, 30, f"{target} events handled")
+
+
+class WorkerProcess:
+    """``handover worker`` as a real process; its JSON log lines are kept in a file."""
+
+    def __init__(self, setup: Setup, log: Path) -> None:
+        self.log = log
+        self._file = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "handover.entrypoints.cli", "worker"],
+            env={**os.environ, **setup.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=self._file,
+        )
+
+    def lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # librdkafka's own log lines
+        return out
+
+    def assigned(self) -> int:
+        counts = [rec["assignedPartitions"] for rec in self.lines() if rec.get("msg") == "partitions assigned"]
+        revoked = [rec for rec in self.lines() if rec.get("msg") == "partitions revoked"]
+        return counts[-1] if counts and len(counts) > len(revoked) else 0
+
+    def outcomes(self) -> Counter[str]:
+        return Counter(rec["outcome"] for rec in self.lines() if rec.get("msg") == "event processed")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._file.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self._file.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for proc in started:
+        proc.kill()
+
+
+def committed_total(settings: Settings, topics: Sequence[str]) -> int:
+    consumer = Consumer({"bootstrap.servers": settings["kafka.broker-servers"], "group.id": settings["kafka.groupId"]})
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10))
+    finally:
+        consumer.close()
+
+
+# --- tests --------------------------------------------------------------------------------------------
+
+
+def test_examples_through_kafka_give_the_same_dump_as_replay(setup: Callable[..., Setup], tmp_path: Path) -> None:
+    fixture = json.loads((EXAMPLES / "fixture.json").read_text())
+    events = (EXAMPLES / "events.jsonl").read_bytes().splitlines()
+    env = setup(fixture)
+    with InProcessWorker(env) as worker:
+        # one at a time, as replay does: the delete-user and the transfers are on different topics, and Kafka
+        # orders events only within a partition
+        for value in events:
+            worker.handle(env, [value])
+    assert env.dump() == replayed_dump(tmp_path / "replay.db", fixture, events)
+    assert env.dump() == json.loads((EXAMPLES / "expected_dump.json").read_text())
+    failed = read_failed(env.settings, 2)
+    assert sorted((r.reason, r.mid or "", r.event) for r in failed) == [
+        ("MALFORMED_EVENT", "", b"not json"),
+        ("MISSING_FIELD", "LP.bad.0005", events[4]),
+    ]
+    assert all(r.topic == env.settings["kafka.input.topic"] and r.attempts == 1 for r in failed)
+
+
+def test_malformed_events_go_to_the_failed_topic_and_the_stream_goes_on(setup: Callable[..., Setup]) -> None:
+    fixture, events = mixed_stream(3)
+    env = setup(fixture)
+    bad = [
+        b"not json",
+        b"\xff\xfe not utf-8",
+        b"[1, 2, 3]",
+        b'{"eid": "BE_JOB_REQUEST", "edata": {"action": "delete-user", "userId": "x"}}',  # no mid
+        b'{"eid": "BE_JOB_REQUEST", "mid": "LP.x.1", "object": {"type": "user"}, "edata": {"action": "merge"}}',
+        b"[" * 100_000,
+    ]
+    with InProcessWorker(env) as worker:
+        worker.handle(env, bad + events)
+        assert worker.worker.health()[0]
+    failed = read_failed(env.settings, len(bad) + 2)
+    reasons = Counter(r.reason for r in failed)
+    assert reasons == Counter(
+        {"MALFORMED_EVENT": 4, "MISSING_FIELD": 2, "UNSUPPORTED_ACTION": 1, "UNKNOWN_USER": 1}
+    )
+    originals = {r.event for r in failed}
+    assert set(bad) <= originals  # byte for byte, the non-UTF-8 one included
+    # the valid events behind them were all processed
+    assert env.ledger_count() == len({json.loads(v)["mid"] for v in events}) + 1  # + LP.x.1
+
+
+def test_store_failures_go_to_the_failed_topic_and_redrive_applies_them(
+    setup: Callable[..., Setup], tmp_path: Path
+) -> None:
+    fixture, events = mixed_stream(4)
+    # transfers of everything of groups 0 to 3
+    first, broken, third = events[1], [events[7], events[11]], events[15]
+    broken_mids = sorted(json.loads(v)["mid"] for v in broken)
+    env = setup(fixture, max_attempts="2")
+
+    def break_store(broken: bool) -> None:  # a real store failure: every unit of work fails while it lasts
+        names = ("ledger", "ledger_away") if broken else ("ledger_away", "ledger")
+        with sqlite3.connect(env.db, timeout=30) as conn:
+            conn.execute("ALTER TABLE {} RENAME TO {}".format(*names))
+
+    with InProcessWorker(env) as worker:
+        worker.handle(env, [first])
+        break_store(True)
+        worker.handle(env, broken)
+        records = read_failed(env.settings, 2)
+        assert sorted(r.mid or "" for r in records) == broken_mids
+        assert {(r.reason, r.attempts) for r in records} == {("PROCESSING_FAILED", 2)}
+        assert all("ledger" in r.detail and r.event in broken for r in records)
+
+        # a redrive while the store is still broken writes them back, attempts added up, and stops there
+        assert redrive_topic(env.app()) == Counter({"failed again": 2})
+        again = [r for r in read_failed(env.settings, 4) if r.failed_at > max(r.failed_at for r in records)]
+        assert sorted(r.mid or "" for r in again) == broken_mids
+        assert {(r.reason, r.attempts) for r in again} == {("PROCESSING_FAILED", 4)}
+
+        break_store(False)
+        worker.handle(env, [third])  # the stream went on
+        assert worker.worker.health()[0]
+    assert env.ledger_count() == 2
+
+    assert redrive_topic(env.app()) == Counter({"applied": 2})
+    assert env.ledger_count() == 4
+    assert redrive_topic(env.app()) == Counter()  # nothing new since the last redrive
+    batches = {(b["courseid"], b["batchid"]): b["createdby"] for b in env.dump()["course_batches"]}
+    assert batches[("c000001", "b1")] == "b000001" and batches[("c000002", "b1")] == "b000002"
+
+    # the same records from a file: processed already, so duplicates
+    saved = tmp_path / "failed.jsonl"
+    saved.write_bytes(b"".join(r.to_json() + b"\n" for r in read_failed(env.settings, 4)))
+    assert redrive_path(env.app(), saved) == Counter({"duplicate": 4})
+
+
+def test_kill_9_mid_stream_then_restart_ends_as_a_sequential_replay(
+    setup: Callable[..., Setup], processes: list[WorkerProcess], tmp_path: Path
+) -> None:
+    fixture, events = mixed_stream(240)
+    # small transactions, slow enough to be killed mid-stream; offsets committed every 2 s, so the kill leaves
+    # applied events uncommitted and the restarted worker gets them again
+    env = setup(fixture, worker_batch_size="3", kafka_commit_interval_ms="2000")
+    distinct = len({json.loads(v)["mid"] for v in events})
+    env.publish(events)
+    first = WorkerProcess(env, tmp_path / "first.log")
+    processes.append(first)
+    wait_until(lambda: env.ledger_count() >= distinct // 5, 60, "a fifth of the stream")
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    at_kill = env.ledger_count()
+    assert at_kill < distinct, "the worker finished before it could be killed"
+
+    second = WorkerProcess(env, tmp_path / "second.log")
+    processes.append(second)
+    wait_until(lambda: env.ledger_count() == distinct, 90, "the whole stream")
+    assert second.stop() == 0
+
+    expected = replayed_dump(tmp_path / "replay.db", fixture, events)
+    assert env.dump() == expected
+    notes = env.dump()["notifications"]
+    assert sorted(n["mid"] for n in notes) == sorted(f"LP.{g:06d}.3" for g in range(240))  # once each
+    # nothing applied twice (the killed worker may have died between a commit and its log lines) although
+    # events were delivered twice
+    before, after = first.outcomes(), second.outcomes()
+    assert 3 * 240 - 3 <= before["applied"] + after["applied"] <= 3 * 240
+    assert before.total() + after.total() > len(events)
+
+
+def test_two_workers_in_one_group_share_the_partitions(
+    setup: Callable[..., Setup], processes: list[WorkerProcess], tmp_path: Path
+) -> None:
+    fixture, events = mixed_stream(200)
+    env = setup(fixture, worker_batch_size="20", kafka_topic_partitions="4")
+    a = WorkerProcess(env, tmp_path / "a.log")
+    b = WorkerProcess(env, tmp_path / "b.log")
+    processes.extend([a, b])
+    wait_until(lambda: a.assigned() > 0 and b.assigned() > 0 and a.assigned() + b.assigned() == 8, 60,
+               "both workers to get partitions")
+    env.publish(events)
+    distinct = len({json.loads(v)["mid"] for v in events})
+    wait_until(lambda: env.ledger_count() == distinct, 90, "the whole stream")
+    assert a.stop() == 0
+    assert b.stop() == 0
+
+    seen_a, seen_b = a.outcomes(), b.outcomes()
+    assert sum(seen_a.values()) > 0 and sum(seen_b.values()) > 0  # both took part
+    assert seen_a["applied"] + seen_b["applied"] == 3 * 200  # every event applied exactly once
+    assert env.dump() == replayed_dump(tmp_path / "replay.db", fixture, events)
+
+
+def test_sigterm_exits_0_within_seconds_with_offsets_committed(
+    setup: Callable[..., Setup], processes: list[WorkerProcess], tmp_path: Path
+) -> None:
+    fixture, events = mixed_stream(500)
+    unique = list({json.loads(v)["mid"]: v for v in events}.values())  # no redeliveries: offsets = ledger rows
+    env = setup(fixture, worker_batch_size="2")
+    env.publish(unique)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    processes.append(worker)
+    wait_until(lambda: env.ledger_count() > 50, 60, "the stream to be under way")
+    started = time.monotonic()
+    assert worker.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5
+    processed = env.ledger_count()
+    assert processed < len(unique), "the worker finished before SIGTERM"
+    topics = [env.settings["kafka.input.topic"], env.settings["kafka.input.user_pii_topic"]]
+    assert committed_total(env.settings, topics) == processed  # everything done is committed, nothing more
