@@ -79,7 +79,7 @@ def api_parts(app: App) -> ApiParts:
 
     requests = SqlRequestLog(app.store) if isinstance(app.store, SqlStore) else None
     if app.settings["kafka.broker-servers"]:
-        from handover.adapters.kafka import KafkaEventSink  # type: ignore[import-not-found,unused-ignore]
+        from handover.adapters.kafka import KafkaEventSink
 
         return ApiParts(KafkaEventSink(app.settings), requests, None)
     if not isinstance(app.store, SqlStore):
