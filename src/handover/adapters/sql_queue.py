@@ -3,8 +3,9 @@
 ``handover serve`` without Kafka puts the events an API request produces into ``event_queue`` (durably, in one
 transaction) and a worker thread in the same process takes them in order and processes them with
 ``service.delivery.deliver`` (the one retry path). ``request_log`` keeps which events each request produced, so
-that the status endpoint lists them as ``pending`` until the ledger has them. Both tables live on the SQL
-store's ``metadata``: ``handover init`` creates them.
+that the status endpoint lists them as ``pending`` until the ledger has them; ``request_summary`` keeps who each
+request was about, for the admin console's history. The tables live on the SQL store's ``metadata``:
+``handover init`` creates them.
 """
 
 from __future__ import annotations
@@ -57,7 +58,18 @@ request_log = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-QUEUE_TABLES = ("event_queue", "request_log")
+request_summary = sa.Table(
+    "request_summary",
+    metadata,
+    sa.Column("request_id", sa.String(255), primary_key=True),
+    sa.Column("organisation_id", sa.String(255)),
+    sa.Column("from_user", sa.String(255)),
+    sa.Column("to_user", sa.String(255)),
+    sa.Index("ix_request_summary_from_user", "from_user"),
+    sa.Index("ix_request_summary_to_user", "to_user"),
+)
+
+QUEUE_TABLES = ("event_queue", "request_log", "request_summary")
 
 
 def _now() -> datetime:
@@ -71,11 +83,61 @@ def _request_id(event: Mapping[str, Any]) -> str | None:
     return rid if isinstance(rid, str) else None
 
 
+def _users_of(event: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(organisationId, from-user id, to-user id) of an ownership-transfer event (None where absent)."""
+    edata = event.get("edata")
+    edata = edata if isinstance(edata, Mapping) else {}
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    def user_id(key: str) -> str | None:
+        profile = edata.get(key)
+        return text(profile.get("userId")) if isinstance(profile, Mapping) else None
+
+    from_user = user_id("fromUserProfile") or text(edata.get("userId"))
+    return text(edata.get("organisationId")), from_user, user_id("toUserProfile")
+
+
 @dataclass(frozen=True, slots=True)
 class QueuedEvent:
     id: int
     mid: str
     payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """A queued event that processing gave up on after ``max_attempts`` (reason ``PROCESSING_FAILED``)."""
+
+    mid: str
+    request_id: str | None
+    action: str | None
+    organisation_id: str | None
+    from_user: str | None
+    to_user: str | None
+    attempts: int
+    error: str
+    failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """One API request in the history: who, when, and how many of its events ended how (``outcomes``:
+    applied / rejected / duplicate / failed / pending counts; ``reasons``: the rejection and failure reasons)."""
+
+    request_id: str
+    created_at: datetime
+    action_by: str | None
+    organisation_id: str | None
+    from_user: str | None
+    to_user: str | None
+    outcomes: dict[str, int]
+    reasons: list[str]
+
+    @property
+    def events(self) -> int:
+        return sum(self.outcomes.values())
 
 
 class SqlEventQueue:
@@ -153,6 +215,55 @@ class SqlEventQueue:
             rows = conn.execute(sa.select(event_queue.c.status, sa.func.count()).group_by(event_queue.c.status)).all()
         return {str(status): int(n) for status, n in rows}
 
+    def oldest_pending_at(self) -> datetime | None:
+        """When the oldest event still waiting (pending or in hand) was queued: the queue's lag in time."""
+        q = event_queue
+        with self._engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.min(q.c.created_at)).where(q.c.status.in_([PENDING, PROCESSING])))
+            return _aware(value.scalar())
+
+    def failed(self, *, request_id: str | None = None, limit: int = 100) -> list[FailedEvent]:
+        """Events processing gave up on, the most recent failure first."""
+        q = event_queue
+        stmt = sa.select(q).where(q.c.status == FAILED).order_by(q.c.updated_at.desc(), q.c.id.desc()).limit(limit)
+        if request_id is not None:
+            stmt = stmt.where(q.c.request_id == request_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        out = []
+        for row in rows:
+            try:
+                event = json.loads(row.payload)
+            except ValueError:
+                event = {}
+            event = event if isinstance(event, Mapping) else {}
+            edata = event.get("edata")
+            action = edata.get("action") if isinstance(edata, Mapping) else None
+            org, from_user, to_user = _users_of(event)
+            failed_at = _aware(row.updated_at) or _now()
+            out.append(
+                FailedEvent(
+                    row.mid, row.request_id, action if isinstance(action, str) else None, org, from_user, to_user,
+                    int(row.attempts or 0), row.error or "", failed_at,
+                )
+            )
+        return out
+
+    def redrive(self, mid: str) -> bool:
+        """Queue a failed event again (the worker processes it with ``deliver``, as the first time); False when
+        no failed event has this ``mid``."""
+        q = event_queue
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                q.update()
+                .where(q.c.mid == mid, q.c.status == FAILED)
+                .values(status=PENDING, error=None, updated_at=_now())
+            )
+        if done.rowcount != 1:
+            return False
+        self.wakeup.set()
+        return True
+
 
 class SqlRequestLog:
     """``RequestLog`` on the SQL store: the status is one query joining the log, the ledger and the queue."""
@@ -177,8 +288,11 @@ class SqlRequestLog:
                 }
             )
         if rows:
+            org, from_user, to_user = _users_of(events[0])
+            summary = {"request_id": request_id, "organisation_id": org, "from_user": from_user, "to_user": to_user}
             with self._engine.begin() as conn:
                 conn.execute(request_log.insert(), rows)
+                conn.execute(request_summary.insert(), [summary])
 
     def forget(self, request_id: str, mids: Sequence[str]) -> None:
         if not mids:
@@ -187,6 +301,8 @@ class SqlRequestLog:
             conn.execute(
                 request_log.delete().where(request_log.c.request_id == request_id, request_log.c.mid.in_(list(mids)))
             )
+            left = sa.exists().where(request_log.c.request_id == request_id)
+            conn.execute(request_summary.delete().where(request_summary.c.request_id == request_id, ~left))
 
     def status(self, request_id: str) -> RequestStatus | None:
         rl, lg, q = request_log, ledger, event_queue
@@ -211,6 +327,112 @@ class SqlRequestLog:
         if not rows:
             return None
         return RequestStatus(request_id, rows[0].action_by, [_event_status(r) for r in rows])
+
+
+    def history(
+        self,
+        *,
+        user: str | None = None,
+        outcome: str | None = None,
+        action_by: str | None = None,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> list[RequestSummary]:
+        """Requests newest first. ``user``: the request's admin, from-user or to-user; ``outcome``: at least one
+        event ended so (applied, rejected, duplicate, failed, pending); ``action_by``: only that admin's."""
+        rl, rs = request_log, request_summary
+        stmt = (
+            sa.select(rl.c.request_id, sa.func.min(rl.c.created_at).label("created_at"))
+            .group_by(rl.c.request_id)
+            .order_by(sa.desc("created_at"), rl.c.request_id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        if user:
+            about = sa.select(rs.c.request_id).where(sa.or_(rs.c.from_user == user, rs.c.to_user == user))
+            stmt = stmt.where(sa.or_(rl.c.action_by == user, rl.c.request_id.in_(about)))
+        if action_by is not None:
+            stmt = stmt.where(rl.c.action_by == action_by)
+        if outcome:
+            inner, lg, q = rl.alias("e"), ledger.alias("l"), event_queue.alias("q")
+            ended = (
+                sa.select(inner.c.request_id)
+                .select_from(inner.outerjoin(lg, lg.c.mid == inner.c.mid).outerjoin(q, q.c.mid == inner.c.mid))
+                .where(_outcome_of(lg, q) == outcome)
+            )
+            stmt = stmt.where(rl.c.request_id.in_(ended))
+        with self._engine.connect() as conn:
+            page = conn.execute(stmt).all()
+            return self._summaries(conn, [(r.request_id, _aware(r.created_at) or _now()) for r in page])
+
+    def summary(self, request_id: str) -> RequestSummary | None:
+        with self._engine.connect() as conn:
+            first = conn.execute(
+                sa.select(sa.func.min(request_log.c.created_at)).where(request_log.c.request_id == request_id)
+            ).scalar()
+            if first is None:
+                return None
+            (found,) = self._summaries(conn, [(request_id, _aware(first) or _now())])
+            return found
+
+    def _summaries(self, conn: sa.Connection, heads: Sequence[tuple[str, datetime]]) -> list[RequestSummary]:
+        if not heads:
+            return []
+        rl, rs, lg, q = request_log, request_summary, ledger, event_queue
+        ids = [rid for rid, _ in heads]
+        events = conn.execute(
+            sa.select(rl.c.request_id, rl.c.action_by, _outcome_of(lg, q).label("outcome"), lg.c.reason)
+            .select_from(rl.outerjoin(lg, lg.c.mid == rl.c.mid).outerjoin(q, q.c.mid == rl.c.mid))
+            .where(rl.c.request_id.in_(ids))
+        ).all()
+        users = {r.request_id: r for r in conn.execute(sa.select(rs).where(rs.c.request_id.in_(ids)))}
+        outcomes: dict[str, dict[str, int]] = {rid: {} for rid in ids}
+        reasons: dict[str, set[str]] = {rid: set() for rid in ids}
+        action_by: dict[str, str | None] = {}
+        for row in events:
+            counts = outcomes[row.request_id]
+            counts[row.outcome] = counts.get(row.outcome, 0) + 1
+            action_by[row.request_id] = row.action_by
+            if row.outcome == FAILED:
+                reasons[row.request_id].add(Reason.PROCESSING_FAILED.value)
+            elif row.reason and row.outcome == "rejected":
+                reasons[row.request_id].add(row.reason)
+        out = []
+        for rid, created_at in heads:
+            who = users.get(rid)
+            out.append(
+                RequestSummary(
+                    rid, created_at, action_by.get(rid),
+                    who.organisation_id if who else None, who.from_user if who else None, who.to_user if who else None,
+                    outcomes[rid], sorted(reasons[rid]),
+                )
+            )
+        return out
+
+    def processed_counts(self) -> list[tuple[str | None, str, str | None, int]]:
+        """(action, outcome, reason, count) over every processed event (the ledger; undos have action
+        ``undo``), for the console's counters."""
+        lg = ledger
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(lg.c.action, lg.c.outcome, lg.c.reason, sa.func.count())
+                .group_by(lg.c.action, lg.c.outcome, lg.c.reason)
+                .order_by(lg.c.action, lg.c.outcome, lg.c.reason)
+            ).all()
+        return [(a, str(o), r, int(n)) for a, o, r, n in rows]
+
+
+def _outcome_of(lg: Any, q: Any) -> Any:
+    """An event's outcome in SQL, as ``_event_status`` tells it: the ledger's, else ``failed`` when processing
+    gave up, else ``pending``."""
+    return sa.case((lg.c.outcome.is_not(None), lg.c.outcome), (q.c.status == FAILED, FAILED), else_=PENDING)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back: they were written in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _event_status(row: Any) -> dict[str, Any]:
