@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,7 @@ log = logging.getLogger("handover.worker")
 POLL_TIMEOUT_S = 0.5
 LAG_INTERVAL_S = 5.0
 STALLED_AFTER_S = 60.0
+SEEN_MIDS = 100_000
 
 Partition = tuple[str, int]
 
@@ -151,6 +153,7 @@ class Worker:
         self._failed: FailedTopic | None = None
         self.server: StatusServer | None = None
         self.handled = 0
+        self._seen: OrderedDict[str, None] = OrderedDict()  # mids this process applied or rejected, newest last
 
     # --- control
 
@@ -280,16 +283,20 @@ class Worker:
         metrics.observe(outcome, seconds)
         log.info("event processed", extra={"mid": outcome.mid, "outcome": outcome.outcome, "reason": outcome.reason,
                                            "skipped": outcome.skipped, **where})
+        if outcome.mid is not None and outcome.outcome != "duplicate":
+            self._seen[outcome.mid] = None
+            if len(self._seen) > SEEN_MIDS:
+                self._seen.popitem(last=False)
         if outcome.outcome == "rejected":
             return self._record(msg, outcome.reason or "", outcome.detail, outcome.mid, delivery.attempts)
-        if outcome.outcome == "duplicate" and outcome.mid is not None:
+        if outcome.outcome == "duplicate" and outcome.mid is not None and outcome.mid not in self._seen:
             return self._rejected_before(msg, outcome.mid)
         return None
 
     def _rejected_before(self, msg: Message, mid: str) -> FailedRecord | None:
-        """A re-delivered event that was rejected before: its failed record may not have been written (a crash
-        between the store commit and the failed topic), so it is written again (the failed topic is
-        at-least-once, like every Kafka topic)."""
+        """A re-delivered event that was rejected before this process started: its failed record may not have
+        been written (a crash between the store commit and the failed topic), so it is written again (the failed
+        topic is at-least-once, like every Kafka topic)."""
         try:
             with self._uow_factory() as uow:
                 entry = uow.ledger.get(mid)
