@@ -216,29 +216,53 @@ def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
 IN_LIST_SIZE = 500
 
 
+def _values_key(update: AssetUpdate) -> tuple[Any, ...]:
+    """A hashable key of an update's values (flat values as they are, objects as sorted JSON)."""
+    flat = tuple(update.values.items())
+    try:
+        hash(flat)
+        return flat
+    except TypeError:
+        pass
+    return tuple(
+        (k, v if v is None or isinstance(v, str | int | float) else json.dumps(v, sort_keys=True, default=str))
+        for k, v in sorted(update.values.items())
+    )
+
+
 # --- rows <-> records -------------------------------------------------------------------------------
 
 
+# Rows are read by position, in table column order (``sa.select(table)`` or the ``*_READ`` selects below).
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value from a ``*_READ`` select (text on SQLite, decoded by psycopg on PostgreSQL)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _user(row: Any) -> User:
-    return User(row.id, row.userName, row.firstName, row.lastName, row.rootOrgId, tuple(row.roles), row.isDeleted)
+    return User(row[0], row[1], row[2], row[3], row[4], tuple(_json(row[5])), row[6])
 
 
 def _batch(row: Any) -> CourseBatch:
-    return CourseBatch(row.courseid, row.batchid, row.name, row.status, row.createdby, tuple(row.mentors))
+    return CourseBatch(row[0], row[1], row[2], row[3], row[4], tuple(_json(row[5])))
 
 
 def _asset(row: Any) -> Asset:
+    extra = row[8]
     return Asset(
-        row.identifier,
-        row.objectType,
-        row.schemaVersion,
-        row.status,
-        row.visibility,
-        row.createdBy,
-        row.creator,
-        row.originData,
-        row.extra or {},
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+        _json(row[7]) if row[7] is not None else None,
+        _json(extra) if extra is not None else {},
     )
+
+
+def _raw_json_select(table: sa.Table) -> Any:
+    """``SELECT`` of every column, JSON columns untouched by SQLAlchemy (decoded by ``_json`` only when not
+    null): the bulk page reads skip a per-row processor call for each mostly-null JSON column."""
+    return sa.select(*(sa.type_coerce(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c
+                       for c in table.columns))
 
 
 def _asset_row(a: Asset) -> dict[str, Any]:
@@ -284,7 +308,7 @@ class SqlBatches:
         last: tuple[str, str] = ("", "")
         while True:  # 1. batches the user created
             rows = self._conn.execute(
-                sa.select(cb)
+                _raw_json_select(cb)
                 .where(cb.c.createdby == user_id, active, sa.tuple_(cb.c.courseid, cb.c.batchid) > sa.tuple_(*last))
                 .order_by(cb.c.courseid, cb.c.batchid)
                 .limit(page_size)
@@ -297,7 +321,7 @@ class SqlBatches:
         last = ("", "")
         while True:  # 2. batches the user mentors but did not create
             rows = self._conn.execute(
-                sa.select(cb)
+                _raw_json_select(cb)
                 .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
                 .where(
                     m.c.userid == user_id,
@@ -314,22 +338,28 @@ class SqlBatches:
             yield [_batch(r) for r in rows]
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
-        """One executemany per written field, each row found by its primary key. (A row-value
+        """One executemany per set of written fields, each row found by its primary key. (A row-value
         ``(courseid, batchid) IN (...)`` list is planned as a full scan by SQLite.)"""
         cb = course_batch
         by_key = sa.and_(cb.c.courseid == sa.bindparam("k_c"), cb.c.batchid == sa.bindparam("k_b"))
-        executemany(
-            self._conn,
-            cb.update().where(by_key).values(createdby=sa.bindparam("v")),
-            [{"k_c": u.courseid, "k_b": u.batchid, "v": u.createdby} for u in updates if u.createdby is not None],
-        )
-        with_mentors = [u for u in updates if u.mentors is not None]
-        executemany(
-            self._conn,
-            cb.update().where(by_key).values(mentors=sa.bindparam("v", type_=sa.JSON)),
-            [{"k_c": u.courseid, "k_b": u.batchid, "v": list(u.mentors or ())} for u in with_mentors],
-        )
-        self._index_mentors(with_mentors)
+        groups = _grouped(updates, lambda u: (u.createdby is not None, u.mentors is not None))
+        for (creator, mentors), group in groups.items():
+            values: dict[str, Any] = {}
+            if creator:
+                values["createdby"] = sa.bindparam("v_c")
+            if mentors:
+                values["mentors"] = sa.bindparam("v_m", type_=sa.JSON)
+            if not values:
+                continue
+            executemany(
+                self._conn,
+                cb.update().where(by_key).values(values),
+                [
+                    {"k_c": u.courseid, "k_b": u.batchid, "v_c": u.createdby, "v_m": list(u.mentors or ())}
+                    for u in group
+                ],
+            )
+        self._index_mentors([u for u in updates if u.mentors is not None])
 
     def _index_mentors(self, updates: Sequence[BatchUpdate]) -> None:
         m = course_batch_mentor
@@ -375,7 +405,7 @@ class SqlAssets:
         last = ""
         while True:
             rows = self._conn.execute(
-                sa.select(asset)
+                _raw_json_select(asset)
                 .where(
                     asset.c.createdBy == user_id,
                     asset.c.objectType.in_(list(object_types)),
@@ -393,7 +423,7 @@ class SqlAssets:
         """Assets that get the same values (a transfer, a clean-up of flat fields) are written with one
         UPDATE ... WHERE identifier IN (...); the others with one executemany per set of fields."""
         singles: dict[tuple[str, ...], list[AssetUpdate]] = {}
-        for _, group in _grouped(updates, lambda u: json.dumps(u.values, sort_keys=True, default=str)).items():
+        for _, group in _grouped(updates, _values_key).items():
             values = dict(group[0].values)
             columns = {c: v for c, v in values.items() if c in ASSET_COLUMNS and c != "identifier"}
             if len(group) == 1 or not columns:

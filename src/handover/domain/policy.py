@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # lookup key -> target fields, e.g. {"createdBy": ("creator",)}
 PiiFields = Mapping[str, tuple[str, ...]]
@@ -32,6 +33,8 @@ class Policy:
     notify_admins: bool = True
     email_subject: str = "User Account Deletion Notification"
     email_regards: str = "Team"
+    # derived answers per asset type and version (rules.asset_profile); not part of the settings
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def object_type_names(self) -> tuple[str, ...]:
         """Every node objectType the configuration covers: each type and its Image type, sorted."""

@@ -18,7 +18,8 @@ from handover.domain.policy import DEFAULT_VERSION, IMAGE_ID_SUFFIX, IMAGE_SUFFI
 CREATED_BY = "createdBy"
 
 
-@dataclass(frozen=True, slots=True)
+# Built once per changed record: plain slotted dataclasses (see model.py); never mutated.
+@dataclass(slots=True)
 class FieldChange:
     """One field of one record: its value before (None when not kept, for privacy) and after."""
 
@@ -27,7 +28,7 @@ class FieldChange:
     after: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BatchUpdate:
     courseid: str
     batchid: str
@@ -40,7 +41,7 @@ class BatchUpdate:
         return (self.courseid, self.batchid)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AssetUpdate:
     identifier: str
     objectType: str
@@ -124,14 +125,26 @@ def schema_version(asset: Asset) -> str:
     return asset.schemaVersion or DEFAULT_VERSION
 
 
+def asset_profile(asset: Asset, policy: Policy) -> tuple[bool, tuple[str, ...]]:
+    """Whether the configuration covers this asset's type and version, and the PII target fields of the
+    ``createdBy`` lookup key for them; memoized per (objectType, schemaVersion) in the policy."""
+    key = (asset.objectType, asset.schemaVersion)
+    found: tuple[bool, tuple[str, ...]] | None = policy.memo.get(key)
+    if found is None:
+        base, version = base_type(asset.objectType), schema_version(asset)
+        versions = policy.target_object_types.get(base)
+        found = (versions is not None and version in versions, tuple(policy.pii_for(base, version).get(CREATED_BY, ())))
+        policy.memo[key] = found
+    return found
+
+
 def is_configured(asset: Asset, policy: Policy) -> bool:
-    versions = policy.target_object_types.get(base_type(asset.objectType))
-    return versions is not None and schema_version(asset) in versions
+    return asset_profile(asset, policy)[0]
 
 
 def pii_targets(asset: Asset, policy: Policy) -> tuple[str, ...]:
     """The PII target fields of the ``createdBy`` lookup key for this asset's type and version."""
-    return tuple(policy.pii_for(base_type(asset.objectType), schema_version(asset)).get(CREATED_BY, ()))
+    return asset_profile(asset, policy)[1]
 
 
 def transfer_asset(asset: Asset, to_id: str, to_name: str, policy: Policy) -> AssetUpdate:

@@ -39,7 +39,7 @@ class LedgerEntry:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditRecord:
     """One changed field of one record, as SPEC 10 keeps it."""
 
