@@ -78,7 +78,8 @@ def test_a_failed_event_is_listed_with_its_error_and_redriven_through_the_worker
         assert (failed.request_id, failed.action, failed.organisation_id) == ("r-fail", "ownership-transfer", "org-2")
         assert (failed.from_user, failed.to_user, failed.attempts) == ("u-zoe", "u-kim", 2)
         assert "refused by a test trigger" in failed.error
-        assert q.queue.failed(request_id="other") == []
+        assert q.queue.failed(request_id="other") == q.queue.failed(mid="other") == []
+        assert q.queue.failed(mid=failed.mid) == [failed]
         (summary,) = q.log.history(outcome="failed")
         assert (summary.request_id, summary.reasons) == ("r-fail", ["PROCESSING_FAILED"])
     assert q.queue.oldest_pending_at() is None

@@ -222,12 +222,14 @@ class SqlEventQueue:
             value = conn.execute(sa.select(sa.func.min(q.c.created_at)).where(q.c.status.in_([PENDING, PROCESSING])))
             return _aware(value.scalar())
 
-    def failed(self, *, request_id: str | None = None, limit: int = 100) -> list[FailedEvent]:
-        """Events processing gave up on, the most recent failure first."""
+    def failed(self, *, request_id: str | None = None, mid: str | None = None, limit: int = 100) -> list[FailedEvent]:
+        """Events processing gave up on (of one request, or the one ``mid``), the most recent failure first."""
         q = event_queue
         stmt = sa.select(q).where(q.c.status == FAILED).order_by(q.c.updated_at.desc(), q.c.id.desc()).limit(limit)
         if request_id is not None:
             stmt = stmt.where(q.c.request_id == request_id)
+        if mid is not None:
+            stmt = stmt.where(q.c.mid == mid)
         with self._engine.connect() as conn:
             rows = conn.execute(stmt).all()
         out = []

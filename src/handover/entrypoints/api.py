@@ -443,8 +443,10 @@ def create_app(
             openapi_extra={"security": [{"bearerAuth": []}]},
         )
     from handover.entrypoints.api_audit import router as audit_router  # preview, undo, changes (SPEC 10)
+    from handover.entrypoints.console import router as console_router  # the admin console at /admin (SPEC 11)
 
     fast.include_router(audit_router)
+    fast.include_router(console_router)
     fast.add_api_route(
         "/health",
         api.health,

@@ -1,0 +1,630 @@
+"""The admin console (SPEC 11) at ``/admin``: server-rendered pages over the HTTP API's own handlers.
+
+Nothing here validates, previews, submits or undoes by itself: the pages call ``Api.submit``,
+``api_audit.preview_request``, ``Api.request_status`` and ``api_audit.undo_request`` (so the console answers
+what the API answers, with the API's error messages, shown next to the field they concern), and read the
+history and failed events from the embedded store's request log and queue (``adapters.sql_queue``).
+
+Authentication as the API: with ``auth.mode = jwt`` the console asks once for a token, keeps it in an HttpOnly,
+SameSite=Strict session cookie and checks it on every request with the API's ``JwtAuth`` (an ``Authorization:
+Bearer`` header works too); the token's user is the admin. With ``auth.mode = none`` a banner says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from handover import metrics
+from handover.adapters.sql_queue import SqlEventQueue, SqlRequestLog
+from handover.domain.events import Reason
+from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, RESTRICTED, is_org_admin_of
+from handover.entrypoints.api import Api, ApiError
+from handover.entrypoints.api_audit import preview_request, undo_request
+from handover.entrypoints.auth import AuthError
+from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
+
+HERE = Path(__file__).parent
+STATIC_FILES = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
+COOKIE = "handover_console_token"
+HISTORY_PAGE = 25
+FAILED_PAGE = 200
+PREVIEW_RECORDS = 20
+OUTCOMES = ("applied", "rejected", "failed", "pending")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+REASONS = {
+    Reason.MALFORMED_EVENT: "the event is not a valid BE_JOB_REQUEST",
+    Reason.MISSING_FIELD: "a required field of the event is missing or blank",
+    Reason.UNSUPPORTED_ACTION: "the event's action is not supported",
+    Reason.INVALID_OBJECT_TYPE: "the event's object is not a user",
+    Reason.SAME_USER: "the from-user and the to-user are the same user",
+    Reason.UNKNOWN_USER: "a user is not in the user directory",
+    Reason.USER_DELETED: "the to-user is deleted",
+    Reason.ORG_MISMATCH: "a user does not belong to the organisation",
+    Reason.USER_NOT_DELETED: "the user is not marked deleted",
+    Reason.PROCESSING_FAILED: "processing failed after every retry",
+    Reason.ROLE_NOT_ALLOWED: "the to-user has no role that may own assets, so assets were left alone",
+    Reason.ASSET_NOT_FOUND: "the asset does not exist",
+    Reason.ASSET_TYPE_NOT_CONFIGURED: "the asset's type or version is not one that is transferred",
+    Reason.ASSET_NOT_OWNED: "the from-user does not own the asset",
+}
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.trim_blocks = templates.env.lstrip_blocks = True
+
+
+def reason_text(code: str | None) -> str:
+    """``USER_DELETED: the to-user is deleted`` (an unknown code as it is)."""
+    if not code:
+        return ""
+    words = REASONS.get(code)  # type: ignore[call-overload]
+    return f"{code}: {words}" if words else code
+
+
+def when(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return when(parsed)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def json_value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list | tuple):
+        return ", ".join(json_value(v) for v in value) or "(empty)"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {json_value(v)}" for k, v in value.items()) or "(empty)"
+    return str(value)
+
+
+STORES = {STORE_COURSE_BATCH: "Course batch", STORE_ASSET: "Asset"}
+templates.env.filters.update(reason=reason_text, when=when, value=json_value, store=lambda s: STORES.get(s, s))
+
+
+# --- the transfer form --------------------------------------------------------------------------------
+
+FIELDS = ("organisationId", "actionBy", "fromUser", "toUser", "objects", "context")
+
+
+@dataclass
+class TransferForm:
+    organisationId: str = ""
+    actionBy: str = ""
+    fromUser: str = ""
+    toUser: str = ""
+    objects: str = ""
+    context: str = "User Deletion"
+
+    def identifiers(self) -> list[str]:
+        return [i for i in re.split(r"[\s,]+", self.objects) if i]
+
+    def request_doc(self, roles_of: Callable[[str], list[dict[str, Any]]]) -> dict[str, Any]:
+        """The API's request body. Roles come from the user directory (the worker checks them there)."""
+        doc: dict[str, Any] = {
+            "context": self.context.strip(),
+            "organisationId": self.organisationId.strip(),
+            "actionBy": {"userId": self.actionBy.strip()},
+            "fromUser": {"userId": self.fromUser.strip(), "roles": roles_of(self.fromUser.strip())},
+            "toUser": {"userId": self.toUser.strip(), "roles": roles_of(self.toUser.strip())},
+        }
+        if self.identifiers():
+            doc["objects"] = [{"identifier": i} for i in self.identifiers()]
+        return {"request": doc}
+
+
+def field_of(message: str) -> str | None:
+    """Which form field an API error message is about (None: the request as a whole)."""
+    if message.startswith("Organization"):
+        return "organisationId"
+    if message == RESTRICTED or "actionBy" in message:
+        return "actionBy"
+    if message.startswith("fromUser and toUser"):
+        return "toUser"
+    for name in ("fromUser", "toUser", "objects", "context"):
+        if name in message:
+            return name
+    return None
+
+
+def errors_of(exc: ApiError) -> dict[str, str]:
+    """The error keyed by its form field (``""``: not about one field)."""
+    return {field_of(exc.errmsg) or "": exc.errmsg}
+
+
+# --- who is asking ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str | None  # the token's user; None when authentication is off
+    auth_on: bool
+
+
+class LoginNeeded(Exception):
+    def __init__(self, detail: str | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def api_of(request: Request) -> Api:
+    api: Api = request.app.state.api
+    return api
+
+
+def caller_of(request: Request) -> Caller:
+    """The token's user (``LoginNeeded`` without a good token); ``Caller(None, False)`` when auth is off."""
+    auth = api_of(request).auth
+    if auth is None:
+        return Caller(None, False)
+    header = request.headers.get("authorization")
+    if not header and request.cookies.get(COOKIE):
+        header = f"Bearer {request.cookies[COOKIE]}"
+    if not header:
+        raise LoginNeeded(None)
+    try:
+        return Caller(auth.user(header), True)
+    except AuthError as exc:
+        raise LoginNeeded(f"Please sign in again: {exc.detail}.") from None
+
+
+def base_of(request: Request) -> str:
+    return str(request.scope.get("root_path", "")) + router.prefix
+
+
+def same_origin(request: Request) -> bool:
+    """Browsers send ``Origin`` with a form POST: a POST from another site's page is refused."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def render(
+    request: Request, template: str, caller: Caller | None, status: int = 200, **context: Any
+) -> HTMLResponse:
+    page = templates.TemplateResponse(
+        request,
+        template,
+        {"base": base_of(request), "caller": caller, "path": request.url.path, **context},
+        status_code=status,
+        headers=SECURITY_HEADERS,
+    )
+    return page
+
+
+def to_login(request: Request, detail: str | None) -> RedirectResponse:
+    query = {"next": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
+    if detail:
+        query["message"] = detail
+    return RedirectResponse(f"{base_of(request)}/login?{urlencode(query)}", status_code=303)
+
+
+def see(request: Request, path: str, **query: Any) -> RedirectResponse:
+    suffix = f"?{urlencode({k: v for k, v in query.items() if v is not None})}" if query else ""
+    return RedirectResponse(f"{base_of(request)}{path}{suffix}", status_code=303)
+
+
+def page(request: Request, build: Callable[[Caller], Response], *, post: bool = False) -> Response:
+    """Authenticate, refuse cross-site POSTs, then build the page."""
+    if post and not same_origin(request):
+        return render(request, "error.html", None, 403, title="Refused",
+                      message="This form was sent from another site's page.")
+    try:
+        caller = caller_of(request)
+    except LoginNeeded as exc:
+        return to_login(request, exc.detail)
+    try:
+        return build(caller)
+    except ApiError as exc:
+        return render(request, "error.html", caller, exc.status, title=_error_title(exc.status), message=exc.errmsg)
+
+
+def _error_title(status: int) -> str:
+    return {403: "Not allowed", 404: "Not found", 409: "Not yet", 501: "Not available"}.get(
+        status, "Something went wrong" if status >= 500 else "Cannot do that"
+    )
+
+
+# --- sign in ------------------------------------------------------------------------------------------
+
+
+def _safe_next(target: str | None, base: str) -> str:
+    if target and target.startswith(base + "/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return base + "/transfer"
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "", message: str = "") -> Response:
+    base = base_of(request)
+    if api_of(request).auth is None:
+        return RedirectResponse(_safe_next(next, base), status_code=303)
+    return render(request, "login.html", None, next=_safe_next(next, base), errors={"": message} if message else {})
+
+
+@router.post("/login")
+def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "") -> Response:
+    base = base_of(request)
+    auth = api_of(request).auth
+    target = _safe_next(next, base)
+    if auth is None:
+        return RedirectResponse(target, status_code=303)
+    if not same_origin(request):
+        return render(request, "error.html", None, 403, title="Refused",
+                      message="This form was sent from another site's page.")
+    token = token.strip().removeprefix("Bearer ").strip()
+    try:
+        auth.user(f"Bearer {token}")
+    except AuthError as exc:
+        return render(request, "login.html", None, 401, next=target, errors={"token": f"Not signed in: {exc.detail}."})
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=base,
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    response = see(request, "/login")
+    response.delete_cookie(COOKIE, path=base_of(request))
+    return response
+
+
+# --- transfer: form, preview, submit ------------------------------------------------------------------
+
+
+@router.get("")
+@router.get("/")
+def home(request: Request) -> Response:
+    return see(request, "/transfer")
+
+
+def _form_page(
+    request: Request, caller: Caller, form: TransferForm, errors: Mapping[str, str], status: int
+) -> Response:
+    return render(request, "transfer.html", caller, status, title="Transfer ownership", form=form,
+                  errors=dict(errors), nav="transfer")
+
+
+@router.get("/transfer")
+def transfer_form(request: Request) -> Response:
+    def build(caller: Caller) -> Response:
+        return _form_page(request, caller, TransferForm(actionBy=caller.user or ""), {}, 200)
+
+    return page(request, build)
+
+
+Text = Annotated[str, Form()]
+
+
+def _form(caller: Caller, organisationId: str, actionBy: str, fromUser: str, toUser: str, objects: str,
+          context: str) -> TransferForm:
+    # with a token, the admin is the token's user (the API refuses any other actionBy)
+    return TransferForm(organisationId, caller.user or actionBy, fromUser, toUser, objects, context)
+
+
+def _roles_reader(api: Api) -> Callable[[str], list[dict[str, Any]]]:
+    def roles_of(user_id: str) -> list[dict[str, Any]]:
+        if not user_id:
+            return []
+        try:
+            with api.app.store() as uow:  # type: ignore[operator]
+                user = uow.users.get(user_id)
+        except Exception:
+            return []  # the API's validation reports the unavailable directory in its own words
+        if user is None:
+            return []
+        return [{"role": r, "scope": [{"organisationId": user.rootOrgId}]} for r in user.roles]
+
+    return roles_of
+
+
+@router.post("/transfer/edit")
+def transfer_edit(
+    request: Request, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
+    objects: Text = "", context: Text = "User Deletion",
+) -> Response:
+    def build(caller: Caller) -> Response:
+        form = _form(caller, organisationId, actionBy, fromUser, toUser, objects, context)
+        return _form_page(request, caller, form, {}, 200)
+
+    return page(request, build, post=True)
+
+
+@router.post("/transfer/preview")
+def transfer_preview(
+    request: Request, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
+    objects: Text = "", context: Text = "User Deletion",
+) -> Response:
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        form = _form(caller, organisationId, actionBy, fromUser, toUser, objects, context)
+        try:
+            result = preview_request(api.app, form.request_doc(_roles_reader(api)), str(uuid.uuid4()),
+                                     PREVIEW_RECORDS)
+        except ApiError as exc:
+            return _form_page(request, caller, form, errors_of(exc), exc.status)
+        rejected = [e for e in result["events"] if e["outcome"] == "rejected"]
+        return render(request, "preview.html", caller, title="Check the transfer", form=form, result=result,
+                      all_rejected=len(rejected) == len(result["events"]), nav="transfer")
+
+    return page(request, build, post=True)
+
+
+@router.post("/transfer")
+def transfer_submit(
+    request: Request, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
+    objects: Text = "", context: Text = "User Deletion",
+) -> Response:
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        form = _form(caller, organisationId, actionBy, fromUser, toUser, objects, context)
+        try:
+            result = api.submit(form.request_doc(_roles_reader(api)), str(uuid.uuid4()))
+        except ApiError as exc:
+            return _form_page(request, caller, form, errors_of(exc), exc.status)
+        return see(request, f"/requests/{quote(result['requestId'], safe='')}", submitted=result["events"])
+
+    return page(request, build, post=True)
+
+
+# --- history and one request --------------------------------------------------------------------------
+
+
+def _request_log(api: Api) -> SqlRequestLog | None:
+    requests = api.parts.requests
+    return requests if isinstance(requests, SqlRequestLog) else None
+
+
+def _queue(api: Api) -> SqlEventQueue | None:
+    worker = api.parts.worker
+    return worker.queue if worker is not None else None
+
+
+@router.get("/requests")
+def history(request: Request, user: str = "", outcome: str = "") -> Response:
+    def build(caller: Caller) -> Response:
+        log = _request_log(api_of(request))
+        number = _page_number(request.query_params.get("page"))
+        errors = {}
+        wanted = outcome if outcome in OUTCOMES else ""
+        if outcome and not wanted:
+            errors["outcome"] = f"Outcome must be one of {', '.join(OUTCOMES)}."
+        rows = []
+        if log is not None:
+            rows = log.history(user=user.strip() or None, outcome=wanted or None, action_by=caller.user,
+                               limit=HISTORY_PAGE + 1, offset=(number - 1) * HISTORY_PAGE)
+        more = len(rows) > HISTORY_PAGE
+        query = {k: v for k, v in {"user": user.strip(), "outcome": wanted}.items() if v}
+        return render(request, "history.html", caller, 400 if errors else 200, title="Request history",
+                      rows=rows[:HISTORY_PAGE], kept=log is not None, user=user.strip(), outcome=wanted,
+                      outcomes=OUTCOMES, errors=errors, nav="requests", page=number,
+                      newer=urlencode({**query, "page": number - 1}) if number > 1 else None,
+                      older=urlencode({**query, "page": number + 1}) if more else None)
+
+    return page(request, build)
+
+
+def _page_number(text: str | None) -> int:
+    return int(text) if text and text.isdigit() and 0 < int(text) < 1_000_000 else 1
+
+
+@dataclass
+class UndoNote:
+    reverted: int
+    conflicts: int
+
+
+def _status(api: Api, request_id: str, caller: Caller) -> dict[str, Any]:
+    return api.request_status(request_id, caller.user)  # 404 / 403 / 501 / 503 as the API
+
+
+@router.get("/requests/{request_id}")
+def request_detail(request: Request, request_id: str) -> Response:
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        status = _status(api, request_id, caller)
+        log, queue = _request_log(api), _queue(api)
+        summary = log.summary(request_id) if log is not None else None
+        errors = {f.mid: f.error for f in queue.failed(request_id=request_id)} if queue is not None else {}
+        events = status["events"]
+        pending = any(e["outcome"] == "pending" for e in events)
+        undoable = not pending and any(e["outcome"] == "applied" and not e.get("undone") for e in events)
+        undo = _undo_note(request.query_params)
+        return render(request, "request.html", caller, title=f"Request {request_id}", request_id=request_id,
+                      summary=summary, events=events, failures=errors, pending=pending, undoable=undoable,
+                      submitted=request.query_params.get("submitted"), undo=undo, nav="requests")
+
+    return page(request, build)
+
+
+def _undo_note(query: Mapping[str, str]) -> UndoNote | None:
+    reverted, conflicts = query.get("reverted", ""), query.get("conflicts", "")
+    if reverted.isdigit() and conflicts.isdigit():
+        return UndoNote(int(reverted), int(conflicts))
+    return None
+
+
+@router.get("/requests/{request_id}/undo")
+def undo_confirm(request: Request, request_id: str) -> Response:
+    def build(caller: Caller) -> Response:
+        return _undo_page(request, caller, request_id, None, {}, 200)
+
+    return page(request, build)
+
+
+def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | None, errors: Mapping[str, str],
+               status: int) -> Response:
+    api = api_of(request)
+    found = _status(api, request_id, caller)
+    log = _request_log(api)
+    summary = log.summary(request_id) if log is not None else None
+    if admin is None:
+        admin = caller.user or (summary.action_by if summary is not None else "") or ""
+    changes = sum(len(e.get("changes", [])) for e in found["events"])
+    more = any(e.get("nextCursor") for e in found["events"])
+    return render(request, "undo.html", caller, status, title=f"Undo request {request_id}?", request_id=request_id,
+                  summary=summary, admin=admin, errors=dict(errors), changes=changes, more=more, nav="requests")
+
+
+@router.post("/requests/{request_id}/undo")
+def undo(request: Request, request_id: str, actionBy: Text = "") -> Response:
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        admin = caller.user or actionBy.strip()
+        if not admin:
+            missing = {"actionBy": "actionBy key is not present in the data."}
+            return _undo_page(request, caller, request_id, admin, missing, 400)
+        try:
+            result = undo_request(api, request_id, admin)
+        except ApiError as exc:
+            key = "actionBy" if exc.err == CANNOT_TRANSFER_OWNERSHIP else ""
+            return _undo_page(request, caller, request_id, admin, {key: exc.errmsg}, exc.status)
+        return see(request, f"/requests/{quote(request_id, safe='')}", reverted=result["reverted"],
+                   conflicts=result["conflicts"])
+
+    return page(request, build, post=True)
+
+
+# --- failed events ------------------------------------------------------------------------------------
+
+
+def _admin_filter(api: Api, caller: Caller) -> Callable[[str | None], bool]:
+    """With a token: only events of the organisation the caller is ``ORG_ADMIN`` of (as undo)."""
+    if caller.user is None:
+        return lambda org: True
+    with api.app.store() as uow:  # type: ignore[operator]
+        admin = uow.users.get(caller.user)
+    return lambda org: admin is not None and org is not None and is_org_admin_of(admin, org)
+
+
+@router.get("/failed")
+def failed(request: Request) -> Response:
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        queue = _queue(api)
+        allowed = _admin_filter(api, caller)
+        rows = [f for f in queue.failed(limit=FAILED_PAGE) if allowed(f.organisation_id)] if queue else []
+        q = request.query_params
+        return render(request, "failed.html", caller, title="Failed events", rows=rows, queue=queue is not None,
+                      topic=api.app.settings["kafka.output.failed.topic"], nav="failed",
+                      redriven=q.get("redriven"), missing=q.get("missing"))
+
+    return page(request, build)
+
+
+@router.post("/failed/redrive")
+def redrive(request: Request, mid: Text = "") -> Response:
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        queue = _queue(api)
+        if queue is None:
+            raise ApiError(501, "", "Failed events are on the Kafka failed topic here: use `handover redrive`.")
+        allowed = _admin_filter(api, caller)
+        found = next(iter(queue.failed(mid=mid, limit=1)), None)
+        if found is not None and not allowed(found.organisation_id):
+            raise ApiError(403, "", RESTRICTED)
+        if found is None or not queue.redrive(mid):
+            return see(request, "/failed", missing=mid)
+        return see(request, "/failed", redriven=mid)
+
+    return page(request, build, post=True)
+
+
+# --- counters -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Counters:
+    processed: int = 0
+    applied_transfers: int = 0
+    applied_cleanups: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    rejected_by_reason: list[tuple[str, int]] = field(default_factory=list)
+    consumer_lag: int | None = None
+    queue: dict[str, int] | None = None
+    oldest_waiting_seconds: int | None = None
+    ledger: list[tuple[str | None, str, str | None, int]] = field(default_factory=list)
+
+
+def _total(counter: Any) -> int:
+    return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
+
+
+def read_counters(api: Api) -> Counters:
+    """This process's Prometheus counters, the queue's backlog and the ledger's all-time outcomes."""
+    by_reason = sorted(
+        (s.labels.get("reason", ""), int(s.value))
+        for m in metrics.rejected_events.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    lag_samples = [s.value for m in metrics.consumer_lag.collect() for s in m.samples]
+    out = Counters(
+        processed=_total(metrics.total_events),
+        applied_transfers=_total(metrics.ownership_transfer_success),
+        applied_cleanups=_total(metrics.user_pii_update_success),
+        rejected=sum(n for _, n in by_reason),
+        duplicates=_total(metrics.duplicate_events),
+        failed=_total(metrics.failed_events),
+        rejected_by_reason=by_reason,
+        consumer_lag=int(sum(lag_samples)) if lag_samples else None,
+    )
+    queue, log = _queue(api), _request_log(api)
+    if queue is not None:
+        out.queue = queue.counts()
+        oldest = queue.oldest_pending_at()
+        if oldest is not None:
+            out.oldest_waiting_seconds = max(0, math.floor((datetime.now(UTC) - oldest).total_seconds()))
+    if log is not None:
+        out.ledger = log.processed_counts()
+    return out
+
+
+@router.get("/counters")
+def counters(request: Request) -> Response:
+    def build(caller: Caller) -> Response:
+        numbers = read_counters(api_of(request))
+        fragment = request.query_params.get("fragment") == "1"
+        return render(request, "counters_fragment.html" if fragment else "counters.html", caller,
+                      title="Counters", counters=numbers, nav="counters", numbers=asdict(numbers))
+
+    return page(request, build)
+
+
+# --- static files -------------------------------------------------------------------------------------
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    media = STATIC_FILES.get(name)
+    if media is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(HERE / "static" / name, media_type=media, headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,34 @@
+// handover admin console: a few lines of plain JavaScript, none needed to use the pages.
+// 1. An error summary takes the focus, so that keyboard and screen-reader users hear what went wrong.
+// 2. A region with data-refresh reloads itself from the server: every data-every seconds, or every 2 s while
+//    it has data-pending (a request whose events are not processed yet).
+(function () {
+  "use strict";
+  var summary = document.querySelector("[data-error-summary]");
+  if (summary) { summary.focus(); }
+
+  function schedule(region) {
+    var every = Number(region.getAttribute("data-every"));
+    if (!every && !region.hasAttribute("data-pending")) { return; }
+    window.setTimeout(function () { refresh(region); }, (every || 2) * 1000);
+  }
+
+  function refresh(region) {
+    fetch(region.getAttribute("data-refresh"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : Promise.reject(response.status); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        var replacement = region.id ? fresh.getElementById(region.id) : null;
+        if (replacement) {
+          region.replaceWith(replacement);
+          schedule(replacement);
+        } else if (region.getAttribute("data-every")) {
+          region.innerHTML = fresh.body.innerHTML;
+          schedule(region);
+        }
+      })
+      .catch(function () { window.setTimeout(function () { refresh(region); }, 10000); });
+  }
+
+  document.querySelectorAll("[data-refresh]").forEach(schedule);
+}());

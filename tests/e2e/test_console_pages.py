@@ -1,0 +1,304 @@
+"""The admin console's pages over the app (no browser): they answer what the API answers (the same validation
+and messages, each shown next to its field), follow the API's authentication, and pass the HTML check of labels
+and headings. The browser scenarios are in ``test_console_browser``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
+
+from handover.adapters.sql_queue import SqlEventQueue
+from handover.bootstrap import ApiParts
+from handover.domain import transfer_request as tr
+from handover.domain.events import Reason
+from handover.entrypoints.api import create_app
+from handover.entrypoints.console import COOKIE, REASONS, field_of
+from tests.e2e.api_support import BODY, TRANSFER, body, client, role, wired
+from tests.e2e.console_support import ORG2, accessibility_problems, ravi_to_ann, zoe_to_kim
+from tests.e2e.test_api_auth import bearer, new_key, public_pem, token
+
+FORM = {"organisationId": "org-1", "actionBy": "u-admin", "fromUser": "u-ann", "toUser": "u-ravi", "objects": "",
+        "context": "User Deletion"}
+
+
+class Console:
+    def __init__(self, http: TestClient, parts: ApiParts) -> None:
+        self.http, self.parts = http, parts
+
+    def page(self, path: str, status: int = 200, **kwargs: Any) -> str:
+        response = self.http.get(path, **kwargs)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("text/html")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert accessibility_problems(response.text) == [], path
+        return str(response.text)
+
+    def post(self, path: str, data: dict[str, str], status: int = 200, **kwargs: Any) -> str:
+        response = self.http.post(path, data=data, **kwargs)
+        assert response.status_code == status, response.text
+        assert accessibility_problems(response.text) == [], path
+        return str(response.text)
+
+    def drain(self) -> None:
+        assert self.parts.worker is not None
+        self.parts.worker.drain()
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    app, parts = wired(f"sqlite:///{tmp_path / 'handover.db'}", {"HANDOVER_MAX_ATTEMPTS": "1"})
+    app.store.load(ORG2)  # type: ignore[attr-defined]
+    with client(create_app(app, parts)) as http:
+        yield Console(http, parts)
+
+
+def error_of(html: str, field: str) -> str | None:
+    """The error text shown next to a form field (None when there is none)."""
+    hidden = '<span class="visually-hidden">Error: </span>'
+    found = re.search(rf'<p class="error" id="{field}-error">{hidden}(.*?)</p>', html)
+    if found is None:
+        return None
+    assert re.search(rf'id="{field}"[^>]*aria-describedby="[^"]*{field}-error"[^>]*aria-invalid="true"', html), html
+    return found.group(1).replace("&#39;", "'").replace("&amp;", "&")
+
+
+# --- the same validation as the API, its errors next to their fields ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"organisationId": ""}, "organisationId"),
+        ({"organisationId": "org-9"}, "organisationId"),
+        ({"actionBy": ""}, "actionBy"),
+        ({"actionBy": "u-ravi"}, "actionBy"),  # not an ORG_ADMIN
+        ({"actionBy": "u-admin2"}, "actionBy"),  # ORG_ADMIN of another organisation
+        ({"fromUser": "u-nobody"}, "fromUser"),
+        ({"toUser": ""}, "toUser"),
+        ({"toUser": "u-ann"}, "toUser"),  # the same user
+    ],
+)
+def test_form_errors_are_the_apis_shown_next_to_their_field(
+    console: Console, changes: dict[str, str], field: str
+) -> None:
+    form = {**FORM, **changes}
+    doc = body(
+        organisationId=form["organisationId"],
+        actionBy={"userId": form["actionBy"]},
+        fromUser={"userId": form["fromUser"], "roles": [role("CONTENT_CREATOR", "org-1")]},
+        toUser={"userId": form["toUser"], "roles": [role("CONTENT_CREATOR", "org-1")]},
+    )
+    api = console.http.post(TRANSFER, json=doc).json()
+    assert api["params"]["status"] == "FAILED"
+    for path in ("/admin/transfer/preview", "/admin/transfer"):
+        html = console.post(path, form, status=400)
+        assert error_of(html, field) == api["params"]["errmsg"], html
+        assert 'role="alert"' in html and f'href="#{field}"' in html  # the summary links to the field
+        assert f'value="{form[field]}"' in html  # what was typed is kept
+    assert console.page("/admin/requests").count("<tbody>") == 0  # nothing was submitted
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        ("Organization ID is mandatory in the request.", "organisationId"),
+        ("Organization with ID o does not exist.", "organisationId"),
+        ("actionBy key is not present in the data.", "actionBy"),
+        (tr.RESTRICTED, "actionBy"),
+        ("given user id under fromUser is not present or blank", "fromUser"),
+        ("Roles key is not present for fromUser", "fromUser"),
+        ("Roles are empty in toUser details.", "toUser"),
+        ("fromUser and toUser must be different users.", "toUser"),
+        ("given identifier under objects is not present or blank", "objects"),
+        ("context key is not present in the data.", "context"),
+        ("Request body is not valid JSON.", None),
+    ],
+)
+def test_every_validation_message_has_a_field(message: str, field: str | None) -> None:
+    assert field_of(message) == field
+
+
+def test_every_reason_is_explained() -> None:
+    assert set(REASONS) == set(Reason)
+
+
+def test_preview_shows_what_would_change_and_changes_nothing(console: Console) -> None:
+    html = console.post("/admin/transfer/preview", FORM)
+    assert "2 course batches and 4 assets would change." in html
+    assert "do_course1/b-101" in html and "Ravi Kumar" in html
+    for name, value in FORM.items():  # the confirmation carries the form
+        assert f'<input type="hidden" name="{name}" value="{value}">' in html
+    assert "No requests." in console.page("/admin/requests")
+
+    objects = console.post("/admin/transfer/preview", {**FORM, "objects": "do_q1, do_missing"})
+    assert "Asset do_q1" in objects and "Asset do_missing" in objects
+    assert "ASSET_NOT_FOUND: the asset does not exist" in objects
+
+    rejected = console.post("/admin/transfer/preview", {**FORM, "fromUser": "u-ravi", "toUser": "u-ann"})
+    assert "USER_DELETED: the to-user is deleted" in rejected
+    assert "Every event would be rejected" in rejected
+
+    edit = console.post("/admin/transfer/edit", {**FORM, "objects": "do_q1"})
+    assert ">do_q1</textarea>" in edit and "<h1>Transfer ownership</h1>" in edit
+
+
+def test_submit_history_detail_undo(console: Console) -> None:
+    response = console.http.post("/admin/transfer", data=FORM, follow_redirects=False)
+    assert response.status_code == 303
+    location = response.headers["location"]
+    request_id = location.split("/admin/requests/")[1].split("?")[0]
+    assert "data-pending" in console.page(location)
+    console.drain()
+    detail = console.page(f"/admin/requests/{request_id}")
+    assert "data-pending" not in detail and "outcome-applied" in detail
+    assert "Undo this request" in detail and "do_course1/b-102" in detail
+
+    history = console.page("/admin/requests")
+    assert request_id in history and "u-ann → u-ravi" in history
+    assert request_id in console.page("/admin/requests?user=u-ravi&outcome=applied")
+    assert request_id not in console.page("/admin/requests?outcome=rejected")
+    assert "Outcome must be one of" in console.page("/admin/requests?outcome=nonsense", status=400)
+
+    confirm = console.page(f"/admin/requests/{request_id}/undo")
+    assert 'value="u-admin"' in confirm  # the request's admin, to confirm with
+    refused = console.post(f"/admin/requests/{request_id}/undo", {"actionBy": "u-ravi"}, status=400)
+    assert error_of(refused, "actionBy") == tr.RESTRICTED
+    done = console.http.post(f"/admin/requests/{request_id}/undo", data={"actionBy": "u-admin"},
+                             follow_redirects=False)
+    assert done.status_code == 303 and "reverted=11" in done.headers["location"]
+    undone = console.page(done.headers["location"])
+    assert "11 changes reverted, 0 conflicts" in undone and "outcome-undone" in undone
+    assert "Undo this request" not in undone
+
+    assert "Requested nope resource not found" in console.page("/admin/requests/nope", status=404)
+
+
+def test_failed_event_and_redrive(console: Console) -> None:
+    queue = console.parts.sink
+    assert isinstance(queue, SqlEventQueue)
+    console.http.post(TRANSFER, json=ravi_to_ann())
+    console.drain()
+    assert "USER_DELETED" in console.page("/admin/requests?outcome=rejected")
+    assert "No failed events." in console.page("/admin/failed")
+    # a failure as the worker records it (the browser test makes one happen for real)
+    console.http.post(TRANSFER, json=BODY)
+    item = queue.claim_next()
+    assert item is not None
+    queue.finish(item.id, failed=True, attempts=5, error="OperationalError: database is locked")
+    failed = console.page("/admin/failed")
+    assert item.mid in failed and "database is locked" in failed and "after 5 attempts" in failed
+    assert 'aria-label="Redrive event ' + item.mid in failed
+    redriven = console.http.post("/admin/failed/redrive", data={"mid": item.mid})
+    assert redriven.status_code == 200
+    assert f'Event <span class="id">{item.mid}</span> is queued again' in redriven.text
+    console.drain()
+    assert "No failed events." in console.page("/admin/failed")
+    again = console.post("/admin/failed/redrive", {"mid": item.mid})
+    assert "it may have been redriven already" in again
+
+    counters = console.page("/admin/counters")
+    assert "USER_DELETED: the to-user is deleted" in counters and "Events waiting" in counters
+    fragment = console.http.get("/admin/counters?fragment=1").text  # the part the page reloads every 5 s
+    assert "<html" not in fragment and "Events processed" in fragment
+
+
+def test_cross_site_posts_are_refused(console: Console) -> None:
+    response = console.http.post("/admin/transfer", data=FORM, headers={"Origin": "http://evil.example"})
+    assert response.status_code == 403 and "another site" in response.text
+    assert "No requests." in console.page("/admin/requests")
+
+
+def test_static_files_and_banner(console: Console) -> None:
+    assert console.http.get("/admin/static/console.css").headers["content-type"].startswith("text/css")
+    assert "fetch(" in console.http.get("/admin/static/console.js").text
+    assert console.http.get("/admin/static/../api.py").status_code == 404
+    assert console.http.get("/admin/static/nope.js").status_code == 404
+    assert "Authentication is off" in console.page("/admin/transfer")
+    assert console.http.get("/admin", follow_redirects=False).headers["location"] == "/admin/transfer"
+
+
+def test_without_the_embedded_queue_failed_events_point_to_kafka(tmp_path: Path) -> None:
+    app, parts = wired(f"sqlite:///{tmp_path / 'handover.db'}")
+    with client(create_app(app, ApiParts(parts.sink, parts.requests, None))) as http:
+        html = Console(http, parts).page("/admin/failed")
+    assert "handover.failed" in html and "handover redrive" in html
+
+
+# --- authentication as the API ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return new_key()
+
+
+@pytest.fixture
+def secured(tmp_path: Path, key: rsa.RSAPrivateKey) -> Iterator[Console]:
+    app, parts = wired(f"sqlite:///{tmp_path / 'handover.db'}",
+                       {"HANDOVER_AUTH_MODE": "jwt", "HANDOVER_AUTH_PUBLIC_KEY": public_pem(key)})
+    app.store.load(ORG2)  # type: ignore[attr-defined]
+    with client(create_app(app, parts)) as http:
+        yield Console(http, parts)
+
+
+def test_with_jwt_the_console_asks_for_a_token_once(secured: Console, key: rsa.RSAPrivateKey) -> None:
+    http = secured.http
+    first = http.get("/admin/requests", follow_redirects=False)
+    assert first.status_code == 303 and first.headers["location"].startswith("/admin/login?next=%2Fadmin%2Frequests")
+    login = secured.page(first.headers["location"])
+    assert 'type="password"' in login and "Authentication is off" not in login
+
+    bad = secured.post("/admin/login", {"token": "nonsense", "next": "/admin/requests"}, status=401)
+    assert (error_of(bad, "token") or "").startswith("Not signed in: the token is not valid")
+
+    signed = http.post("/admin/login", data={"token": token(key), "next": "/admin/requests"}, follow_redirects=False)
+    assert signed.status_code == 303 and signed.headers["location"] == "/admin/requests"
+    cookie = signed.headers["set-cookie"]
+    assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/admin" in cookie
+    form = secured.page("/admin/transfer")
+    assert "Signed in as <strong>u-admin</strong>" in form and "Authentication is off" not in form
+    assert re.search(r'id="actionBy"[^>]*value="u-admin"[^>]*readonly', form)
+
+    # the admin is the token's user whatever the form says
+    done = http.post("/admin/transfer", data={**FORM, "actionBy": "u-admin2"}, follow_redirects=False)
+    assert done.status_code == 303
+    secured.drain()
+    mine = secured.page(done.headers["location"])
+    assert "<dt>Admin</dt><dd>u-admin</dd>" in mine
+
+    # another organisation's admin (a bearer header works as the cookie does) sees only its own requests and
+    # the failed events of its organisation
+    as_admin2 = bearer(token(key, sub="u-admin2"))
+    other = http.post(TRANSFER, json=zoe_to_kim(), headers=as_admin2)
+    assert other.status_code == 200, other.text
+    queue = secured.parts.sink
+    assert isinstance(queue, SqlEventQueue)
+    item = queue.claim_next()
+    assert item is not None
+    queue.finish(item.id, failed=True, attempts=1, error="OperationalError: database is locked")
+    assert item.mid not in secured.page("/admin/failed")
+    assert "Not allowed" in secured.post("/admin/failed/redrive", {"mid": item.mid}, status=403)
+    http.cookies.clear()
+    assert "u-ann → u-ravi" not in secured.page("/admin/requests", headers=as_admin2)
+    assert "u-zoe → u-kim" in secured.page("/admin/requests", headers=as_admin2)
+    assert item.mid in secured.page("/admin/failed", headers=as_admin2)
+    path = done.headers["location"].split("?")[0]
+    assert "not the actionBy user" in secured.page(path, status=403, headers=as_admin2)
+
+    expired = secured.http.get("/admin/requests", headers=bearer(token(key, expires_in=-60)), follow_redirects=False)
+    assert expired.status_code == 303 and "expired" in expired.headers["location"]
+    logged_out = http.post("/admin/logout", follow_redirects=False)
+    assert logged_out.status_code == 303 and f'{COOKIE}=""' in logged_out.headers["set-cookie"]
+
+
+def test_login_goes_only_to_console_pages(secured: Console, key: rsa.RSAPrivateKey) -> None:
+    for target in ("https://evil.example/", "//evil.example/admin/x", "/metrics"):
+        response = secured.http.post("/admin/login", data={"token": token(key), "next": target},
+                                     follow_redirects=False)
+        assert response.headers["location"] == "/admin/transfer", target
