@@ -192,6 +192,9 @@ class Worker:
             )
             ok = self._loop(self._consumer)
             return 0 if ok else 1
+        except KafkaException as exc:  # a fatal consumer error: the process must restart
+            log.error("fatal Kafka error: %s", exc)
+            return 1
         finally:
             self._shutdown()
 
