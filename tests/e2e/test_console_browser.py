@@ -1,0 +1,288 @@
+"""The admin console in a real browser (Debian's chromium driven by Playwright) against a real ``handover serve``
+on a temporary SQLite store: preview then submit a transfer, see it applied in the history and undo it; a
+rejected request's reason; an event that the database refuses to write fails for real, and is redriven once the
+cause is gone; counters; signing in with a token. Every page is checked for labels and headings, and with
+axe-core where the set-up installed it; screenshots at desktop and phone width go to ``test-artifacts/console``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+
+from handover.adapters.sql import SqlStore
+from tests.conftest import ROOT
+from tests.e2e.api_support import Server, loaded_store, serving
+from tests.e2e.console_support import ORG2, accessibility_problems
+from tests.e2e.test_api_auth import new_key, public_pem, token
+from tests.store_faults import asset_writes_refused
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts" / "console"
+AXE = Path(os.environ.get("HANDOVER_AXE_JS", ROOT / ".venv" / "npm" / "node_modules" / "axe-core" / "axe.min.js"))
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+WAIT_MS = 15_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (Debian package chromium)"),
+]
+
+
+# --- the server, the browser, the checks ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> SqlStore:
+    url = f"sqlite:///{tmp_path_factory.mktemp('console') / 'handover.db'}"
+    loaded = loaded_store(url)
+    loaded.load(ORG2)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def server(store: SqlStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {"HANDOVER_STORE": store.url, "HANDOVER_AUTH_MODE": "none", "HANDOVER_MAX_ATTEMPTS": "2",
+           "HANDOVER_KAFKA_BROKER_SERVERS": ""}
+    with serving(env, tmp_path_factory.mktemp("serve") / "serve.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(WAIT_MS)
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield opened
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+def check(page: Page, name: str) -> None:
+    """The page's labels and headings, then a screenshot at desktop and at phone width."""
+    assert accessibility_problems(page.content()) == [], page.url
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-desktop.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{name}: the page scrolls sideways on a phone ({width}px)"
+    page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def fill_transfer(page: Page, org: str, admin: str, from_user: str, to_user: str) -> None:
+    page.get_by_label("Organisation ID").fill(org)
+    page.get_by_label("Admin user ID").fill(admin)
+    page.get_by_label("From user ID").fill(from_user)
+    page.get_by_label("To user ID").fill(to_user)
+
+
+def nav(page: Page, name: str) -> None:
+    page.get_by_role("navigation", name="Console").get_by_role("link", name=name).click()
+
+
+def request_id_of(page: Page) -> str:
+    found = re.search(r"/admin/requests/([^/?]+)", page.url)
+    assert found, page.url
+    return found.group(1)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+# --- scenarios ------------------------------------------------------------------------------------------
+
+
+def test_preview_submit_history_and_undo(server: Server, page: Page) -> None:
+    page.goto(f"{server.base}/admin")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Transfer ownership")
+    expect(page.get_by_role("note")).to_contain_text("Authentication is off")
+    check(page, "transfer-form")
+
+    # keyboard only: each field in turn, a visible focus ring, Enter submits
+    page.get_by_label("Organisation ID").focus()
+    for value in ("org-1", "u-admin", "u-ann", "u-ravi", ""):  # the last: the objects box, left empty
+        page.keyboard.type(value)
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline not in ("none", ""), "the focused field shows no focus ring"
+        page.keyboard.press("Tab")
+    expect(page.get_by_label("Context")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check the transfer")
+    expect(page.locator("#preview-total")).to_have_text("2 course batches and 4 assets would change.")
+    expect(page.get_by_role("cell", name="Course batch do_course1/b-101").first).to_be_visible()
+    check(page, "transfer-preview")
+
+    page.get_by_role("button", name="Submit the transfer").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Request")
+    expect(page.locator(".outcome-applied")).to_be_visible()  # the page updates itself once processed
+    request_id = request_id_of(page)
+    expect(page.get_by_role("cell", name="Ravi Kumar").first).to_be_visible()
+    check(page, "request-applied")
+
+    nav(page, "History")
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=request_id))
+    expect(row).to_contain_text("u-ann → u-ravi")
+    expect(row).to_contain_text("applied")
+    check(page, "history")
+
+    page.get_by_role("link", name=request_id).click()
+    page.get_by_role("link", name="Undo this request…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Undo request {request_id}?")
+    check(page, "undo-confirm")
+    page.get_by_role("button", name="Yes, undo this request").click()
+    expect(page.get_by_role("status")).to_contain_text("11 changes reverted, 0 conflicts")
+    expect(page.locator(".outcome-undone")).to_be_visible()
+    expect(page.get_by_role("link", name="Undo this request…")).to_have_count(0)
+    check(page, "request-undone")
+
+
+def test_api_errors_and_a_rejected_requests_reason(server: Server, page: Page) -> None:
+    page.goto(f"{server.base}/admin/transfer")
+    fill_transfer(page, "org-1", "u-admin", "u-ravi", "u-nobody")
+    page.get_by_role("button", name="Preview the transfer").click()
+    to_user = page.get_by_label("To user ID")
+    expect(to_user).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#toUser-error")).to_have_text("Error: given user id under toUser is not present or blank")
+    expect(page.locator("[data-error-summary]")).to_be_focused()
+    check(page, "transfer-error")
+
+    to_user.fill("u-ann")  # exists, accepted by the API, but deleted: the worker rejects it
+    page.get_by_role("button", name="Preview the transfer").click()
+    expect(page.get_by_text("Every event would be rejected")).to_be_visible()
+    expect(page.locator(".event")).to_contain_text("USER_DELETED: the to-user is deleted")
+    page.get_by_role("button", name="Submit the transfer").click()
+    expect(page.locator(".outcome-rejected")).to_be_visible()
+    expect(page.locator(".event")).to_contain_text("USER_DELETED: the to-user is deleted")
+    request_id = request_id_of(page)
+    check(page, "request-rejected")
+
+    nav(page, "History")
+    page.get_by_label("Outcome").select_option("rejected")
+    page.get_by_label("User ID").fill("u-ravi")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("table.history tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text(request_id)
+    expect(rows).to_contain_text("USER_DELETED: the to-user is deleted")
+    check(page, "history-rejected")
+
+
+def test_a_failed_event_is_redriven(server: Server, store: SqlStore, page: Page) -> None:
+    page.goto(f"{server.base}/admin/transfer")
+    fill_transfer(page, "org-2", "u-admin2", "u-zoe", "u-kim")
+    page.get_by_role("button", name="Preview the transfer").click()
+    expect(page.locator("#preview-total")).to_have_text("0 course batches and 1 asset would change.")
+    with asset_writes_refused(store, "u-zoe"):  # the database refuses the writes: processing fails for real
+        page.get_by_role("button", name="Submit the transfer").click()
+        expect(page.locator(".outcome-failed")).to_be_visible()
+        expect(page.locator(".event")).to_contain_text("refused by a test trigger")
+        check(page, "request-failed")
+
+        nav(page, "Failed events")
+        row = page.get_by_role("row").filter(has_text="u-zoe → u-kim")
+        expect(row).to_contain_text("PROCESSING_FAILED: processing failed after every retry (2 attempts)")
+        expect(row).to_contain_text("asset writes refused by a test trigger")
+        check(page, "failed-events")
+    redrive = row.get_by_role("button", name="Redrive")
+    redrive.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("is queued again")
+    expect(page.get_by_text("No failed events.")).to_be_visible()
+
+    nav(page, "History")
+    page.get_by_label("User ID").fill("u-kim")
+    page.get_by_role("button", name="Filter").click()
+    page.locator("table.history tbody tr a").first.click()
+    expect(page.locator(".outcome-applied")).to_be_visible()
+    expect(page.get_by_role("cell", name="Asset do_z1").first).to_be_visible()
+
+    nav(page, "Counters")
+    expect(page.locator("#failed")).to_have_text("1")  # this server's only failure
+    expect(page.locator("#waiting")).to_have_text("0")
+    expect(page.get_by_role("table")).to_contain_text("ownership-transfer")
+    check(page, "counters")
+
+
+def test_pages_pass_axe_core(server: Server, browser: Browser) -> None:
+    if not AXE.exists():
+        pytest.skip(f"axe-core not installed at {AXE} (npm install --prefix .venv/npm axe-core@4)")
+    context = browser.new_context(viewport=DESKTOP, bypass_csp=True)  # axe goes in inline
+    page = context.new_page()
+    paths = ["/admin/transfer", "/admin/requests", "/admin/failed", "/admin/counters"]
+    page.goto(f"{server.base}/admin/requests")
+    paths += [str(page.locator("table.history tbody a").first.get_attribute("href"))]
+    for path in paths:
+        page.goto(f"{server.base}{path}")
+        page.add_script_tag(path=str(AXE))
+        result: dict[str, Any] = page.evaluate(
+            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']}})"
+        )
+        violations = [{"id": v["id"], "nodes": [n["html"] for n in v["nodes"]][:3]} for v in result["violations"]]
+        assert violations == [], f"{path}: {json.dumps(violations, indent=1)}"
+    context.close()
+
+
+# --- signing in with a token -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return new_key()
+
+
+@pytest.fixture(scope="module")
+def secured(store: SqlStore, key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {"HANDOVER_STORE": store.url, "HANDOVER_AUTH_MODE": "jwt", "HANDOVER_AUTH_PUBLIC_KEY": public_pem(key),
+           "HANDOVER_KAFKA_BROKER_SERVERS": ""}
+    with serving(env, tmp_path_factory.mktemp("secured") / "serve.log") as running:
+        yield running
+
+
+def test_with_jwt_the_console_asks_for_a_token_once(secured: Server, key: rsa.RSAPrivateKey, page: Page) -> None:
+    page.goto(f"{secured.base}/admin/requests")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+    expect(page.get_by_text("Authentication is off")).to_have_count(0)
+    page.get_by_label("Token").fill("not a token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#token-error")).to_contain_text("Not signed in: the token is not valid")
+    check(page, "sign-in")
+
+    page.get_by_label("Token").fill(token(key, sub="u-admin"))
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Request history")  # back where it started
+    expect(page.get_by_text("Signed in as u-admin")).to_be_visible()
+    nav(page, "Transfer")
+    expect(page.get_by_label("Admin user ID")).to_have_value("u-admin")
+    expect(page.get_by_label("Admin user ID")).not_to_be_editable()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
