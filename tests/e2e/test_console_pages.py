@@ -208,6 +208,21 @@ def test_failed_event_and_redrive(console: Console) -> None:
     assert "<html" not in fragment and "Events processed" in fragment
 
 
+def test_what_was_typed_is_shown_as_text(console: Console) -> None:
+    typed = '"><script>alert(1)</script>'
+    html = console.post("/admin/transfer/preview", {**FORM, "fromUser": typed}, status=400)
+    assert "<script>alert" not in html and 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in html
+    assert "<script>alert" not in console.page("/admin/requests?user=" + typed)
+
+
+def test_a_store_that_is_down_is_said_in_words(console: Console, tmp_path: Path) -> None:
+    (tmp_path / "handover.db").unlink()
+    (tmp_path / "handover.db").mkdir()  # no longer a database file
+    console.http.app.state.api.app.store.engine.dispose()  # type: ignore[attr-defined]  # no open connection
+    html = console.page("/admin/requests", status=503)
+    assert "The store is unavailable (OperationalError)" in html
+
+
 def test_cross_site_posts_are_refused(console: Console) -> None:
     response = console.http.post("/admin/transfer", data=FORM, headers={"Origin": "http://evil.example"})
     assert response.status_code == 403 and "another site" in response.text
@@ -292,7 +307,8 @@ def test_with_jwt_the_console_asks_for_a_token_once(secured: Console, key: rsa.R
     assert "not the actionBy user" in secured.page(path, status=403, headers=as_admin2)
 
     expired = secured.http.get("/admin/requests", headers=bearer(token(key, expires_in=-60)), follow_redirects=False)
-    assert expired.status_code == 303 and "expired" in expired.headers["location"]
+    assert expired.status_code == 303 and expired.headers["location"].endswith("&again=1")
+    assert "it has expired or is not valid" in secured.page(expired.headers["location"])
     logged_out = http.post("/admin/logout", follow_redirects=False)
     assert logged_out.status_code == 303 and f'{COOKIE}=""' in logged_out.headers["set-cookie"]
 

@@ -12,11 +12,12 @@ Bearer`` header works too); the token's user is the admin. With ``auth.mode = no
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +35,8 @@ from handover.entrypoints.api import Api, ApiError
 from handover.entrypoints.api_audit import preview_request, undo_request
 from handover.entrypoints.auth import AuthError
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
+
+log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 STATIC_FILES = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -166,9 +169,12 @@ class Caller:
 
 
 class LoginNeeded(Exception):
-    def __init__(self, detail: str | None) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init__(self, rejected: bool) -> None:
+        super().__init__("a token is needed" if not rejected else "the token was not accepted")
+        self.rejected = rejected  # a token was sent and refused (expired, badly signed, ...)
+
+
+AGAIN = "Your token was not accepted (it has expired or is not valid): please sign in again."
 
 
 def api_of(request: Request) -> Api:
@@ -185,11 +191,11 @@ def caller_of(request: Request) -> Caller:
     if not header and request.cookies.get(COOKIE):
         header = f"Bearer {request.cookies[COOKIE]}"
     if not header:
-        raise LoginNeeded(None)
+        raise LoginNeeded(False)
     try:
         return Caller(auth.user(header), True)
-    except AuthError as exc:
-        raise LoginNeeded(f"Please sign in again: {exc.detail}.") from None
+    except AuthError:
+        raise LoginNeeded(True) from None
 
 
 def base_of(request: Request) -> str:
@@ -217,10 +223,10 @@ def render(
     return page
 
 
-def to_login(request: Request, detail: str | None) -> RedirectResponse:
+def to_login(request: Request, rejected: bool) -> RedirectResponse:
     query = {"next": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
-    if detail:
-        query["message"] = detail
+    if rejected:
+        query["again"] = "1"
     return RedirectResponse(f"{base_of(request)}/login?{urlencode(query)}", status_code=303)
 
 
@@ -237,11 +243,15 @@ def page(request: Request, build: Callable[[Caller], Response], *, post: bool = 
     try:
         caller = caller_of(request)
     except LoginNeeded as exc:
-        return to_login(request, exc.detail)
+        return to_login(request, exc.rejected)
     try:
         return build(caller)
     except ApiError as exc:
         return render(request, "error.html", caller, exc.status, title=_error_title(exc.status), message=exc.errmsg)
+    except Exception as exc:  # the store is down: say so, as the API does
+        log.exception("console page %s failed", request.url.path)
+        message = f"The store is unavailable ({type(exc).__name__}). Try again later."
+        return render(request, "error.html", caller, 503, title=_error_title(503), message=message)
 
 
 def _error_title(status: int) -> str:
@@ -260,11 +270,11 @@ def _safe_next(target: str | None, base: str) -> str:
 
 
 @router.get("/login")
-def login_form(request: Request, next: str = "", message: str = "") -> Response:
+def login_form(request: Request, next: str = "", again: str = "") -> Response:
     base = base_of(request)
     if api_of(request).auth is None:
         return RedirectResponse(_safe_next(next, base), status_code=303)
-    return render(request, "login.html", None, next=_safe_next(next, base), errors={"": message} if message else {})
+    return render(request, "login.html", None, next=_safe_next(next, base), errors={"": AGAIN} if again else {})
 
 
 @router.post("/login")
@@ -614,7 +624,7 @@ def counters(request: Request) -> Response:
         numbers = read_counters(api_of(request))
         fragment = request.query_params.get("fragment") == "1"
         return render(request, "counters_fragment.html" if fragment else "counters.html", caller,
-                      title="Counters", counters=numbers, nav="counters", numbers=asdict(numbers))
+                      title="Counters", counters=numbers, nav="counters")
 
     return page(request, build)
 
