@@ -111,13 +111,15 @@ def setup(kafka_broker: Tansu, tmp_path: Path) -> Callable[..., Setup]:
     return make
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, detail: Callable[[], str] = lambda: ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\n{detail()}")
 
 
 def read_failed(settings: Settings, count: int, timeout: float = 20.0) -> list[FailedRecord]:
@@ -200,6 +202,10 @@ class WorkerProcess:
         counts = [rec["assignedPartitions"] for rec in self.lines() if rec.get("msg") == "partitions assigned"]
         revoked = [rec for rec in self.lines() if rec.get("msg") == "partitions revoked"]
         return counts[-1] if counts and len(counts) > len(revoked) else 0
+
+    def tail(self, lines: int = 8) -> str:
+        state = "running" if self.process.poll() is None else f"exited with {self.process.returncode}"
+        return f"{self.log.name} ({state}):\n" + "\n".join(self.log.read_text().splitlines()[-lines:])
 
     def outcomes(self) -> Counter[str]:
         return Counter(rec["outcome"] for rec in self.lines() if rec.get("msg") == "event processed")
@@ -343,7 +349,7 @@ def test_kill_9_mid_stream_then_restart_ends_as_a_sequential_replay(
     env.publish(events)
     first = WorkerProcess(env, tmp_path / "first.log")
     processes.append(first)
-    wait_until(lambda: env.ledger_count() >= distinct // 5, 60, "a fifth of the stream")
+    wait_until(lambda: env.ledger_count() >= distinct // 5, 60, "a fifth of the stream", first.tail)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(10)
     at_kill = env.ledger_count()
@@ -351,7 +357,7 @@ def test_kill_9_mid_stream_then_restart_ends_as_a_sequential_replay(
 
     second = WorkerProcess(env, tmp_path / "second.log")
     processes.append(second)
-    wait_until(lambda: env.ledger_count() == distinct, 90, "the whole stream")
+    wait_until(lambda: env.ledger_count() == distinct, 90, "the whole stream", second.tail)
     assert second.stop() == 0
 
     expected = replayed_dump(tmp_path / "replay.db", fixture, events)
@@ -377,10 +383,10 @@ def test_two_workers_in_one_group_share_the_partitions(
     b = WorkerProcess(env, tmp_path / "b.log")
     processes.extend([a, b])
     wait_until(lambda: a.assigned() > 0 and b.assigned() > 0 and a.assigned() + b.assigned() == 8, 60,
-               "both workers to get partitions")
+               "both workers to get partitions", lambda: a.tail() + "\n" + b.tail())
     env.publish(events)
     distinct = len({json.loads(v)["mid"] for v in events})
-    wait_until(lambda: env.ledger_count() == distinct, 90, "the whole stream")
+    wait_until(lambda: env.ledger_count() == distinct, 90, "the whole stream", lambda: a.tail() + "\n" + b.tail())
     assert a.stop() == 0
     assert b.stop() == 0
 
@@ -399,7 +405,7 @@ def test_sigterm_exits_0_within_seconds_with_offsets_committed(
     env.publish(unique)
     worker = WorkerProcess(env, tmp_path / "worker.log")
     processes.append(worker)
-    wait_until(lambda: env.ledger_count() > 50, 60, "the stream to be under way")
+    wait_until(lambda: env.ledger_count() > 50, 60, "the stream to be under way", worker.tail)
     started = time.monotonic()
     assert worker.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 5
