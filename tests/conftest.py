@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the shared examples and a store URL for each SQL database."""
+"""Shared fixtures: paths to the shared examples, a store URL for each SQL database and the session's Kafka
+broker (one ``tansu`` per test session; each test uses topics and a consumer group of its own)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.tansu import Tansu, tansu_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HANDOVER_SHARED", ROOT.parent / "shared"))
@@ -68,3 +71,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'handover.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
+    """The tansu broker; skips with the reason when its binary is missing (fails in CI, where it must be there)."""
+    problem = tansu_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    with Tansu(tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
+        yield broker

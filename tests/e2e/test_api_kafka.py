@@ -23,7 +23,6 @@ from tests.e2e.api_support import (
     poll_until_processed,
     serving,
 )
-from tests.integration.conftest import kafka_broker  # noqa: F401  (the session's tansu broker)
 from tests.tansu import SESSION_TIMEOUT_MS, Tansu
 
 pytestmark = pytest.mark.kafka
@@ -55,7 +54,7 @@ def messages_of(bootstrap: str, topic: str, count: int, timeout: float = 20) -> 
     return found
 
 
-def test_serve_publishes_to_kafka_and_the_worker_applies(kafka_broker: Tansu, tmp_path: Path) -> None:  # noqa: F811
+def test_serve_publishes_to_kafka_and_the_worker_applies(kafka_broker: Tansu, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'handover.db'}"
     loaded_store(url)
     env = {
