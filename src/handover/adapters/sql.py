@@ -8,7 +8,7 @@ number of records.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import TracebackType
@@ -29,7 +29,7 @@ from handover.domain.model import (
 )
 from handover.domain.notification import Notification
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
-from handover.service.ports import AuditPage, AuditRecord, LedgerEntry
+from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH, AuditPage, AuditRecord, AuditStamp, LedgerEntry
 
 metadata = sa.MetaData()
 
@@ -182,21 +182,124 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> No
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
 
 
-def executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Run ``stmt`` once per row through the DB-API ``executemany``: compiled once, with type processing only
-    for the parameters whose type needs it (JSON, dates). Much cheaper per row than ``conn.execute(stmt, rows)``
-    for the bulk writes of a large transfer."""
+# --- bulk row writes ---------------------------------------------------------------------------------
+# The writes of a large transfer go through these three: on SQLite one DB-API executemany (compiled once,
+# type processing only where a column needs it); on PostgreSQL one multi-row statement per 1,000 rows
+# (psycopg's executemany sends a statement per row).
+
+PG_ROWS_PER_STATEMENT = 100
+
+
+_EXECUTEMANY: dict[tuple[str, Hashable], Any] = {}
+_PREPARED: dict[tuple[str, Hashable], tuple[str, list[str] | None, dict[str, Any]]] = {}
+
+
+def run_prepared(conn: Connection, key: Hashable, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:
+    """Execute the statement ``build()`` makes, compiled once per dialect and ``key`` (which must name every
+    value built into it), with ``params`` for its bind parameters. For the small statements run for every
+    event: SQLAlchemy then neither rebuilds nor re-keys them each time. Rows come back raw, read by position."""
+    entry = _PREPARED.get((conn.dialect.name, key))
+    if entry is None:
+        compiled = build().compile(dialect=conn.dialect)
+        order = list(compiled.positiontup) if compiled.positional and compiled.positiontup is not None else None
+        # the values built into the statement (e.g. IN lists); the per-call ones come with ``params``
+        entry = (compiled.string, order, compiled.construct_params(_check=False))
+        _PREPARED[(conn.dialect.name, key)] = entry
+    sql, order, defaults = entry
+    values = {**defaults, **params}
+    return conn.exec_driver_sql(sql, tuple(values[n] for n in order) if order is not None else values)
+
+
+def update_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Set the non-key columns of each row on the record with the row's key columns."""
     if not rows:
         return
+    columns = [c for c in rows[0] if c not in keys]
+    if conn.dialect.name == "postgresql":
+        names = [*keys, *columns]
+        assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
+        match = " AND ".join(f't."{k}" = v."{k}"' for k in keys)
+        for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
+            values, params = _pg_values(conn, table, names, chunk)
+            conn.exec_driver_sql(
+                f'UPDATE "{table.name}" AS t SET {assignments} FROM (VALUES {values}) AS v({_quoted(names)})'
+                f" WHERE {match}",
+                params,
+            )
+        return
+    stmt = (
+        table.update()
+        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+        .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+    )
+    named = [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows]
+    _executemany(conn, stmt, named, ("update", table.name, tuple(keys), tuple(columns)))
+
+
+def delete_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Delete every record matching the key columns of a row."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        match = " AND ".join(f't."{k}" = v."{k}"' for k in keys)
+        for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
+            values, params = _pg_values(conn, table, keys, chunk)
+            conn.exec_driver_sql(
+                f'DELETE FROM "{table.name}" AS t USING (VALUES {values}) AS v({_quoted(keys)}) WHERE {match}', params
+            )
+        return
+    stmt = table.delete().where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+    _executemany(conn, stmt, [{f"k_{k}": r[k] for k in keys} for r in rows], ("delete", table.name, tuple(keys)))
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    names = list(rows[0])
+    if conn.dialect.name == "postgresql":
+        for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
+            values, params = _pg_values(conn, table, names, chunk)
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({_quoted(names)}) VALUES {values}', params)
+        return
+    _executemany(conn, table.insert(), rows, ("insert", table.name, tuple(names)))
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def _pg_values(
+    conn: Connection, table: sa.Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, tuple[Any, ...]]:
+    """``(%s::type, ...), ...`` for ``rows`` and the flat parameter tuple (JSON serialized here)."""
     dialect = conn.dialect
-    compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
-    processors = {}
-    for name, bind in compiled.binds.items():
-        proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if proc is not None:
-            processors[name] = proc
-    names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else list(rows[0])
-    procs = [(i, processors[n]) for i, n in enumerate(names) if n in processors]
+    casts = [table.c[n].type.compile(dialect=dialect) for n in names]
+    is_json = [isinstance(table.c[n].type, sa.JSON) for n in names]
+    row_sql = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
+    params: list[Any] = []
+    for row in rows:
+        for name, json_column in zip(names, is_json, strict=True):
+            value = row[name]
+            params.append(json.dumps(value) if json_column and value is not None else value)
+    return ", ".join([row_sql] * len(rows)), tuple(params)
+
+
+def _executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]], key: Hashable = None) -> None:
+    """``stmt`` once per row through the DB-API executemany (SQLite); compiled once per ``key``."""
+    dialect = conn.dialect
+    cached = _EXECUTEMANY.get((dialect.name, key)) if key is not None else None
+    if cached is None:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
+        processors = {}
+        for name, bind in compiled.binds.items():
+            proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                processors[name] = proc
+        names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else list(rows[0])
+        cached = (compiled, names, [(i, processors[n]) for i, n in enumerate(names) if n in processors])
+        if key is not None:
+            _EXECUTEMANY[(dialect.name, key)] = cached
+    compiled, names, procs = cached
     params: list[Any] = []
     for row in rows:
         values = [row[n] for n in names]
@@ -214,6 +317,7 @@ def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
 
 
 IN_LIST_SIZE = 500
+SET_BASED_MIN = 20  # fewer rows with the same values are written by the (cached) row-by-row statement
 
 
 def _values_key(update: AssetUpdate) -> tuple[Any, ...]:
@@ -242,7 +346,7 @@ def _json(value: Any) -> Any:
 
 
 def _user(row: Any) -> User:
-    return User(row[0], row[1], row[2], row[3], row[4], tuple(_json(row[5])), row[6])
+    return User(row[0], row[1], row[2], row[3], row[4], tuple(_json(row[5])), bool(row[6]))
 
 
 def _batch(row: Any) -> CourseBatch:
@@ -263,6 +367,31 @@ def _raw_json_select(table: sa.Table) -> Any:
     null): the bulk page reads skip a per-row processor call for each mostly-null JSON column."""
     return sa.select(*(sa.type_coerce(c, sa.Text).label(c.name) if isinstance(c.type, sa.JSON) else c
                        for c in table.columns))
+
+
+def _one_of(column: Any, values: Sequence[Any], name: str) -> Any:
+    """``column IN (:name0, :name1, ...)`` with the values built in (an IN list that prepared statements can
+    keep, unlike SQLAlchemy's expanding one)."""
+    return column.in_([sa.bindparam(f"{name}{i}", v, type_=column.type) for i, v in enumerate(values)])
+
+
+def _after(courseid: Any, batchid: Any) -> Any:
+    """The keyset condition ``(courseid, batchid) > (:lc, :lb)``."""
+    return sa.tuple_(courseid, batchid) > sa.tuple_(sa.bindparam("lc"), sa.bindparam("lb"))
+
+
+def _batch_pages(
+    conn: Connection, key: Hashable, build: Callable[[], Any], user_id: str, page_size: int
+) -> Iterator[list[CourseBatch]]:
+    """Keyset pages of a batch query built with ``:u``, ``:lc``, ``:lb``; stops after a short page."""
+    last = ("", "")
+    while True:
+        rows = run_prepared(conn, key, build, {"u": user_id, "lc": last[0], "lb": last[1]}).fetchall()
+        if rows:
+            yield [_batch(r) for r in rows]
+        if len(rows) < page_size:
+            return
+        last = (rows[-1][0], rows[-1][1])
 
 
 def _asset_row(a: Asset) -> dict[str, Any]:
@@ -287,7 +416,9 @@ class SqlUsers:
         self._conn = conn
 
     def get(self, user_id: str) -> User | None:
-        row = self._conn.execute(sa.select(users).where(users.c.id == user_id)).first()
+        row = run_prepared(
+            self._conn, "users.get", lambda: sa.select(users).where(users.c.id == sa.bindparam("id")), {"id": user_id}
+        ).first()
         return _user(row) if row is not None else None
 
     def organisation_exists(self, organisation_id: str) -> bool:
@@ -303,77 +434,66 @@ class SqlBatches:
     def pages_of_user(
         self, user_id: str, statuses: frozenset[int], page_size: int
     ) -> Iterator[Sequence[CourseBatch]]:
-        cb = course_batch
-        active = cb.c.status.in_(sorted(statuses))
-        last: tuple[str, str] = ("", "")
-        while True:  # 1. batches the user created
-            rows = self._conn.execute(
+        cb, m = course_batch, course_batch_mentor
+        status = sorted(statuses)
+
+        def created() -> Any:  # 1. batches the user created
+            return (
                 _raw_json_select(cb)
-                .where(cb.c.createdby == user_id, active, sa.tuple_(cb.c.courseid, cb.c.batchid) > sa.tuple_(*last))
+                .where(
+                    cb.c.createdby == sa.bindparam("u"),
+                    _one_of(cb.c.status, status, "st"),
+                    _after(cb.c.courseid, cb.c.batchid),
+                )
                 .order_by(cb.c.courseid, cb.c.batchid)
                 .limit(page_size)
-            ).all()
-            if not rows:
-                break
-            last = (rows[-1].courseid, rows[-1].batchid)
-            yield [_batch(r) for r in rows]
-        m = course_batch_mentor
-        last = ("", "")
-        while True:  # 2. batches the user mentors but did not create
-            rows = self._conn.execute(
+            )
+
+        def mentored() -> Any:  # 2. batches the user mentors but did not create
+            return (
                 _raw_json_select(cb)
                 .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
                 .where(
-                    m.c.userid == user_id,
-                    active,
-                    sa.or_(cb.c.createdby.is_(None), cb.c.createdby != user_id),
-                    sa.tuple_(m.c.courseid, m.c.batchid) > sa.tuple_(*last),
+                    m.c.userid == sa.bindparam("u"),
+                    _one_of(cb.c.status, status, "st"),
+                    sa.or_(cb.c.createdby.is_(None), cb.c.createdby != sa.bindparam("u")),
+                    _after(m.c.courseid, m.c.batchid),
                 )
                 .order_by(m.c.courseid, m.c.batchid)
                 .limit(page_size)
-            ).all()
-            if not rows:
-                break
-            last = (rows[-1].courseid, rows[-1].batchid)
-            yield [_batch(r) for r in rows]
+            )
+
+        for name, build in (("batches.created", created), ("batches.mentored", mentored)):
+            yield from _batch_pages(self._conn, (name, tuple(status), page_size), build, user_id, page_size)
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
-        """One executemany per set of written fields, each row found by its primary key. (A row-value
+        """One bulk update per set of written fields, each row found by its primary key. (A row-value
         ``(courseid, batchid) IN (...)`` list is planned as a full scan by SQLite.)"""
-        cb = course_batch
-        by_key = sa.and_(cb.c.courseid == sa.bindparam("k_c"), cb.c.batchid == sa.bindparam("k_b"))
         groups = _grouped(updates, lambda u: (u.createdby is not None, u.mentors is not None))
         for (creator, mentors), group in groups.items():
-            values: dict[str, Any] = {}
-            if creator:
-                values["createdby"] = sa.bindparam("v_c")
-            if mentors:
-                values["mentors"] = sa.bindparam("v_m", type_=sa.JSON)
-            if not values:
+            if not (creator or mentors):
                 continue
-            executemany(
-                self._conn,
-                cb.update().where(by_key).values(values),
-                [
-                    {"k_c": u.courseid, "k_b": u.batchid, "v_c": u.createdby, "v_m": list(u.mentors or ())}
-                    for u in group
-                ],
-            )
+            rows = []
+            for u in group:
+                row: dict[str, Any] = {"courseid": u.courseid, "batchid": u.batchid}
+                if creator:
+                    row["createdby"] = u.createdby
+                if mentors:
+                    row["mentors"] = list(u.mentors or ())
+                rows.append(row)
+            update_rows(self._conn, course_batch, ("courseid", "batchid"), rows)
         self._index_mentors([u for u in updates if u.mentors is not None])
 
     def _index_mentors(self, updates: Sequence[BatchUpdate]) -> None:
         m = course_batch_mentor
-        executemany(
-            self._conn,
-            m.delete().where(m.c.courseid == sa.bindparam("k_c"), m.c.batchid == sa.bindparam("k_b")),
-            [{"k_c": u.courseid, "k_b": u.batchid} for u in updates],
-        )
+        keys = [{"courseid": u.courseid, "batchid": u.batchid} for u in updates]
+        delete_rows(self._conn, m, ("courseid", "batchid"), keys)
         rows = [
             {"userid": mentor, "courseid": u.courseid, "batchid": u.batchid}
             for u in updates
             for mentor in dict.fromkeys(u.mentors or ())
         ]
-        executemany(self._conn, m.insert(), rows)
+        insert_rows(self._conn, m, rows)
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
         """Per course, ``batchid IN (...)``: a primary-key range (a row-value IN list is a scan in SQLite)."""
@@ -391,7 +511,12 @@ class SqlAssets:
         self._conn = conn
 
     def get(self, identifier: str) -> Asset | None:
-        row = self._conn.execute(sa.select(asset).where(asset.c.identifier == identifier)).first()
+        row = run_prepared(
+            self._conn,
+            "assets.get",
+            lambda: _raw_json_select(asset).where(asset.c.identifier == sa.bindparam("id")),
+            {"id": identifier},
+        ).first()
         return _asset(row) if row is not None else None
 
     def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
@@ -402,22 +527,30 @@ class SqlAssets:
         return found
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
-        last = ""
-        while True:
-            rows = self._conn.execute(
+        types = list(object_types)
+
+        def build() -> Any:
+            return (
                 _raw_json_select(asset)
                 .where(
-                    asset.c.createdBy == user_id,
-                    asset.c.objectType.in_(list(object_types)),
-                    asset.c.identifier > last,
+                    asset.c.createdBy == sa.bindparam("u"),
+                    _one_of(asset.c.objectType, types, "t"),
+                    asset.c.identifier > sa.bindparam("last"),
                 )
                 .order_by(asset.c.identifier)
                 .limit(page_size)
-            ).all()
-            if not rows:
+            )
+
+        last = ""
+        while True:
+            rows = run_prepared(
+                self._conn, ("assets.created_by", tuple(types), page_size), build, {"u": user_id, "last": last}
+            ).fetchall()
+            if rows:
+                yield [_asset(r) for r in rows]
+            if len(rows) < page_size:
                 return
-            last = rows[-1].identifier
-            yield [_asset(r) for r in rows]
+            last = rows[-1][0]
 
     def write(self, updates: Sequence[AssetUpdate]) -> None:
         """Assets that get the same values (a transfer, a clean-up of flat fields) are written with one
@@ -426,7 +559,7 @@ class SqlAssets:
         for _, group in _grouped(updates, _values_key).items():
             values = dict(group[0].values)
             columns = {c: v for c, v in values.items() if c in ASSET_COLUMNS and c != "identifier"}
-            if len(group) == 1 or not columns:
+            if len(group) < SET_BASED_MIN or not columns:
                 singles.setdefault(tuple(sorted(values)), []).extend(group)
                 continue
             for chunk in _chunks([u.identifier for u in group], IN_LIST_SIZE):
@@ -438,12 +571,11 @@ class SqlAssets:
             columns_list = [f for f in fields if f in ASSET_COLUMNS and f != "identifier"]
             extras = [f for f in fields if f not in ASSET_COLUMNS]
             if columns_list:
-                executemany(
+                update_rows(
                     self._conn,
-                    asset.update()
-                    .where(asset.c.identifier == sa.bindparam("k_id"))
-                    .values({c: sa.bindparam(f"v_{c}", type_=asset.c[c].type) for c in columns_list}),
-                    [{"k_id": u.identifier, **{f"v_{c}": u.values[c] for c in columns_list}} for u in group],
+                    asset,
+                    ("identifier",),
+                    [{"identifier": u.identifier, **{c: u.values[c] for c in columns_list}} for u in group],
                 )
             if extras:
                 self._write_extra(group, extras)
@@ -461,25 +593,26 @@ class SqlLedger:
         self._conn = conn
 
     def get(self, mid: str) -> LedgerEntry | None:
-        row = self._conn.execute(sa.select(ledger).where(ledger.c.mid == mid)).first()
+        row = run_prepared(
+            self._conn, "ledger.get", lambda: sa.select(ledger).where(ledger.c.mid == sa.bindparam("mid")), {"mid": mid}
+        ).first()
         return _ledger_entry(row) if row is not None else None
 
     def record(self, entry: LedgerEntry) -> None:
-        self._conn.execute(
-            ledger.insert().values(
-                mid=entry.mid,
-                action=entry.action,
-                outcome=entry.outcome,
-                reason=entry.reason,
-                skipped=list(entry.skipped),
-                changed_batches=entry.changed_batches,
-                changed_assets=entry.changed_assets,
-                request_id=entry.request_id,
-                subject_user_id=entry.subject_user_id,
-                processed_at=entry.processed_at,
-                detail=entry.detail,
-            )
-        )
+        row = {
+            "mid": entry.mid,
+            "action": entry.action,
+            "outcome": entry.outcome,
+            "reason": entry.reason,
+            "skipped": list(entry.skipped),
+            "changed_batches": entry.changed_batches,
+            "changed_assets": entry.changed_assets,
+            "request_id": entry.request_id,
+            "subject_user_id": entry.subject_user_id,
+            "processed_at": entry.processed_at,
+            "detail": entry.detail,
+        }
+        insert_rows(self._conn, ledger, [row])
 
     def by_request(self, request_id: str) -> list[LedgerEntry]:
         rows = self._conn.execute(sa.select(ledger).where(ledger.c.request_id == request_id).order_by(ledger.c.mid))
@@ -488,6 +621,8 @@ class SqlLedger:
 
 def _ledger_entry(row: Any) -> LedgerEntry:
     processed = row.processed_at
+    if isinstance(processed, str):  # a raw SQLite row
+        processed = datetime.fromisoformat(processed)
     if processed is not None and processed.tzinfo is None:
         processed = processed.replace(tzinfo=UTC)
     return LedgerEntry(
@@ -495,7 +630,7 @@ def _ledger_entry(row: Any) -> LedgerEntry:
         action=row.action,
         outcome=row.outcome,
         reason=row.reason,
-        skipped=tuple(row.skipped or ()),
+        skipped=tuple(_json(row.skipped) or ()),
         changed_batches=row.changed_batches,
         changed_assets=row.changed_assets,
         request_id=row.request_id,
@@ -512,20 +647,24 @@ class SqlOutbox:
         self._conn = conn
 
     def record(self, note: Notification) -> bool:
-        exists = self._conn.execute(sa.select(notification.c.mid).where(notification.c.mid == note.mid)).first()
+        exists = run_prepared(
+            self._conn,
+            "outbox.exists",
+            lambda: sa.select(notification.c.mid).where(notification.c.mid == sa.bindparam("mid")),
+            {"mid": note.mid},
+        ).first()
         if exists is not None:
             return False
-        self._conn.execute(
-            notification.insert().values(
-                mid=note.mid,
-                recipientUserIds=list(note.recipient_user_ids),
-                assets=dict(note.assets),
-                subject=note.subject,
-                body=note.body,
-                regards=note.regards,
-                created_at=datetime.now(UTC),
-            )
-        )
+        row = {
+            "mid": note.mid,
+            "recipientUserIds": list(note.recipient_user_ids),
+            "assets": dict(note.assets),
+            "subject": note.subject,
+            "body": note.body,
+            "regards": note.regards,
+            "created_at": datetime.now(UTC),
+        }
+        insert_rows(self._conn, notification, [row])
         return True
 
 
@@ -536,9 +675,9 @@ class SqlAudit:
     def record(self, records: Sequence[AuditRecord]) -> None:
         if not records:
             return
-        executemany(
+        insert_rows(
             self._conn,
-            audit.insert(),
+            audit,
             [
                 {
                     "mid": r.mid,
@@ -585,6 +724,87 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
+class SqlBulk:
+    """Set-based writes (``service.ports.BulkWrites``): one UPDATE per rule, its audit rows by INSERT ... SELECT
+    of the values the UPDATE is about to replace."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def batch_pages_mentored_by(
+        self, user_id: str, statuses: frozenset[int], page_size: int
+    ) -> Iterator[Sequence[CourseBatch]]:
+        cb, m = course_batch, course_batch_mentor
+        status = sorted(statuses)
+
+        def build() -> Any:
+            return (
+                _raw_json_select(cb)
+                .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
+                .where(
+                    m.c.userid == sa.bindparam("u"),
+                    _one_of(cb.c.status, status, "st"),
+                    _after(m.c.courseid, m.c.batchid),
+                )
+                .order_by(m.c.courseid, m.c.batchid)
+                .limit(page_size)
+            )
+
+        yield from _batch_pages(self._conn, ("bulk.mentored", tuple(status), page_size), build, user_id, page_size)
+
+    def reassign_batch_creator(
+        self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None
+    ) -> int:
+        cb = course_batch
+        match = sa.and_(cb.c.createdby == from_id, cb.c.status.in_(sorted(statuses)))
+        if stamp is not None:
+            self._audit(stamp, STORE_COURSE_BATCH, cb.c.courseid + "/" + cb.c.batchid, "createdby",
+                        cb.c.createdby, to_id, match)
+        return int(self._conn.execute(cb.update().where(match).values(createdby=to_id)).rowcount)
+
+    def asset_profiles(self, owner: str, object_types: Sequence[str]) -> Sequence[tuple[str, str | None]]:
+        rows = self._conn.execute(
+            sa.select(asset.c.objectType, asset.c.schemaVersion)
+            .where(asset.c.createdBy == owner, asset.c.objectType.in_(list(object_types)))
+            .distinct()
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def set_asset_values(
+        self, owner: str, object_type: str, schema_version: str | None, values: Mapping[str, Any],
+        stamp: AuditStamp | None,
+    ) -> int | None:
+        plain = [f for f in values if f in ASSET_COLUMNS and f != "identifier"]
+        if len(plain) != len(values) or any(isinstance(asset.c[f].type, sa.JSON) for f in plain):
+            return None  # a JSON or non-column property: written record by record
+        version = asset.c.schemaVersion.is_(None) if schema_version is None else asset.c.schemaVersion == schema_version
+        match = sa.and_(asset.c.createdBy == owner, asset.c.objectType == object_type, version)
+        if stamp is not None:
+            for field, value in values.items():
+                self._audit(stamp, STORE_ASSET, asset.c.identifier, field, asset.c[field], value, match)
+        return int(self._conn.execute(asset.update().where(match).values(dict(values))).rowcount)
+
+    def _audit(
+        self, stamp: AuditStamp, store: str, key: Any, field: str, column: Any, value: Any, match: Any
+    ) -> None:
+        """One audit row per matching record whose ``column`` differs from ``value``."""
+        pg = self._conn.dialect.name == "postgresql"
+        before = sa.func.to_json(column) if pg else sa.case((column.is_(None), None), else_=sa.func.json_quote(column))
+        after = sa.cast(sa.literal(json.dumps(value)), postgresql.JSON) if pg else sa.literal(json.dumps(value))
+        select = sa.select(
+            sa.cast(sa.literal(stamp.mid), sa.String),
+            sa.cast(sa.literal(stamp.request_id), sa.String),
+            sa.cast(sa.literal(store), sa.String),
+            key,
+            sa.cast(sa.literal(field), sa.String),
+            before,
+            after,
+            sa.literal(stamp.at, sa.DateTime(timezone=True)),
+        ).where(match, column.is_distinct_from(value))
+        names = ["mid", "request_id", "store", "record_key", "field", "before", "after", "at"]
+        self._conn.execute(audit.insert().from_select(names, select))
+
+
 # --- unit of work and store -------------------------------------------------------------------------
 
 
@@ -597,6 +817,7 @@ class SqlUnitOfWork:
     ledger: SqlLedger
     outbox: SqlOutbox
     audit: SqlAudit
+    bulk: SqlBulk
 
     def __init__(self, engine: Engine, shared: Connection | None = None) -> None:
         self._engine = engine
@@ -617,6 +838,7 @@ class SqlUnitOfWork:
         conn = self._conn
         self.users, self.batches, self.assets = SqlUsers(conn), SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
+        self.bulk = SqlBulk(conn)
         return self
 
     def commit(self) -> None:

@@ -51,6 +51,7 @@ from handover.service.ports import (
     AuditPage,
     AuditRecord,
     BatchRepository,
+    BulkWrites,
     Ledger,
     LedgerEntry,
     Outbox,
@@ -195,6 +196,7 @@ class SunbirdUnitOfWork:
     ledger: Ledger
     outbox: Outbox
     audit: AuditLog
+    bulk: BulkWrites | None = None  # the Sunbird stores are written record by record
 
     def __init__(
         self, store: SunbirdStore, *, writes: bool, preview_ledger: dict[str, LedgerEntry] | None = None

@@ -147,6 +147,13 @@ def pii_targets(asset: Asset, policy: Policy) -> tuple[str, ...]:
     return asset_profile(asset, policy)[1]
 
 
+def transfer_values_are_uniform(asset: Asset, policy: Policy) -> bool:
+    """Whether a transfer writes the same values on every asset of this one's type and version: true when the
+    PII target it sets is a top-level property (a nested path keeps each record's other keys)."""
+    targets = pii_targets(asset, policy)
+    return not targets or "." not in targets[0]
+
+
 def transfer_asset(asset: Asset, to_id: str, to_name: str, policy: Policy) -> AssetUpdate:
     """``createdBy`` becomes the to-user; the first PII target field gets the to-user's display name."""
     values: dict[str, Any] = {CREATED_BY: to_id}

@@ -11,7 +11,7 @@ from typing import Any
 
 from handover.domain import rules
 from handover.domain.events import DeleteUser, OwnershipTransfer, Reason, Rejection, parse_event
-from handover.domain.model import Asset, User
+from handover.domain.model import Asset, CourseBatch, User
 from handover.domain.notification import AffectedAssets, build_notification
 from handover.domain.policy import Policy
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
@@ -19,6 +19,8 @@ from handover.service.ports import (
     STORE_ASSET,
     STORE_COURSE_BATCH,
     AuditRecord,
+    AuditStamp,
+    BulkWrites,
     LedgerEntry,
     Outcome,
     UnitOfWork,
@@ -37,6 +39,7 @@ class EngineSettings:
     page_size: int = 1000
     audit: bool = True
     sample_limit: int = 0  # how many changed records an Outcome carries (previews)
+    bulk: bool = True  # use the store's set-based writes where it has them (see ports.BulkWrites)
 
 
 class Engine:
@@ -105,24 +108,74 @@ class Engine:
         return outcome
 
     def _transfer_batches(self, uow: UnitOfWork, event: OwnershipTransfer, outcome: Outcome) -> None:
+        """Record by record through the rules. Once a page comes back full (a large transfer) and the store
+        writes set-based: the rest of the batches the user mentors still one by one (their mentor lists need
+        the rules), then every remaining batch the user created in one statement."""
         statuses = self.policy.course_batch_statuses
+        bulk = self._bulk(uow)
         for page in uow.batches.pages_of_user(event.from_user_id, statuses, self.settings.page_size):
-            updates = [
-                u
-                for b in page
-                if (u := rules.transfer_batch(b, event.from_user_id, event.to_user_id, self.policy)) is not None
-            ]
-            if updates:
-                uow.batches.write(updates)
-                self._audit_batches(uow, event, updates)
-                self._sample(outcome, STORE_COURSE_BATCH, updates)
-                outcome.changed_batches += len(updates)
+            self._transfer_batch_page(uow, event, page, outcome)
+            if bulk is not None and len(page) >= self.settings.page_size:
+                break
+        else:
+            return
+        assert bulk is not None
+        for page in bulk.batch_pages_mentored_by(event.from_user_id, statuses, self.settings.page_size):
+            self._transfer_batch_page(uow, event, page, outcome)
+        outcome.changed_batches += bulk.reassign_batch_creator(
+            event.from_user_id, event.to_user_id, statuses, self._stamp(event)
+        )
+
+    def _transfer_batch_page(
+        self, uow: UnitOfWork, event: OwnershipTransfer, page: Sequence[CourseBatch], outcome: Outcome
+    ) -> None:
+        updates = [
+            u
+            for b in page
+            if (u := rules.transfer_batch(b, event.from_user_id, event.to_user_id, self.policy)) is not None
+        ]
+        if updates:
+            uow.batches.write(updates)
+            self._audit_batches(uow, event, updates)
+            self._sample(outcome, STORE_COURSE_BATCH, updates)
+            outcome.changed_batches += len(updates)
 
     def _transfer_all_assets(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
+        """Record by record through the rules. Once a page comes back full and the store writes set-based:
+        each (type, version) whose new values are the same for every asset in one statement, with the values
+        the rules give for a probe of that type and version; the others record by record."""
         name = rules.display_name(to_user)
-        for page in self._asset_pages(uow, event.from_user_id):
-            updates = [rules.transfer_asset(a, to_user.id, name, self.policy) for a in page]
+        bulk = self._bulk(uow)
+        types = self.policy.object_type_names()
+        def transfer(assets: Sequence[Asset]) -> None:
+            updates = [rules.transfer_asset(a, to_user.id, name, self.policy) for a in assets]
             self._write_assets(uow, event, updates, outcome)
+
+        for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
+            transfer(self._matching(page, event.from_user_id))
+            if bulk is not None and len(page) >= self.settings.page_size:
+                break
+        else:
+            return
+        assert bulk is not None
+        per_record: set[tuple[str, str | None]] = set()
+        for object_type, version in bulk.asset_profiles(event.from_user_id, types):
+            probe = Asset("", object_type, version, createdBy=event.from_user_id)
+            if not rules.is_configured(probe, self.policy):
+                continue
+            written = None
+            if rules.transfer_values_are_uniform(probe, self.policy):
+                values = rules.transfer_asset(probe, to_user.id, name, self.policy).values
+                written = bulk.set_asset_values(event.from_user_id, object_type, version, values, self._stamp(event))
+            if written is None:
+                per_record.add((object_type, version))
+            else:
+                outcome.changed_assets += written
+        if not per_record:
+            return
+        for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
+            mine = self._matching(page, event.from_user_id)
+            transfer([a for a in mine if (a.objectType, a.schemaVersion) in per_record])
 
     def _transfer_one_asset(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
         assert event.asset is not None
@@ -157,12 +210,25 @@ class Engine:
 
     # --- helpers -----------------------------------------------------------------------------------
 
+    def _bulk(self, uow: UnitOfWork) -> BulkWrites | None:
+        """The store's set-based writes, unless they are switched off or the outcome must carry records."""
+        if not self.settings.bulk or self.settings.sample_limit:
+            return None
+        return uow.bulk
+
+    def _stamp(self, event: OwnershipTransfer | DeleteUser) -> AuditStamp | None:
+        return AuditStamp(event.mid, event.request_id, self._clock()) if self.settings.audit else None
+
     def _asset_pages(self, uow: UnitOfWork, user_id: str) -> Iterable[list[Asset]]:
         types = self.policy.object_type_names()
         for page in uow.assets.pages_created_by(user_id, types, self.settings.page_size):
-            matching = [a for a in page if a.createdBy == user_id and rules.is_configured(a, self.policy)]
+            matching = self._matching(page, user_id)
             if matching:
                 yield matching
+
+    def _matching(self, page: Sequence[Asset], user_id: str) -> list[Asset]:
+        """The assets of a page that ``user_id`` created and the configuration covers."""
+        return [a for a in page if a.createdBy == user_id and rules.is_configured(a, self.policy)]
 
     def _write_assets(
         self, uow: UnitOfWork, event: OwnershipTransfer | DeleteUser, updates: list[AssetUpdate], outcome: Outcome

@@ -130,6 +130,47 @@ class AuditLog(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AuditStamp:
+    """What every audit row of one event carries besides the change itself."""
+
+    mid: str
+    request_id: str | None
+    at: datetime
+
+
+class BulkWrites(Protocol):
+    """An optional capability of a store that can write set-based (the SQL store). The engine uses it for the
+    part of a transfer whose new values do not depend on each record; the pure rules still decide those
+    values, and the store writes them, with their audit rows, in one statement per (type, version)."""
+
+    def batch_pages_mentored_by(
+        self, user_id: str, statuses: frozenset[int], page_size: int
+    ) -> Iterator[Sequence[CourseBatch]]:
+        """Every batch with one of ``statuses`` that ``user_id`` mentors (whoever created it), in pages."""
+        ...
+
+    def reassign_batch_creator(
+        self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None
+    ) -> int:
+        """``createdby`` from -> to on every batch with one of ``statuses``; audited when ``stamp`` is given.
+        Returns how many batches were written."""
+        ...
+
+    def asset_profiles(self, owner: str, object_types: Sequence[str]) -> Sequence[tuple[str, str | None]]:
+        """The distinct (objectType, schemaVersion) of ``owner``'s assets of these types."""
+        ...
+
+    def set_asset_values(
+        self, owner: str, object_type: str, schema_version: str | None, values: Mapping[str, Any],
+        stamp: AuditStamp | None,
+    ) -> int | None:
+        """Write ``values`` on every asset of ``owner`` with this type and version; audited when ``stamp`` is
+        given. Returns how many assets were written, or None (nothing written) when these values cannot be
+        written set-based by this store."""
+        ...
+
+
 class UnitOfWork(Protocol):
     users: UserDirectory
     batches: BatchRepository
@@ -137,6 +178,7 @@ class UnitOfWork(Protocol):
     ledger: Ledger
     outbox: Outbox
     audit: AuditLog
+    bulk: BulkWrites | None  # None: the store writes record by record only
 
     def __enter__(self) -> Self: ...
 
