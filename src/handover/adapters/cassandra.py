@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from handover.adapters.sunbird_errors import SunbirdStoreError, check_identifier
+from handover.adapters.sunbird_errors import StoreErrors, SunbirdStoreError, check_identifier
 from handover.domain.model import CourseBatch
 from handover.domain.notification import Notification
 from handover.domain.rules import BatchUpdate
@@ -339,8 +339,8 @@ class CassandraGateway:
         self._cluster = self._session = None
         self._prepared.clear()
 
-    def errors(self, doing: str) -> _Errors:
-        return _Errors(doing)
+    def errors(self, doing: str) -> StoreErrors:
+        return StoreErrors(STORE, doing, _driver_errors)
 
     def prepare(self, cql: str) -> Any:
         stmt = self._prepared.get(cql)
@@ -500,20 +500,8 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class _Errors:
-    """``with gateway.errors("doing x"):`` turns driver errors into ``SunbirdStoreError``."""
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    from cassandra import DriverException
+    from cassandra.cluster import NoHostAvailable
 
-    def __init__(self, doing: str) -> None:
-        self.doing = doing
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, SunbirdStoreError):
-            return
-        from cassandra import DriverException
-        from cassandra.cluster import NoHostAvailable
-
-        if isinstance(exc, DriverException | NoHostAvailable | OSError):
-            raise SunbirdStoreError(STORE, f"{self.doing}: {type(exc).__name__}: {exc}") from exc
+    return (DriverException, NoHostAvailable)

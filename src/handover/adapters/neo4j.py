@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from handover.adapters.sunbird_errors import SunbirdStoreError, check_identifier
+from handover.adapters.sunbird_errors import StoreErrors, SunbirdStoreError, check_identifier
 from handover.domain.model import Asset
 from handover.domain.rules import AssetUpdate
 
@@ -222,8 +222,8 @@ class AssetGraph:
             self._driver.close()
         self._driver = None
 
-    def errors(self, doing: str) -> _Errors:
-        return _Errors(doing)
+    def errors(self, doing: str) -> StoreErrors:
+        return StoreErrors(STORE, doing, _driver_errors)
 
     def _run(self, query: Query, doing: str, write: bool) -> list[dict[str, Any]]:
         def work(tx: Any) -> list[dict[str, Any]]:
@@ -304,17 +304,7 @@ class AssetGraph:
                 return
 
 
-class _Errors:
-    def __init__(self, doing: str) -> None:
-        self.doing = doing
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    from neo4j.exceptions import DriverError, Neo4jError
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc is None or isinstance(exc, SunbirdStoreError):
-            return
-        from neo4j.exceptions import DriverError, Neo4jError
-
-        if isinstance(exc, Neo4jError | DriverError | OSError):
-            raise SunbirdStoreError(STORE, f"{self.doing}: {type(exc).__name__}: {exc}") from exc
+    return (Neo4jError, DriverError)
