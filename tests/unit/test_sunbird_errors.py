@@ -17,9 +17,10 @@ def drivers() -> tuple[type[BaseException], ...]:
 
 @pytest.mark.parametrize("error", [DriverTimeout("no answer"), ConnectionRefusedError("refused")])
 def test_driver_and_os_errors_name_the_store(error: Exception) -> None:
-    with pytest.raises(SunbirdStoreError, match=r"^neo4j: reading do_1: ") as caught:
-        with StoreErrors("neo4j", "reading do_1", drivers):
-            raise error
+    with pytest.raises(SunbirdStoreError, match=r"^neo4j: reading do_1: ") as caught, StoreErrors(
+        "neo4j", "reading do_1", drivers
+    ):
+        raise error
     assert caught.value.store == "neo4j" and caught.value.__cause__ is error
 
 
