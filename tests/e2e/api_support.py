@@ -142,12 +142,15 @@ class Server(Process):
 
     def wait_healthy(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
+        last = "no answer"
         while True:
             assert self.process.poll() is None, f"serve exited early:\n{self.output()}"
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
+                health = httpx.get(f"{self.base}/health", timeout=1)
+                if health.status_code == 200:
                     return
-            assert time.monotonic() < deadline, f"serve did not come up:\n{self.output()}"
+                last = f"{health.status_code} {health.text}"
+            assert time.monotonic() < deadline, f"serve did not come up (/health: {last}):\n{self.output()}"
             time.sleep(0.1)
 
 
