@@ -187,7 +187,7 @@ def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> No
 # type processing only where a column needs it); on PostgreSQL one multi-row statement per 1,000 rows
 # (psycopg's executemany sends a statement per row).
 
-PG_ROWS_PER_STATEMENT = 100
+PG_ROWS_PER_STATEMENT = 1000
 
 
 _EXECUTEMANY: dict[tuple[str, Hashable], Any] = {}
@@ -216,16 +216,10 @@ def update_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Se
         return
     columns = [c for c in rows[0] if c not in keys]
     if conn.dialect.name == "postgresql":
-        names = [*keys, *columns]
         assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
         match = " AND ".join(f't."{k}" = v."{k}"' for k in keys)
-        for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
-            values, params = _pg_values(conn, table, names, chunk)
-            conn.exec_driver_sql(
-                f'UPDATE "{table.name}" AS t SET {assignments} FROM (VALUES {values}) AS v({_quoted(names)})'
-                f" WHERE {match}",
-                params,
-            )
+        for source, params in _pg_unnest(conn, table, [*keys, *columns], rows):
+            conn.exec_driver_sql(f'UPDATE "{table.name}" AS t SET {assignments} FROM {source} WHERE {match}', params)
         return
     stmt = (
         table.update()
@@ -242,11 +236,8 @@ def delete_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Se
         return
     if conn.dialect.name == "postgresql":
         match = " AND ".join(f't."{k}" = v."{k}"' for k in keys)
-        for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
-            values, params = _pg_values(conn, table, keys, chunk)
-            conn.exec_driver_sql(
-                f'DELETE FROM "{table.name}" AS t USING (VALUES {values}) AS v({_quoted(keys)}) WHERE {match}', params
-            )
+        for source, params in _pg_unnest(conn, table, keys, rows):
+            conn.exec_driver_sql(f'DELETE FROM "{table.name}" AS t USING {source} WHERE {match}', params)
         return
     stmt = table.delete().where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
     _executemany(conn, stmt, [{f"k_{k}": r[k] for k in keys} for r in rows], ("delete", table.name, tuple(keys)))
@@ -257,9 +248,8 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         return
     names = list(rows[0])
     if conn.dialect.name == "postgresql":
-        for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
-            values, params = _pg_values(conn, table, names, chunk)
-            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({_quoted(names)}) VALUES {values}', params)
+        for source, params in _pg_unnest(conn, table, names, rows):
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({_quoted(names)}) SELECT * FROM {source}', params)
         return
     _executemany(conn, table.insert(), rows, ("insert", table.name, tuple(names)))
 
@@ -268,20 +258,21 @@ def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f'"{n}"' for n in names)
 
 
-def _pg_values(
+def _pg_unnest(
     conn: Connection, table: sa.Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
-) -> tuple[str, tuple[Any, ...]]:
-    """``(%s::type, ...), ...`` for ``rows`` and the flat parameter tuple (JSON serialized here)."""
-    dialect = conn.dialect
-    casts = [table.c[n].type.compile(dialect=dialect) for n in names]
+) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """``unnest(%s::type[], ...) AS v(names)`` and one array per column, for each chunk of rows: a short,
+    constant statement text (psycopg parses a long one each time) whose row estimate keeps PostgreSQL on
+    the primary key (a long VALUES list can be planned as a hash join over the whole table)."""
+    types = [table.c[n].type.compile(dialect=conn.dialect) for n in names]
     is_json = [isinstance(table.c[n].type, sa.JSON) for n in names]
-    row_sql = "(" + ", ".join(f"%s::{cast}" for cast in casts) + ")"
-    params: list[Any] = []
-    for row in rows:
+    source = "unnest(" + ", ".join(f"%s::{t}[]" for t in types) + f") AS v({_quoted(names)})"
+    for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
+        arrays = []
         for name, json_column in zip(names, is_json, strict=True):
-            value = row[name]
-            params.append(json.dumps(value) if json_column and value is not None else value)
-    return ", ".join([row_sql] * len(rows)), tuple(params)
+            values = [row[name] for row in chunk]
+            arrays.append([json.dumps(v) if v is not None else None for v in values] if json_column else values)
+        yield source, tuple(arrays)
 
 
 def _executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]], key: Hashable = None) -> None:
