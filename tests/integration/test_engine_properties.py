@@ -163,6 +163,13 @@ def dump(store: SqlStore) -> dict[str, Any]:
     return dict(json.loads(out.getvalue()))
 
 
+def mentor_index(store: SqlStore) -> set[tuple[str, str, str]]:
+    from handover.adapters.sql import course_batch_mentor
+
+    with store.engine.connect() as conn:
+        return {(r.userid, r.courseid, r.batchid) for r in conn.execute(course_batch_mentor.select())}
+
+
 def make_store(url: str, fixture: dict[str, Any]) -> SqlStore:
     store = SqlStore(url)
     store.init_schema()
@@ -196,6 +203,9 @@ def run_property(url: str, fixture: dict[str, Any], lines: list[str], page_size:
     assert [report(eng.process(line)) for line in lines] == expected
     after = dump(store)
     assert after == ref.dump()
+    assert mentor_index(store) == {
+        (m, b["courseid"], b["batchid"]) for b in after["course_batches"] for m in b["mentors"]
+    }  # the index the engine finds mentored batches by stays equal to the lists
 
     # a second replay changes nothing
     assert all(eng.process(line).outcome != "applied" for line in lines)

@@ -476,15 +476,27 @@ class SqlBatches:
         self._index_mentors([u for u in updates if u.mentors is not None])
 
     def _index_mentors(self, updates: Sequence[BatchUpdate]) -> None:
+        """Keep ``course_batch_mentor`` equal to the new mentor lists. The stored list is the ``before`` of an
+        update's first ``mentors`` change (the engine's one change; undo's newest): only the difference is
+        written. An update without such a change has its index rows rewritten whole."""
         m = course_batch_mentor
-        keys = [{"courseid": u.courseid, "batchid": u.batchid} for u in updates]
-        delete_rows(self._conn, m, ("courseid", "batchid"), keys)
-        rows = [
-            {"userid": mentor, "courseid": u.courseid, "batchid": u.batchid}
-            for u in updates
-            for mentor in dict.fromkeys(u.mentors or ())
-        ]
-        insert_rows(self._conn, m, rows)
+        removed: list[dict[str, Any]] = []
+        added: list[dict[str, Any]] = []
+        rewrite: list[dict[str, Any]] = []
+        for u in updates:
+            new = dict.fromkeys(u.mentors or ())
+            stored = next((c.before for c in u.changes if c.field == "mentors"), None)
+            if not isinstance(stored, list | tuple):
+                key = {"courseid": u.courseid, "batchid": u.batchid}
+                rewrite.append(key)
+                added.extend({"userid": x, **key} for x in new)
+                continue
+            old = set(stored)
+            removed.extend({"userid": x, "courseid": u.courseid, "batchid": u.batchid} for x in old - new.keys())
+            added.extend({"userid": x, "courseid": u.courseid, "batchid": u.batchid} for x in new if x not in old)
+        delete_rows(self._conn, m, ("courseid", "batchid"), rewrite)
+        delete_rows(self._conn, m, ("userid", "courseid", "batchid"), removed)
+        insert_rows(self._conn, m, added)
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
         """Per course, ``batchid IN (...)``: a primary-key range (a row-value IN list is a scan in SQLite)."""
