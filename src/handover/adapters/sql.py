@@ -1,8 +1,8 @@
-"""The SQL store: SQLite (the embedded default) and PostgreSQL through the same SQLAlchemy Core code.
+"""The SQL store: repositories, unit of work and the store itself, on SQLite (the embedded default) and
+PostgreSQL through the same SQLAlchemy Core code. Tables: ``sql_schema``; many-row writes: ``sql_rows``.
 
-Tables follow SPEC 3. ``course_batch_mentor`` indexes the mentors list so that a user's batches are found
-without a scan; every read of a user's records is a keyset-paged query, so memory does not grow with the
-number of records.
+Every read of a user's records is a keyset-paged query, so memory does not grow with the number of records;
+large transfers are written set-based (``SqlBulk``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,22 @@ from types import TracebackType
 from typing import Any, Self
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from handover.adapters.sql_rows import chunks, delete_rows, insert_rows, run_prepared, update_rows, upsert_rows
+from handover.adapters.sql_schema import (
+    StoreError,
+    asset,
+    audit,
+    course_batch,
+    course_batch_mentor,
+    create_engine,
+    ledger,
+    metadata,
+    notification,
+    users,
+)
 from handover.domain.model import (
     ASSET_COLUMNS,
     Asset,
@@ -31,273 +44,21 @@ from handover.domain.notification import Notification
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH, AuditPage, AuditRecord, AuditStamp, LedgerEntry
 
-metadata = sa.MetaData()
-
-users = sa.Table(
-    "users",
-    metadata,
-    sa.Column("id", sa.String(255), primary_key=True),
-    sa.Column("userName", sa.Text, nullable=False, default=""),
-    sa.Column("firstName", sa.Text, nullable=False, default=""),
-    sa.Column("lastName", sa.Text, nullable=False, default=""),
-    sa.Column("rootOrgId", sa.String(255), nullable=False, default=""),
-    sa.Column("roles", sa.JSON, nullable=False),
-    sa.Column("isDeleted", sa.Boolean, nullable=False, default=False),
-    sa.Index("ix_users_root_org", "rootOrgId"),
-)
-
-course_batch = sa.Table(
-    "course_batch",
-    metadata,
-    sa.Column("courseid", sa.String(255), primary_key=True),
-    sa.Column("batchid", sa.String(255), primary_key=True),
-    sa.Column("name", sa.Text, nullable=False, default=""),
-    sa.Column("status", sa.Integer, nullable=False),
-    sa.Column("createdby", sa.String(255)),
-    sa.Column("mentors", sa.JSON, nullable=False),
-    sa.Index("ix_course_batch_createdby", "createdby", "courseid", "batchid"),
-)
-
-course_batch_mentor = sa.Table(
-    "course_batch_mentor",
-    metadata,
-    sa.Column("userid", sa.String(255), primary_key=True),
-    sa.Column("courseid", sa.String(255), primary_key=True),
-    sa.Column("batchid", sa.String(255), primary_key=True),
-    sa.Index("ix_course_batch_mentor_batch", "courseid", "batchid"),
-)
-
-asset = sa.Table(
+# The tables and the engine are defined in sql_schema; they are part of this module's interface too.
+__all__ = [
+    "SqlStore",
+    "SqlUnitOfWork",
+    "StoreError",
     "asset",
-    metadata,
-    sa.Column("identifier", sa.String(255), primary_key=True),
-    sa.Column("objectType", sa.String(255), nullable=False),
-    sa.Column("schemaVersion", sa.String(64)),
-    sa.Column("status", sa.String(64)),
-    sa.Column("visibility", sa.String(64)),
-    sa.Column("createdBy", sa.String(255)),
-    sa.Column("creator", sa.Text),
-    sa.Column("originData", sa.JSON(none_as_null=True)),
-    sa.Column("extra", sa.JSON(none_as_null=True)),
-    sa.Index("ix_asset_created_by", "createdBy", "identifier"),
-)
-
-ledger = sa.Table(
-    "ledger",
-    metadata,
-    sa.Column("mid", sa.String(512), primary_key=True),
-    sa.Column("action", sa.String(64)),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("reason", sa.String(64)),
-    sa.Column("skipped", sa.JSON, nullable=False),
-    sa.Column("changed_batches", sa.Integer, nullable=False),
-    sa.Column("changed_assets", sa.Integer, nullable=False),
-    sa.Column("request_id", sa.String(255)),
-    sa.Column("subject_user_id", sa.String(255)),
-    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False, default=""),
-    sa.Index("ix_ledger_request", "request_id"),
-)
-
-notification = sa.Table(
-    "notification",
-    metadata,
-    sa.Column("mid", sa.String(512), primary_key=True),
-    sa.Column("recipientUserIds", sa.JSON, nullable=False),
-    sa.Column("assets", sa.JSON, nullable=False),
-    sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("regards", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-audit = sa.Table(
     "audit",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("mid", sa.String(512), nullable=False),
-    sa.Column("request_id", sa.String(255)),
-    sa.Column("store", sa.String(32), nullable=False),
-    sa.Column("record_key", sa.String(512), nullable=False),
-    sa.Column("field", sa.String(255), nullable=False),
-    sa.Column("before", sa.JSON(none_as_null=True)),
-    sa.Column("after", sa.JSON(none_as_null=True)),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_audit_mid", "mid", "id"),  # (.., id): a page of one event or request is an index range
-    sa.Index("ix_audit_request", "request_id", "id"),
-)
-
-
-class StoreError(RuntimeError):
-    """The database cannot be reached or refused an operation."""
-
-
-def engine_url(url: str) -> str:
-    """Pick the psycopg (3) driver for a plain ``postgresql://`` URL."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
-def create_engine(url: str) -> Engine:
-    url = engine_url(url)
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _sqlite_transactions(engine)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
-
-
-def _sqlite_transactions(engine: Engine) -> None:
-    """Let SQLAlchemy, not pysqlite, open transactions (so SAVEPOINT works), as BEGIN IMMEDIATE so that a
-    read-then-write unit of work never fails on a lock upgrade; WAL for concurrent readers."""
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _upsert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    keys = [c.name for c in table.primary_key.columns]
-    dialect = conn.dialect.name
-    stmt: Any
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    else:  # pragma: no cover - only the two dialects are supported
-        raise StoreError(f"unsupported database {dialect}")
-    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
-
-
-# --- bulk row writes ---------------------------------------------------------------------------------
-# The writes of a large transfer go through these three: on SQLite one DB-API executemany (compiled once,
-# type processing only where a column needs it); on PostgreSQL one multi-row statement per 1,000 rows
-# (psycopg's executemany sends a statement per row).
-
-PG_ROWS_PER_STATEMENT = 1000
-
-
-_EXECUTEMANY: dict[tuple[str, Hashable], Any] = {}
-_PREPARED: dict[tuple[str, Hashable], tuple[str, list[str] | None, dict[str, Any]]] = {}
-
-
-def run_prepared(conn: Connection, key: Hashable, build: Callable[[], Any], params: Mapping[str, Any]) -> Any:
-    """Execute the statement ``build()`` makes, compiled once per dialect and ``key`` (which must name every
-    value built into it), with ``params`` for its bind parameters. For the small statements run for every
-    event: SQLAlchemy then neither rebuilds nor re-keys them each time. Rows come back raw, read by position."""
-    entry = _PREPARED.get((conn.dialect.name, key))
-    if entry is None:
-        compiled = build().compile(dialect=conn.dialect)
-        order = list(compiled.positiontup) if compiled.positional and compiled.positiontup is not None else None
-        # the values built into the statement (e.g. IN lists); the per-call ones come with ``params``
-        entry = (compiled.string, order, compiled.construct_params(_check=False))
-        _PREPARED[(conn.dialect.name, key)] = entry
-    sql, order, defaults = entry
-    values = {**defaults, **params}
-    return conn.exec_driver_sql(sql, tuple(values[n] for n in order) if order is not None else values)
-
-
-def update_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    """Set the non-key columns of each row on the record with the row's key columns."""
-    if not rows:
-        return
-    columns = [c for c in rows[0] if c not in keys]
-    if conn.dialect.name == "postgresql":
-        assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns)
-        match = " AND ".join(f't."{k}" = v."{k}"' for k in keys)
-        for source, params in _pg_unnest(conn, table, [*keys, *columns], rows):
-            conn.exec_driver_sql(f'UPDATE "{table.name}" AS t SET {assignments} FROM {source} WHERE {match}', params)
-        return
-    stmt = (
-        table.update()
-        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
-        .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
-    )
-    named = [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows]
-    _executemany(conn, stmt, named, ("update", table.name, tuple(keys), tuple(columns)))
-
-
-def delete_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    """Delete every record matching the key columns of a row."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        match = " AND ".join(f't."{k}" = v."{k}"' for k in keys)
-        for source, params in _pg_unnest(conn, table, keys, rows):
-            conn.exec_driver_sql(f'DELETE FROM "{table.name}" AS t USING {source} WHERE {match}', params)
-        return
-    stmt = table.delete().where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
-    _executemany(conn, stmt, [{f"k_{k}": r[k] for k in keys} for r in rows], ("delete", table.name, tuple(keys)))
-
-
-def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    if not rows:
-        return
-    names = list(rows[0])
-    if conn.dialect.name == "postgresql":
-        for source, params in _pg_unnest(conn, table, names, rows):
-            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({_quoted(names)}) SELECT * FROM {source}', params)
-        return
-    _executemany(conn, table.insert(), rows, ("insert", table.name, tuple(names)))
-
-
-def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(f'"{n}"' for n in names)
-
-
-def _pg_unnest(
-    conn: Connection, table: sa.Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
-) -> Iterator[tuple[str, tuple[Any, ...]]]:
-    """``unnest(%s::type[], ...) AS v(names)`` and one array per column, for each chunk of rows: a short,
-    constant statement text (psycopg parses a long one each time) whose row estimate keeps PostgreSQL on
-    the primary key (a long VALUES list can be planned as a hash join over the whole table)."""
-    types = [table.c[n].type.compile(dialect=conn.dialect) for n in names]
-    is_json = [isinstance(table.c[n].type, sa.JSON) for n in names]
-    source = "unnest(" + ", ".join(f"%s::{t}[]" for t in types) + f") AS v({_quoted(names)})"
-    for chunk in _chunks(list(rows), PG_ROWS_PER_STATEMENT):
-        arrays = []
-        for name, json_column in zip(names, is_json, strict=True):
-            values = [row[name] for row in chunk]
-            arrays.append([json.dumps(v) if v is not None else None for v in values] if json_column else values)
-        yield source, tuple(arrays)
-
-
-def _executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]], key: Hashable = None) -> None:
-    """``stmt`` once per row through the DB-API executemany (SQLite); compiled once per ``key``."""
-    dialect = conn.dialect
-    cached = _EXECUTEMANY.get((dialect.name, key)) if key is not None else None
-    if cached is None:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
-        processors = {}
-        for name, bind in compiled.binds.items():
-            proc = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if proc is not None:
-                processors[name] = proc
-        names = list(compiled.positiontup) if compiled.positional and compiled.positiontup else list(rows[0])
-        cached = (compiled, names, [(i, processors[n]) for i, n in enumerate(names) if n in processors])
-        if key is not None:
-            _EXECUTEMANY[(dialect.name, key)] = cached
-    compiled, names, procs = cached
-    params: list[Any] = []
-    for row in rows:
-        values = [row[n] for n in names]
-        for i, proc in procs:
-            values[i] = proc(values[i])
-        params.append(tuple(values) if compiled.positional else dict(zip(names, values, strict=True)))
-    conn.exec_driver_sql(compiled.string, params)
+    "course_batch",
+    "course_batch_mentor",
+    "create_engine",
+    "ledger",
+    "metadata",
+    "notification",
+    "users",
+]
 
 
 def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
@@ -503,7 +264,7 @@ class SqlBatches:
         cb = course_batch
         found: dict[tuple[str, str], CourseBatch] = {}
         for courseid, group in _grouped(dict.fromkeys(keys), lambda k: k[0]).items():
-            for chunk in _chunks([b for _, b in group], IN_LIST_SIZE):
+            for chunk in chunks([b for _, b in group], IN_LIST_SIZE):
                 query = sa.select(cb).where(cb.c.courseid == courseid, cb.c.batchid.in_(chunk)).with_for_update()
                 found.update((b.key, b) for b in map(_batch, self._conn.execute(query)))
         return found
@@ -524,7 +285,7 @@ class SqlAssets:
 
     def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
         found: dict[str, Asset] = {}
-        for chunk in _chunks(list(dict.fromkeys(identifiers)), IN_LIST_SIZE):
+        for chunk in chunks(list(dict.fromkeys(identifiers)), IN_LIST_SIZE):
             query = sa.select(asset).where(asset.c.identifier.in_(chunk)).with_for_update()
             found.update((a.identifier, a) for a in map(_asset, self._conn.execute(query)))
         return found
@@ -565,7 +326,7 @@ class SqlAssets:
             if len(group) < SET_BASED_MIN or not columns:
                 singles.setdefault(tuple(sorted(values)), []).extend(group)
                 continue
-            for chunk in _chunks([u.identifier for u in group], IN_LIST_SIZE):
+            for chunk in chunks([u.identifier for u in group], IN_LIST_SIZE):
                 self._conn.execute(asset.update().where(asset.c.identifier.in_(chunk)).values(columns))
             extras = [f for f in values if f not in ASSET_COLUMNS]
             if extras:
@@ -908,10 +669,10 @@ class SqlStore:
         parsed_batches = [batch_from_json(b) for b in _list(doc, "course_batches")]
         parsed_assets = [asset_from_json(a) for a in _list(doc, "assets")]
         with self.connect() as conn, conn.begin():
-            for chunk in _chunks([u.to_json() for u in parsed_users]):
-                _upsert(conn, users, chunk)
-            for chunk in _chunks(parsed_batches):
-                _upsert(conn, course_batch, [b.to_json() for b in chunk])
+            for chunk in chunks([u.to_json() for u in parsed_users]):
+                upsert_rows(conn, users, chunk)
+            for chunk in chunks(parsed_batches):
+                upsert_rows(conn, course_batch, [b.to_json() for b in chunk])
                 m = course_batch_mentor
                 conn.execute(
                     m.delete().where(m.c.courseid == sa.bindparam("k_c"), m.c.batchid == sa.bindparam("k_b")),
@@ -924,8 +685,8 @@ class SqlStore:
                 ]
                 if rows:
                     conn.execute(m.insert(), rows)
-            for chunk in _chunks(parsed_assets):
-                _upsert(conn, asset, [_asset_row(a) for a in chunk])
+            for chunk in chunks(parsed_assets):
+                upsert_rows(conn, asset, [_asset_row(a) for a in chunk])
         return {"users": len(parsed_users), "course_batches": len(parsed_batches), "assets": len(parsed_assets)}
 
     def dump_sections(self) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]:
@@ -959,12 +720,3 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise ValueError(f"fixture '{key}' must be a list of objects")
     return value
-
-
-def _chunks(items: list[Any], size: int = 2000) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def json_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)

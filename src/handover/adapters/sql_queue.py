@@ -22,7 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from handover import metrics
-from handover.adapters.sql import SqlStore, ledger, metadata
+from handover.adapters.sql import SqlStore
+from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
 from handover.service.delivery import deliver
 from handover.service.engine import Engine

@@ -58,7 +58,7 @@ def store_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean the store failed (exit 1)."""
     import sqlalchemy.exc
 
-    from handover.adapters.sql import StoreError
+    from handover.adapters.sql_schema import StoreError
 
     return (StoreError, sqlalchemy.exc.SQLAlchemyError, ConnectionError, TimeoutError)
 

@@ -1,0 +1,146 @@
+"""The SQL store's tables (SPEC 3, plus the ledger, outbox and audit) and its engine: SQLite (the embedded
+default) and PostgreSQL through the same SQLAlchemy Core code.
+
+``course_batch_mentor`` indexes the mentors lists, so that a user's batches are found without a scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("userName", sa.Text, nullable=False, default=""),
+    sa.Column("firstName", sa.Text, nullable=False, default=""),
+    sa.Column("lastName", sa.Text, nullable=False, default=""),
+    sa.Column("rootOrgId", sa.String(255), nullable=False, default=""),
+    sa.Column("roles", sa.JSON, nullable=False),
+    sa.Column("isDeleted", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_users_root_org", "rootOrgId"),
+)
+
+course_batch = sa.Table(
+    "course_batch",
+    metadata,
+    sa.Column("courseid", sa.String(255), primary_key=True),
+    sa.Column("batchid", sa.String(255), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, default=""),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("createdby", sa.String(255)),
+    sa.Column("mentors", sa.JSON, nullable=False),
+    sa.Index("ix_course_batch_createdby", "createdby", "courseid", "batchid"),
+)
+
+course_batch_mentor = sa.Table(
+    "course_batch_mentor",
+    metadata,
+    sa.Column("userid", sa.String(255), primary_key=True),
+    sa.Column("courseid", sa.String(255), primary_key=True),
+    sa.Column("batchid", sa.String(255), primary_key=True),
+    sa.Index("ix_course_batch_mentor_batch", "courseid", "batchid"),
+)
+
+asset = sa.Table(
+    "asset",
+    metadata,
+    sa.Column("identifier", sa.String(255), primary_key=True),
+    sa.Column("objectType", sa.String(255), nullable=False),
+    sa.Column("schemaVersion", sa.String(64)),
+    sa.Column("status", sa.String(64)),
+    sa.Column("visibility", sa.String(64)),
+    sa.Column("createdBy", sa.String(255)),
+    sa.Column("creator", sa.Text),
+    sa.Column("originData", sa.JSON(none_as_null=True)),
+    sa.Column("extra", sa.JSON(none_as_null=True)),
+    sa.Index("ix_asset_created_by", "createdBy", "identifier"),
+)
+
+ledger = sa.Table(
+    "ledger",
+    metadata,
+    sa.Column("mid", sa.String(512), primary_key=True),
+    sa.Column("action", sa.String(64)),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(64)),
+    sa.Column("skipped", sa.JSON, nullable=False),
+    sa.Column("changed_batches", sa.Integer, nullable=False),
+    sa.Column("changed_assets", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(255)),
+    sa.Column("subject_user_id", sa.String(255)),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Index("ix_ledger_request", "request_id"),
+)
+
+notification = sa.Table(
+    "notification",
+    metadata,
+    sa.Column("mid", sa.String(512), primary_key=True),
+    sa.Column("recipientUserIds", sa.JSON, nullable=False),
+    sa.Column("assets", sa.JSON, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("regards", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("mid", sa.String(512), nullable=False),
+    sa.Column("request_id", sa.String(255)),
+    sa.Column("store", sa.String(32), nullable=False),
+    sa.Column("record_key", sa.String(512), nullable=False),
+    sa.Column("field", sa.String(255), nullable=False),
+    sa.Column("before", sa.JSON(none_as_null=True)),
+    sa.Column("after", sa.JSON(none_as_null=True)),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_audit_mid", "mid", "id"),  # (.., id): a page of one event or request is an index range
+    sa.Index("ix_audit_request", "request_id", "id"),
+)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be reached or refused an operation."""
+
+
+def engine_url(url: str) -> str:
+    """Pick the psycopg (3) driver for a plain ``postgresql://`` URL."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def create_engine(url: str) -> Engine:
+    url = engine_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        _sqlite_transactions(engine)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy, not pysqlite, open transactions (so SAVEPOINT works), as BEGIN IMMEDIATE so that a
+    read-then-write unit of work never fails on a lock upgrade; WAL for concurrent readers."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
