@@ -9,6 +9,7 @@ re-keys it for each event.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -144,13 +145,24 @@ def _executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]],
         if key is not None:
             _EXECUTEMANY[(dialect.name, key)] = cached
     compiled, names, procs = cached
+    get = operator.itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    # A processed column often repeats the same object (the event's time, the to-user): converted once.
+    last: list[tuple[Any, Any]] = [(_NOTHING, None)] * len(procs)
     params: list[Any] = []
     for row in rows:
-        values = [row[n] for n in names]
-        for i, proc in procs:
-            values[i] = proc(values[i])
+        values = list(get(row))
+        for k, (i, proc) in enumerate(procs):
+            value = values[i]
+            seen, converted = last[k]
+            if value is not seen:
+                converted = proc(value)
+                last[k] = (value, converted)
+            values[i] = converted
         params.append(tuple(values) if compiled.positional else dict(zip(names, values, strict=True)))
     conn.exec_driver_sql(compiled.string, params)
+
+
+_NOTHING = object()
 
 
 def chunks(items: list[Any], size: int = 2000) -> Iterator[list[Any]]:
