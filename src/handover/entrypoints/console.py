@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -332,10 +332,23 @@ def transfer_form(request: Request) -> Response:
 Text = Annotated[str, Form()]
 
 
-def _form(caller: Caller, organisationId: str, actionBy: str, fromUser: str, toUser: str, objects: str,
-          context: str) -> TransferForm:
-    # with a token, the admin is the token's user (the API refuses any other actionBy)
-    return TransferForm(organisationId, caller.user or actionBy, fromUser, toUser, objects, context)
+class TransferFields:
+    """The transfer form's fields as posted (one FastAPI dependency for the edit, preview and submit pages)."""
+
+    def __init__(
+        self, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
+        objects: Text = "", context: Text = "User Deletion",
+    ) -> None:
+        self.organisationId, self.actionBy, self.fromUser, self.toUser = organisationId, actionBy, fromUser, toUser
+        self.objects, self.context = objects, context
+
+    def form(self, caller: Caller) -> TransferForm:
+        # with a token, the admin is the token's user (the API refuses any other actionBy)
+        return TransferForm(self.organisationId, caller.user or self.actionBy, self.fromUser, self.toUser,
+                            self.objects, self.context)
+
+
+Fields = Annotated[TransferFields, Depends()]
 
 
 def _roles_reader(api: Api) -> Callable[[str], list[dict[str, Any]]]:
@@ -355,25 +368,19 @@ def _roles_reader(api: Api) -> Callable[[str], list[dict[str, Any]]]:
 
 
 @router.post("/transfer/edit")
-def transfer_edit(
-    request: Request, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
-    objects: Text = "", context: Text = "User Deletion",
-) -> Response:
+def transfer_edit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
-        form = _form(caller, organisationId, actionBy, fromUser, toUser, objects, context)
+        form = fields.form(caller)
         return _form_page(request, caller, form, {}, 200)
 
     return page(request, build, post=True)
 
 
 @router.post("/transfer/preview")
-def transfer_preview(
-    request: Request, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
-    objects: Text = "", context: Text = "User Deletion",
-) -> Response:
+def transfer_preview(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
-        form = _form(caller, organisationId, actionBy, fromUser, toUser, objects, context)
+        form = fields.form(caller)
         try:
             result = preview_request(api.app, form.request_doc(_roles_reader(api)), str(uuid.uuid4()),
                                      PREVIEW_RECORDS)
@@ -387,13 +394,10 @@ def transfer_preview(
 
 
 @router.post("/transfer")
-def transfer_submit(
-    request: Request, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
-    objects: Text = "", context: Text = "User Deletion",
-) -> Response:
+def transfer_submit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
-        form = _form(caller, organisationId, actionBy, fromUser, toUser, objects, context)
+        form = fields.form(caller)
         try:
             result = api.submit(form.request_doc(_roles_reader(api)), str(uuid.uuid4()))
         except ApiError as exc:
