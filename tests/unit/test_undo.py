@@ -276,6 +276,30 @@ def test_no_personal_value_of_a_deleted_user_appears_in_the_audit(store: SqlStor
         assert personal not in text
 
 
+def test_a_deletion_redacts_the_names_audited_by_earlier_transfers(store: SqlStore) -> None:
+    """Ann's assets go to Ravi while she exists (her name is the audited ``before``); then she is deleted: her
+    names leave every audit row, and undoing the earlier transfer puts back the replacement, not her name."""
+    eng = engine(store)
+    assert eng.process(transfer("LP.before")).outcome == "applied"
+
+    def audit_text() -> str:
+        with store.connect() as conn:
+            return json.dumps([dict(r) for r in conn.execute(sa.select(audit)).mappings()], default=str)
+
+    assert "Ann Lee" in audit_text()  # the check below can fail
+    store.load({"users": [dict(ANN, isDeleted=True)]})
+    assert eng.process(delete_user("LP.del")).outcome == "applied"
+    text = audit_text()
+    for personal in ("Ann Lee", "ann_lee"):
+        assert personal not in text
+    with store.connect() as conn:
+        moved = {r.record_key for r in conn.execute(sa.select(audit).where(audit.c.mid == "LP.before",
+                                                                           audit.c.field == "creator"))}
+    Undoer(store).undo_event("LP.before")
+    creators = {a["creator"] for a in snapshot(store)["assets"] if a["identifier"] in moved}
+    assert moved and creators == {"Deleted User"}  # not her name back
+
+
 # --- paging -------------------------------------------------------------------------------------------
 
 

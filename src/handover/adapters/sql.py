@@ -458,6 +458,22 @@ class SqlAudit:
         )
 
 
+    def redact(self, values: Sequence[str], replacement: str) -> int:
+        """One UPDATE per column over the whole audit table (deletions are rare). A value is matched in each
+        JSON text form it can be stored in (escaped or not, by Python or by the database)."""
+        if not values:
+            return 0
+        forms = sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
+        pg = self._conn.dialect.name == "postgresql"
+        new: Any = sa.cast(sa.literal(json.dumps(replacement)), postgresql.JSON) if pg else sa.literal(
+            json.dumps(replacement)
+        )
+        replaced = 0
+        for column in (audit.c.before, audit.c.after):
+            stmt = audit.update().where(sa.cast(column, sa.Text).in_(forms)).values({column.name: new})
+            replaced += int(self._conn.execute(stmt).rowcount)
+        return replaced
+
     def page(
         self,
         *,

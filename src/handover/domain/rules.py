@@ -58,6 +58,15 @@ def display_name(user: User) -> str:
     return name or (user.userName or "")
 
 
+def personal_values(user: User | None, user_name: str | None) -> tuple[str, ...]:
+    """The values a transfer can have audited about a user that must go when the user is deleted: the
+    display name written into PII fields, and the login."""
+    values = {user_name or ""}
+    if user is not None:
+        values |= {display_name(user), user.userName or ""}
+    return tuple(sorted(v for v in values if v.strip()))
+
+
 def check_transfer_users(event: OwnershipTransfer, from_user: User | None, to_user: User | None) -> Reason | None:
     """Rules 7-9: both users known, to-user not deleted, both in the event's root org."""
     if from_user is None or to_user is None:

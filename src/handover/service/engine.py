@@ -206,6 +206,7 @@ class Engine:
         note = build_notification(event.mid, event.user_id, user_name, event.admin_ids, affected, self.policy)
         if note is not None:
             uow.outbox.record(note)
+        uow.audit.redact(rules.personal_values(user, user_name), self.policy.replacement_value)
         return outcome
 
     # --- helpers -----------------------------------------------------------------------------------

@@ -116,6 +116,12 @@ class Outbox(Protocol):
 class AuditLog(Protocol):
     def record(self, records: Sequence[AuditRecord]) -> None: ...
 
+    def redact(self, values: Sequence[str], replacement: str) -> int:
+        """Replace every audited value (before or after) equal to one of ``values`` by ``replacement``: a
+        deleted user's names then stay in no audit row, also not in those of transfers made before the
+        deletion. Returns how many values were replaced."""
+        ...
+
     def page(
         self,
         *,
