@@ -146,6 +146,33 @@ def _batch_pages(
         last = (rows[-1][0], rows[-1][1])
 
 
+def _mentored_pages(
+    conn: Connection, status: list[int], page_size: int, user_id: str, *, not_created: bool
+) -> Iterator[list[CourseBatch]]:
+    """Keyset pages of the batches with one of ``status`` that ``user_id`` mentors (by the mentor index);
+    ``not_created``: only those the user did not create."""
+    cb, m = course_batch, course_batch_mentor
+
+    def build() -> Any:
+        conditions = [
+            m.c.userid == sa.bindparam("u"),
+            _one_of(cb.c.status, status, "st"),
+            _after(m.c.courseid, m.c.batchid),
+        ]
+        if not_created:
+            conditions.append(sa.or_(cb.c.createdby.is_(None), cb.c.createdby != sa.bindparam("u")))
+        return (
+            _raw_json_select(cb)
+            .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
+            .where(*conditions)
+            .order_by(m.c.courseid, m.c.batchid)
+            .limit(page_size)
+        )
+
+    key = ("batches.mentored", not_created, tuple(status), page_size)
+    yield from _batch_pages(conn, key, build, user_id, page_size)
+
+
 def _asset_row(a: Asset) -> dict[str, Any]:
     return {
         "identifier": a.identifier,
@@ -186,7 +213,7 @@ class SqlBatches:
     def pages_of_user(
         self, user_id: str, statuses: frozenset[int], page_size: int
     ) -> Iterator[Sequence[CourseBatch]]:
-        cb, m = course_batch, course_batch_mentor
+        cb = course_batch
         status = sorted(statuses)
 
         def created() -> Any:  # 1. batches the user created
@@ -201,22 +228,9 @@ class SqlBatches:
                 .limit(page_size)
             )
 
-        def mentored() -> Any:  # 2. batches the user mentors but did not create
-            return (
-                _raw_json_select(cb)
-                .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
-                .where(
-                    m.c.userid == sa.bindparam("u"),
-                    _one_of(cb.c.status, status, "st"),
-                    sa.or_(cb.c.createdby.is_(None), cb.c.createdby != sa.bindparam("u")),
-                    _after(m.c.courseid, m.c.batchid),
-                )
-                .order_by(m.c.courseid, m.c.batchid)
-                .limit(page_size)
-            )
-
-        for name, build in (("batches.created", created), ("batches.mentored", mentored)):
-            yield from _batch_pages(self._conn, (name, tuple(status), page_size), build, user_id, page_size)
+        yield from _batch_pages(self._conn, ("batches.created", tuple(status), page_size), created, user_id, page_size)
+        # 2. batches the user mentors but did not create
+        yield from _mentored_pages(self._conn, status, page_size, user_id, not_created=True)
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
         """One bulk update per set of written fields, each row found by its primary key. (A row-value
@@ -514,23 +528,7 @@ class SqlBulk:
     def batch_pages_mentored_by(
         self, user_id: str, statuses: frozenset[int], page_size: int
     ) -> Iterator[Sequence[CourseBatch]]:
-        cb, m = course_batch, course_batch_mentor
-        status = sorted(statuses)
-
-        def build() -> Any:
-            return (
-                _raw_json_select(cb)
-                .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
-                .where(
-                    m.c.userid == sa.bindparam("u"),
-                    _one_of(cb.c.status, status, "st"),
-                    _after(m.c.courseid, m.c.batchid),
-                )
-                .order_by(m.c.courseid, m.c.batchid)
-                .limit(page_size)
-            )
-
-        yield from _batch_pages(self._conn, ("bulk.mentored", tuple(status), page_size), build, user_id, page_size)
+        yield from _mentored_pages(self._conn, sorted(statuses), page_size, user_id, not_created=False)
 
     def reassign_batch_creator(
         self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None
