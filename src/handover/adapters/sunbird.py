@@ -68,6 +68,7 @@ class SunbirdConfig:
 
     cassandra_hosts: tuple[str, ...]
     cassandra_port: int
+    cassandra_protocol_version: int | None
     course_batch: CourseBatchTable
     handover: HandoverKeyspace
     write_group_size: int
@@ -91,6 +92,7 @@ class SunbirdConfig:
             return cls(
                 cassandra_hosts=tuple(h.strip() for h in s["lms-cassandra.host"].split(",") if h.strip()),
                 cassandra_port=s["lms-cassandra.port"],
+                cassandra_protocol_version=s["lms-cassandra.protocol_version"],
                 course_batch=CourseBatchTable(s["lms-cassandra.keyspace"], s["lms-cassandra.course_batch.table"]),
                 handover=HandoverKeyspace(s["handover-cassandra.keyspace"], s["handover-cassandra.replication_factor"]),
                 write_group_size=s["threshold.batch.write.size"],
@@ -121,7 +123,13 @@ class SunbirdStore:
         self.config = c = SunbirdConfig.from_settings(settings)
         self.clock = clock
         self.cassandra = CassandraGateway(
-            c.cassandra_hosts, c.cassandra_port, c.course_batch, c.handover, c.write_group_size, c.timeout
+            c.cassandra_hosts,
+            c.cassandra_port,
+            c.course_batch,
+            c.handover,
+            c.write_group_size,
+            c.timeout,
+            protocol_version=c.cassandra_protocol_version,
         )
         self.index = CourseBatchIndex(c.es_base_path, c.es_index, c.timeout, c.http_attempts)
         self.graph = AssetGraph(c.neo4j_uri, c.neo4j_user, c.neo4j_password, AssetCypher(c.neo4j_label), c.timeout)
