@@ -77,7 +77,14 @@ def api_parts(app: App) -> ApiParts:
     from handover.adapters.sql import SqlStore
     from handover.adapters.sql_queue import QueueWorker, SqlEventQueue, SqlRequestLog
 
-    requests = SqlRequestLog(app.store) if isinstance(app.store, SqlStore) else None
+    requests: RequestLog | None = None
+    if isinstance(app.store, SqlStore):
+        requests = SqlRequestLog(app.store)
+    elif app.store_url.startswith("sunbird:"):
+        from handover.adapters.sunbird import SunbirdRequestLog, SunbirdStore
+
+        assert isinstance(app.store, SunbirdStore)
+        requests = SunbirdRequestLog(app.store)
     if app.settings["kafka.broker-servers"]:
         from handover.adapters.kafka import KafkaEventSink
 

@@ -119,7 +119,32 @@ class HandoverKeyspace:
             "claimed_at timestamp, sent_at timestamp)",
             f"CREATE TABLE IF NOT EXISTS {ks}.audit (mid text, store text, record_key text, field text, "
             "request_id text, before text, after text, at timestamp, PRIMARY KEY (mid, store, record_key, field))",
+            f"CREATE TABLE IF NOT EXISTS {ks}.request_log (request_id text, position int, mid text, action_by text, "
+            "asset_information text, created_at timestamp, PRIMARY KEY (request_id, position))",
         ]
+
+    # request log: the events each API request produced, in order
+    def request_log_statements(
+        self, request_id: str, action_by: str, events: Sequence[tuple[str, Any]], now: datetime
+    ) -> list[Statement]:
+        """One row per (mid, assetInformation) of ``events``, at its position in the request."""
+        cql = (
+            f"INSERT INTO {self.keyspace}.request_log (request_id, position, mid, action_by, asset_information, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        return [
+            (cql, (request_id, position, mid, action_by, json.dumps(asset, ensure_ascii=False, sort_keys=True), now))
+            for position, (mid, asset) in enumerate(events)
+        ]
+
+    def select_request_log(self) -> str:
+        return (
+            "SELECT position, mid, action_by, asset_information "
+            f"FROM {self.keyspace}.request_log WHERE request_id = ?"
+        )
+
+    def delete_request_log_row(self) -> str:
+        return f"DELETE FROM {self.keyspace}.request_log WHERE request_id = ? AND position = ?"
 
     # ledger
     def select_ledger(self) -> str:
@@ -417,6 +442,23 @@ class CassandraGateway:
         rows = self.execute((self.handover.select_mids_of_request(), (request_id,)), "reading the ledger")
         entries = [self.ledger_get(r.mid) for r in rows]
         return sorted((e for e in entries if e is not None), key=lambda e: e.mid)
+
+    # request log
+    def request_log_put(
+        self, request_id: str, action_by: str, events: Sequence[tuple[str, Any]], now: datetime
+    ) -> None:
+        statements = self.handover.request_log_statements(request_id, action_by, events, now)
+        if statements:
+            self.execute_grouped(statements, "writing the request log")
+
+    def request_log_rows(self, request_id: str) -> list[tuple[int, str, str, dict[str, Any]]]:
+        """(position, mid, action_by, assetInformation) of the request's events, in order."""
+        rows = self.execute((self.handover.select_request_log(), (request_id,)), "reading the request log")
+        return [(r.position, r.mid, r.action_by, _loads(r.asset_information) or {}) for r in rows]
+
+    def request_log_delete(self, request_id: str, positions: Sequence[int]) -> None:
+        for position in positions:
+            self.execute((self.handover.delete_request_log_row(), (request_id, position)), "writing the request log")
 
     # notification record
     def notification_get(self, mid: str) -> NotificationRow | None:

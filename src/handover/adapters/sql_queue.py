@@ -28,6 +28,7 @@ from handover.domain.events import Reason
 from handover.service.delivery import deliver
 from handover.service.engine import Engine
 from handover.service.ports import PublishError, RequestStatus
+from handover.service.requests import event_status
 
 log = logging.getLogger(__name__)
 
@@ -439,23 +440,16 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _event_status(row: Any) -> dict[str, Any]:
-    if row.outcome is not None:
-        outcome, reason, skipped = row.outcome, row.reason, sorted(row.skipped or ())
-        changed = {"course_batches": row.changed_batches, "assets": row.changed_assets}
-    elif row.queue_status == FAILED:
-        outcome, reason, skipped = FAILED, Reason.PROCESSING_FAILED.value, []
-        changed = {"course_batches": 0, "assets": 0}
-    else:
-        outcome, reason, skipped = PENDING, None, []
-        changed = {"course_batches": 0, "assets": 0}
-    return {
-        "mid": row.mid,
-        "assetInformation": row.asset_information or {},
-        "outcome": outcome,
-        "reason": reason,
-        "skipped": skipped,
-        "changed": changed,
-    }
+    return event_status(
+        row.mid,
+        row.asset_information,
+        row.outcome,
+        row.reason,
+        row.skipped or (),
+        row.changed_batches or 0,
+        row.changed_assets or 0,
+        failed=row.queue_status == FAILED,
+    )
 
 
 class QueueWorker:

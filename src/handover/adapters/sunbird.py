@@ -55,9 +55,12 @@ from handover.service.ports import (
     Ledger,
     LedgerEntry,
     Outbox,
+    RequestLog,
+    RequestStatus,
     UnitOfWorkFactory,
     UserDirectory,
 )
+from handover.service.requests import event_status
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +502,52 @@ def _decode_cursor(cursor: str | None) -> tuple[str, tuple[str, str, str]] | Non
         raise ValueError(f"bad audit cursor {cursor!r}") from exc
 
 
-def _satisfies_the_ports(store: SunbirdStore) -> UnitOfWorkFactory:
-    """For mypy: the store is a ``UnitOfWorkFactory`` (its units of work have every port of ``UnitOfWork``)."""
-    return store
+class SunbirdRequestLog:
+    """``RequestLog`` in handover's Cassandra keyspace (table ``request_log``, one partition per request); an
+    event's outcome is its ledger row's. With Kafka, an event that ended in the failed topic has no ledger row and
+    shows as pending until it is re-driven."""
+
+    def __init__(self, store: SunbirdStore) -> None:
+        self._store = store
+
+    def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
+        rows = []
+        for event in events:
+            edata = event.get("edata")
+            asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
+            rows.append((str(event["mid"]), dict(asset) if isinstance(asset, Mapping) else {}))
+        self._store.cassandra.request_log_put(request_id, action_by, rows, self._store.clock())
+
+    def forget(self, request_id: str, mids: Sequence[str]) -> None:
+        drop = set(mids)
+        rows = self._store.cassandra.request_log_rows(request_id)
+        self._store.cassandra.request_log_delete(request_id, [position for position, mid, _, _ in rows if mid in drop])
+
+    def status(self, request_id: str) -> RequestStatus | None:
+        rows = self._store.cassandra.request_log_rows(request_id)
+        if not rows:
+            return None
+        events = []
+        for _, mid, _, asset in rows:
+            entry = self._store.cassandra.ledger_get(mid)
+            if entry is None:
+                events.append(event_status(mid, asset))
+            else:
+                events.append(
+                    event_status(
+                        mid,
+                        asset,
+                        entry.outcome,
+                        entry.reason,
+                        entry.skipped,
+                        entry.changed_batches,
+                        entry.changed_assets,
+                    )
+                )
+        return RequestStatus(request_id, rows[0][2], events)
+
+
+def _satisfies_the_ports(store: SunbirdStore) -> tuple[UnitOfWorkFactory, RequestLog]:
+    """For mypy: the store is a ``UnitOfWorkFactory`` (its units of work have every port of ``UnitOfWork``), and
+    its request log a ``RequestLog``."""
+    return store, SunbirdRequestLog(store)

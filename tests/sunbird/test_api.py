@@ -1,0 +1,71 @@
+"""The HTTP API on ``sunbird://`` (test servers: real Cassandra 2.1, ArcadeDB's Bolt, the noida-db Elasticsearch
+emulator; Kafka: tansu): ``handover serve`` and ``handover worker`` as real processes. Preview changes nothing;
+a submitted request is published, applied by the worker and followed by the status endpoint (request log in
+handover's Cassandra keyspace); undo puts every record back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from handover.entrypoints.cli import app
+from tests.e2e.api_support import BODY, TRANSFER, Process, poll_until_processed, serving
+from tests.sunbird.conftest import FIXTURE
+from tests.sunbird_deployment import Deployment
+from tests.tansu import SESSION_TIMEOUT_MS, Tansu
+
+ADMIN = {"request": {"actionBy": {"userId": "u-admin"}}}
+
+
+def test_preview_submit_status_undo(deployment: Deployment, kafka_broker: Tansu, tmp_path: Path) -> None:
+    deployment.seed(FIXTURE)
+    env = {
+        **deployment.env,
+        "HANDOVER_STORE": "sunbird://",
+        "HANDOVER_AUTH_MODE": "none",
+        "HANDOVER_KAFKA_BROKER_SERVERS": kafka_broker.bootstrap,
+        "HANDOVER_JOB_ENV": "api" + deployment.tag,
+        "HANDOVER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "HANDOVER_KAFKA_AUTO_OFFSET_RESET": "earliest",
+        "HANDOVER_KAFKA_TOPIC_CREATE": "true",
+        "HANDOVER_METRICS_PORT": "0",
+    }
+    assert CliRunner().invoke(app, ["init"], env=env).exit_code == 0
+    original = (deployment.rows(), deployment.documents(), deployment.nodes())
+
+    worker = Process(["worker"], env, tmp_path / "worker.log")
+    try:
+        with serving(env, tmp_path / "serve.log") as server:
+            preview = httpx.post(f"{server.base}{TRANSFER}/preview", json=BODY, timeout=60)
+            assert preview.status_code == 200, preview.text
+            assert preview.json()["result"]["changed"] == {"course_batches": 2, "assets": 4}
+            assert (deployment.rows(), deployment.documents(), deployment.nodes()) == original
+
+            submitted = httpx.post(f"{server.base}{TRANSFER}", json=BODY, timeout=60)
+            assert submitted.status_code == 200, submitted.text
+            request_id = submitted.json()["result"]["requestId"]
+            (event,) = poll_until_processed(server.base, request_id, timeout=90)
+            assert event["outcome"] == "applied", worker.output()
+            assert event["changed"] == {"course_batches": 2, "assets": 4}
+            status = httpx.get(f"{server.base}{TRANSFER}/{request_id}", timeout=30).json()["result"]
+            (listed,) = status["events"]
+            assert listed["undone"] is False
+            changed_keys = {c["key"] for c in listed["changes"]}
+            assert {"do_course1/b-101", "do_q1"} <= changed_keys, listed["changes"]
+
+            rows = deployment.rows()
+            assert rows[("do_course1", "b-101")]["createdby"] == "u-ravi"
+            assert rows[("do_course1", "b-102")]["mentors"] == ["u-ravi"]
+            assert deployment.nodes()["do_q1"]["creator"] == "Ravi Kumar"
+            assert deployment.documents()["b-101"]["createdBy"] == "u-ravi"
+
+            undo = httpx.post(f"{server.base}{TRANSFER}/{request_id}/undo", json=ADMIN, timeout=60)
+            assert undo.status_code == 200, undo.text
+            assert undo.json()["result"]["reverted"] > 0 and undo.json()["result"]["conflicts"] == 0
+            assert (deployment.rows(), deployment.documents(), deployment.nodes()) == original
+            (after,) = httpx.get(f"{server.base}{TRANSFER}/{request_id}", timeout=30).json()["result"]["events"]
+            assert after["undone"] is True
+    finally:
+        assert worker.stop() == 0, worker.output()
