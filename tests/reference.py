@@ -83,6 +83,9 @@ class Reference:
         to = e.get("toUserProfile") if isinstance(e.get("toUserProfile"), dict) else {}
         if _blank(e.get("organisationId")) or _blank(fr.get("userId")) or _blank(to.get("userId")):
             return "MISSING_FIELD"
+        info = e.get("assetInformation")
+        if info not in (None, {}) and (not isinstance(info, dict) or _blank(info.get("identifier"))):
+            return "MISSING_FIELD"  # names an asset without saying which: never "everything"
         if fr["userId"] == to["userId"]:
             return "SAME_USER"
         f, t = users.get(fr["userId"]), users.get(to["userId"])

@@ -109,7 +109,9 @@ def scenario(draw: Any) -> tuple[dict[str, Any], list[str]]:
     lines: list[str] = []
     for i in range(draw(st.integers(1, 6))):
         mid = draw(st.sampled_from([f"LP.{i}", f"LP.{i}", f"LP.{i}", "LP.dup"]))
-        kind = draw(st.sampled_from(["transfer", "transfer", "transfer", "single", "delete", "delete", "garbage"]))
+        kind = draw(
+            st.sampled_from(["transfer", "transfer", "transfer", "single", "nameless", "delete", "delete", "garbage"])
+        )
         if kind == "garbage":
             lines.append(draw(st.sampled_from(["not json", "{}", '{"eid":"BE_JOB_REQUEST","edata":{}}'])))
             continue
@@ -133,9 +135,11 @@ def scenario(draw: Any) -> tuple[dict[str, Any], list[str]]:
             org = next((u["rootOrgId"] for u in users if u["id"] == frm), "o1")
             good = [u["id"] for u in users if u["id"] != frm and u["rootOrgId"] == org and not u["isDeleted"]]
             to = draw(st.sampled_from(good * 4 + USERS))
-            info = (
+            info: dict[str, Any] = (
                 {"identifier": draw(st.sampled_from([*IDS, "do_missing"])), "objectType": "Question"}
                 if kind == "single"
+                else {"objectType": "Question", "name": "no identifier"}  # as upstream userorg can send
+                if kind == "nameless"
                 else {}
             )
             ev = {

@@ -156,8 +156,31 @@ def test_rejection_keeps_mid_once_rule_two_passed() -> None:
     assert isinstance(result, Rejection) and result.mid == "LP.1712750750956.0001"
 
 
-def test_blank_asset_identifier_means_everything() -> None:
-    t = parse_event(mutate(transfer(), "edata.assetInformation", {"identifier": "  ", "objectType": "Question"}))
+@pytest.mark.parametrize(
+    "asset_information",
+    [
+        {"identifier": "  ", "objectType": "Question"},  # blank
+        {"objectType": "Question", "name": "Q1", "primaryCategory": "Multiple Choice Question"},  # as userorg sends
+        {"identifier": None, "objectType": "Question"},
+        {"identifier": 42},
+        ["do_1"],
+        "do_1",
+        0,
+    ],
+)
+def test_asset_information_without_identifier_is_rejected_never_everything(asset_information: Any) -> None:
+    result = parse_event(mutate(transfer(), "edata.assetInformation", asset_information))
+    assert isinstance(result, Rejection) and result.reason is Reason.MISSING_FIELD
+    assert "assetInformation" in result.detail and result.mid == "LP.1712750750956.0001"
+
+
+@pytest.mark.parametrize("asset_information", [{}, None])
+def test_empty_or_absent_asset_information_means_everything(asset_information: Any) -> None:
+    t = parse_event(mutate(transfer(), "edata.assetInformation", asset_information))
+    assert isinstance(t, OwnershipTransfer) and t.asset is None
+    doc = transfer()
+    del doc["edata"]["assetInformation"]
+    t = parse_event(doc)
     assert isinstance(t, OwnershipTransfer) and t.asset is None
 
 

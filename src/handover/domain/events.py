@@ -151,6 +151,16 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
         if not _nonblank(value):
             return Rejection(Reason.MISSING_FIELD, f"edata.{name} is missing or blank", mid, doc)
     assert isinstance(org, str) and isinstance(from_id, str) and isinstance(to_id, str)
+    asset_information = edata.get("assetInformation")
+    if asset_information not in (None, {}) and _asset_information(asset_information) is None:
+        # upstream userorg can produce {"objectType": ..., "name": ...} without an identifier: it names one asset,
+        # so it must never widen to "everything" (upstream inQuiry moved nothing)
+        return Rejection(
+            Reason.MISSING_FIELD,
+            "edata.assetInformation names an asset but has no non-blank identifier (an empty object means everything)",
+            mid,
+            doc,
+        )
     if from_id == to_id:
         return Rejection(Reason.SAME_USER, "from-user and to-user are the same", mid, doc)
     return OwnershipTransfer(
@@ -158,7 +168,7 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
         organisation_id=org,
         from_user_id=from_id,
         to_user_id=to_id,
-        asset=_asset_information(edata.get("assetInformation")),
+        asset=_asset_information(asset_information),
         request_id=request_id,
         raw=doc,
     )
