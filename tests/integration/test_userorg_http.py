@@ -132,3 +132,22 @@ def test_unavailable_notification_service_is_retried(client: UserOrgClient, fake
     with pytest.raises(SunbirdStoreError, match="HTTP 503"):
         client.send_notification(NOTE)
     assert len(fake.notifications) == 3
+
+
+def test_organisation_read_tells_known_from_unknown(client: UserOrgClient, fake: FakeUserOrg) -> None:
+    fake.organisations.add("org-9")
+    assert client.organisation_exists("org-1") is True  # a root organisation of a user
+    assert client.organisation_exists("org-9") is True
+    assert client.organisation_exists("org-nope") is False  # userorg's 404
+    method, path, body = fake.requests[-1]
+    assert (method, path, body) == ("POST", "/userorg/v1/org/read", {"request": {"organisationId": "org-nope"}})
+
+
+def test_organisation_read_failure_is_a_store_error_not_a_guess(client: UserOrgClient, fake: FakeUserOrg) -> None:
+    fake.org_read_status = 500
+    with pytest.raises(SunbirdStoreError, match=r"reading organisation 'org-1'.*HTTP 500"):
+        client.organisation_exists("org-1")
+    assert fake.count("POST", "/v1/org/read") == 3  # retried
+    nothing = UserOrgClient(UserOrgEndpoints("http://127.0.0.1:9"), timeout=TIMEOUT, attempts=1)
+    with pytest.raises(SunbirdStoreError, match="reading organisation"):
+        nothing.organisation_exists("org-1")

@@ -24,6 +24,7 @@ from handover.domain.model import User
 READ_PREFIX = "/userorg/private/user/v1/read/"
 SEARCH_PATH = "/userorg/private/user/v1/search"
 NOTIFICATION_PATH = "/userorg/v2/notification"
+ORG_READ_PATH = "/userorg/v1/org/read"
 
 
 def profile(user: User) -> dict[str, Any]:
@@ -71,6 +72,8 @@ def envelope(
 class FakeUserOrg:
     users: dict[str, User] = field(default_factory=dict)
     behaviours: dict[str, str] = field(default_factory=dict)
+    organisations: set[str] = field(default_factory=set)  # beyond the users' root organisations
+    org_read_status: int | None = None  # answer the organisation read with this status instead
     search_misses: set[str] = field(default_factory=set)  # deleted users the search index has not caught up on
     notification_status: int = 200
     slow_seconds: float = 1.0
@@ -93,6 +96,8 @@ class FakeUserOrg:
             return self._read(unquote(path[len(READ_PREFIX) :]))
         if method == "POST" and path == SEARCH_PATH:
             return self._search(body)
+        if method == "POST" and path == ORG_READ_PATH:
+            return self._org_read(body)
         if method == "POST" and path == NOTIFICATION_PATH:
             self.notifications.append(body)
             status = self.notification_status
@@ -121,6 +126,22 @@ class FakeUserOrg:
                 envelope("api.user.read", 400, err="UOS_USRRED0006", errmsg="User account has been blocked .")
             )
         return 200, _json(envelope("api.user.read", 200, {"response": profile(user)}))
+
+    def _org_read(self, body: Any) -> tuple[int, bytes]:
+        """An organisation exists when it is some user's root organisation (or was added to ``organisations``);
+        an unknown one is userorg's 404 resource-not-found."""
+        if self.org_read_status is not None:
+            return self.org_read_status, _json(envelope("api.org.read", self.org_read_status, err="UOS_ORGRED0001"))
+        request = body.get("request") if isinstance(body, dict) else None
+        org_id = request.get("organisationId") if isinstance(request, dict) else None
+        if not isinstance(org_id, str) or not org_id.strip():
+            return 400, _json(envelope("api.org.read", 400, err="UOS_ORGRED0006", errmsg="organisationId is required"))
+        known = self.organisations | {u.rootOrgId for u in self.users.values()}
+        if org_id not in known:
+            return 404, _json(envelope("api.org.read", 404, err="UOS_ORGRED0041", errmsg="Organisation not found"))
+        org = {"id": org_id, "identifier": org_id, "organisationId": org_id, "orgName": f"Org {org_id}",
+               "isRootOrg": True, "status": 1}
+        return 200, _json(envelope("api.org.read", 200, {"response": org}))
 
     def _search(self, body: Any) -> tuple[int, bytes]:
         filters = body.get("request", {}).get("filters", {}) if isinstance(body, dict) else {}

@@ -5,11 +5,16 @@ handover's Cassandra keyspace); undo puts every record back."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from handover.bootstrap import bootstrap
+from handover.entrypoints.api import create_app
 from handover.entrypoints.cli import app
 from tests.e2e.api_support import BODY, TRANSFER, Process, poll_until_processed, serving
 from tests.sunbird.conftest import FIXTURE
@@ -69,3 +74,23 @@ def test_preview_submit_status_undo(deployment: Deployment, kafka_broker: Tansu,
             assert after["undone"] is True
     finally:
         assert worker.stop() == 0, worker.output()
+
+
+def test_unknown_organisation_is_upstreams_0028(
+    deployment: Deployment, kafka_broker: Tansu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        **deployment.env,
+        "HANDOVER_AUTH_MODE": "none",
+        "HANDOVER_KAFKA_BROKER_SERVERS": kafka_broker.bootstrap,
+        "HANDOVER_JOB_ENV": "org" + deployment.tag,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    http = TestClient(create_app(bootstrap("sunbird://")))
+    doc = copy.deepcopy(BODY)
+    doc["request"]["organisationId"] = "org-nope"
+    response = http.post(TRANSFER, json=doc)
+    assert response.status_code == 400, response.text
+    assert response.json()["params"]["err"] == "UOS_UOWNTRANS0028"
+    assert response.json()["params"]["errmsg"] == "Organization with ID org-nope does not exist."

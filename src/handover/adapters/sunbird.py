@@ -262,6 +262,10 @@ class SunbirdUsers:
             self._cache[user_id] = self._client.get_user(user_id)
         return self._cache[user_id]
 
+    def organisation_exists(self, organisation_id: str) -> bool:
+        """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""
+        return self._client.organisation_exists(organisation_id)
+
 
 def drifted(hit: BatchHit, row: CourseBatch) -> bool:
     """Whether the Elasticsearch copy differs from the Cassandra row in the fields handover writes."""

@@ -51,6 +51,7 @@ class UserOrgEndpoints:
     read_api: str = "/private/user/v1/read/"
     search_api: str = "/private/user/v1/search"
     notification_api: str = "/v2/notification"
+    org_read_api: str = "/v1/org/read"  # userorg-service routes: POST /v1/org/read (OrgController.getOrgDetails)
 
     def _join(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path.strip("/")
@@ -67,6 +68,9 @@ class UserOrgEndpoints:
 
     def notification_url(self) -> str:
         return self._join(self.notification_api)
+
+    def org_read_url(self) -> str:
+        return self._join(self.org_read_api)
 
 
 def search_body(user_id: str) -> dict[str, Any]:
@@ -226,6 +230,19 @@ class UserOrgClient:
                 return user_from_profile(hit, user_id, deleted=True)
         # read says the user exists but is deleted; the search index has not caught up: retry later
         raise SunbirdStoreError(STORE, f"{doing}: the read API reports it deleted, the search finds no such user")
+
+    def organisation_exists(self, organisation_id: str) -> bool:
+        """``POST {base}/v1/org/read`` with ``{"request": {"organisationId": id}}``: True on 200 with an
+        organisation in ``result.response``, False on 404 (userorg's resource-not-found) or an empty response.
+        Anything else, after retries, is a SunbirdStoreError (the caller answers 503, never a guess)."""
+        doing = f"reading organisation {organisation_id!r}"
+        payload = json.dumps({"request": {"organisationId": organisation_id}}).encode()
+        response = self._call("POST", self.endpoints.org_read_url(), doing, _read_retryable, payload, ok=(404,))
+        if response.status_code == 404:
+            return False
+        body = self._json(response, doing)
+        org = body.get("result", {}).get("response") if isinstance(body, Mapping) else None
+        return isinstance(org, Mapping) and bool(org)
 
     def send_notification(self, note: Notification) -> None:
         doing = f"sending the notification of {note.mid}"
