@@ -100,6 +100,23 @@ def _as_type_map(key: str, value: Any) -> dict[str, tuple[str, ...]]:
     return {str(k): _as_str_list(f"{key}.{k}", v) for k, v in value.items()}
 
 
+def _as_non_negative_int(key: str, value: Any) -> int:
+    number = _as_int(key, value)
+    if number < 0:
+        raise ConfigError(f"{key}: expected 0 or a positive integer, got {value!r}")
+    return number
+
+
+def _as_auto_bool(key: str, value: Any) -> bool | None:
+    """``auto`` (None: decided at run time) or a boolean."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        return _as_bool(key, value)
+    except ConfigError:
+        raise ConfigError(f"{key}: expected auto, true or false, got {value!r}") from None
+
+
 def _as_auth_mode(key: str, value: Any) -> str:
     text = _as_str(key, value).strip().lower()
     if text not in ("jwt", "none"):
@@ -151,6 +168,14 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "max_attempts": (_as_positive_int, 5),
     "auth.mode": (_as_auth_mode, "jwt"),
     "auth.public_key": (_as_opt_str, None),
+    "accesstoken.publickey.basepath": (_as_opt_str, None),  # userorg: a directory of public keys, file name = kid
+    "sso.url": (_as_opt_str, None),  # with sso.realm: the token issuer must be {sso.url}realms/{sso.realm}
+    "sso.realm": (_as_opt_str, None),
+    "auth.issuer": (_as_opt_str, None),  # the token issuer, when it is not a Keycloak realm of sso.url
+    "auth.audience": (_as_str_list, ()),  # the token's aud must name one of these (empty: not checked)
+    "auth.max_token_lifetime.seconds": (_as_non_negative_int, 0),  # exp - iat above it is refused (0: no limit)
+    "auth.protect_metrics_and_docs": (_as_bool, False),  # /metrics, /docs, /redoc, /openapi.json need a token
+    "auth.cookie.secure": (_as_auto_bool, None),  # the console's session cookie: auto (by the request's scheme)
     "api.max_body_bytes": (_as_positive_int, 1_000_000),
     "audit.enabled": (_as_bool, True),
     "metrics.port": (_as_int, 9464),

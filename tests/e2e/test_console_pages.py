@@ -22,6 +22,7 @@ from handover.entrypoints.console import COOKIE, REASONS, field_of
 from tests.e2e.api_support import BODY, TRANSFER, body, client, role, wired
 from tests.e2e.console_support import ORG2, accessibility_problems, ravi_to_ann, zoe_to_kim
 from tests.e2e.test_api_auth import bearer, new_key, public_pem, token
+from tests.tokens import user_token
 
 FORM = {"organisationId": "org-1", "actionBy": "u-admin", "fromUser": "u-ann", "toUser": "u-ravi", "objects": "",
         "context": "User Deletion"}
@@ -318,3 +319,61 @@ def test_login_goes_only_to_console_pages(secured: Console, key: rsa.RSAPrivateK
         response = secured.http.post("/admin/login", data={"token": token(key), "next": target},
                                      follow_redirects=False)
         assert response.headers["location"] == "/admin/transfer", target
+
+
+def test_sign_in_refuses_loose_subjects_and_says_why(secured: Console, key: rsa.RSAPrivateKey) -> None:
+    for sub in ("anything:u-admin", "f::u-admin", "a:b:c:d"):
+        html = secured.post("/admin/login", {"token": token(key, sub), "next": "/admin/requests"}, status=401)
+        assert (error_of(html, "token") or "").startswith(f"Not signed in: the token's subject (sub) '{sub}' is not")
+    assert error_of(secured.post("/admin/login", {"token": " ", "next": ""}, status=401), "token") == (
+        "Not signed in: no token was given."
+    )
+    assert COOKIE not in secured.http.cookies
+
+
+def test_the_user_token_header_signs_in_as_behind_the_gateway(secured: Console, key: rsa.RSAPrivateKey) -> None:
+    gateway = bearer("the-gateway-key")  # not a user token: never read while a user token or the session is there
+    form = secured.page("/admin/transfer", headers={**gateway, **user_token(token(key))})
+    assert "Signed in as <strong>u-admin</strong>" in form
+    # the user token header wins over the session cookie, and a bad one is not replaced by it
+    secured.http.post("/admin/login", data={"token": token(key, "u-admin2")})
+    assert "Signed in as <strong>u-admin2</strong>" in secured.page("/admin/transfer", headers=gateway)
+    assert "Signed in as <strong>u-admin</strong>" in secured.page("/admin/transfer",
+                                                                     headers=user_token(token(key)))
+    expired = secured.http.get("/admin/transfer", headers=user_token(token(key, expires_in=-60)),
+                               follow_redirects=False)
+    assert expired.status_code == 303 and expired.headers["location"].endswith("&again=1")
+    # without a session, a gateway key alone signs nobody in
+    secured.http.cookies.clear()
+    alone = secured.http.get("/admin/transfer", headers=gateway, follow_redirects=False)
+    assert alone.status_code == 303 and alone.headers["location"].endswith("&again=1")
+
+
+def test_sign_out_from_another_site_is_refused(secured: Console, key: rsa.RSAPrivateKey) -> None:
+    secured.http.post("/admin/login", data={"token": token(key)})
+    refused = secured.http.post("/admin/logout", headers={"Origin": "http://evil.example"}, follow_redirects=False)
+    assert refused.status_code == 403 and "another site" in refused.text
+    assert "set-cookie" not in refused.headers
+    assert "Signed in as <strong>u-admin</strong>" in secured.page("/admin/transfer")  # still signed in
+    same = secured.http.post("/admin/logout", headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert same.status_code == 303 and f'{COOKIE}=""' in same.headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "scheme", "secure"),
+    [(None, "http", False), (None, "https", True), ("auto", "https", True), ("true", "http", True),
+     ("false", "https", False)],
+)
+def test_the_session_cookie_secure_flag(tmp_path: Path, key: rsa.RSAPrivateKey, setting: str | None, scheme: str,
+                                        secure: bool) -> None:
+    env = {"HANDOVER_AUTH_MODE": "jwt", "HANDOVER_AUTH_PUBLIC_KEY": public_pem(key)}
+    if setting is not None:
+        env["HANDOVER_AUTH_COOKIE_SECURE"] = setting
+    app, parts = wired(f"sqlite:///{tmp_path / 'handover.db'}", env)
+    with TestClient(create_app(app, parts), base_url=f"{scheme}://testserver") as http:
+        signed = http.post("/admin/login", data={"token": token(key)}, follow_redirects=False)
+        out = http.post("/admin/logout", follow_redirects=False)
+    assert signed.status_code == 303 and out.status_code == 303
+    for cookie in (signed.headers["set-cookie"], out.headers["set-cookie"]):
+        assert ("; secure" in cookie.lower()) is secure, cookie
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie

@@ -1,8 +1,10 @@
 """The HTTP API (SPEC 5), compatible with Lern userorg-service: ``POST /v1/user/ownership/transfer`` validates a
 request (``domain.transfer_request``) and publishes one event per object to the event sink (Kafka, or the
 embedded store's queue); ``GET /v1/user/ownership/transfer/{requestId}`` shows what became of those events;
-``/health``, ``/metrics`` and the OpenAPI document. Every answer is a Sunbird envelope; bad input is a 4xx,
-never a 500. Each route is also served under Sunbird's API-gateway prefix (``/api/user/v1/...``).
+``/health``, ``/metrics`` and the OpenAPI document (``/openapi.json``, ``/docs``, ``/redoc``; these and
+``/metrics`` need a token when ``auth.protect_metrics_and_docs`` is set). Every answer is a Sunbird envelope; bad
+input is a 4xx, never a 500. Each route is also served under Sunbird's API-gateway prefix (``/api/user/v1/...``).
+Authentication: ``entrypoints.auth`` (the user's token in ``x-authenticated-user-token`` or ``Authorization``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
@@ -26,9 +29,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from handover.bootstrap import ApiParts, App, api_parts
+from handover.config import ConfigError
 from handover.domain.model import User
 from handover.domain.transfer_request import SUBMITTED, InvalidRequest, build_events, validate
-from handover.entrypoints.auth import AuthError, JwtAuth, authenticator
+from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, JwtAuth, authenticator
 from handover.service.ports import PublishError
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,14 @@ ERR_FORBIDDEN = "UOS_UOWNTRANS0071"
 ERR_NOT_FOUND = "UOS_UOWNTRANS0013"
 ERR_SERVER = "UOS_UOWNTRANS0069"
 ERR_TOO_LARGE = "UOS_UOWNTRANS0028"
+
+# the OpenAPI security of the routes that take a token: either scheme
+SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"userToken": []}]
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "direct calls"},
+    "userToken": {"type": "apiKey", "in": "header", "name": USER_TOKEN_HEADER,
+                  "description": "the user's token as Sunbird clients send it (through the API gateway)"},
+}
 
 RESPONSE_CODES = {200: "OK", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "RESOURCE_NOT_FOUND", 429: "TOO_MANY_REQUESTS"}
 
@@ -278,7 +290,7 @@ TRANSFER_BODY_SCHEMA = {
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Envelope, "description": "Invalid request (params.err, params.errmsg)"},
-    401: {"model": Envelope, "description": "No, expired or badly signed token"},
+    401: {"model": Envelope, "description": "No token, or a token refused (params.errmsg says why)"},
     403: {"model": Envelope, "description": "The token's user is not actionBy"},
     413: {"model": Envelope, "description": "Request body too large"},
     503: {"model": Envelope, "description": "Store or event sink unavailable"},
@@ -295,15 +307,15 @@ class Api:
         self.max_body_bytes = max_body_bytes
 
     def authenticate(self, request: Request) -> str | None:
-        """The token's user (None when auth is off); 401 with a ``WWW-Authenticate`` hint otherwise."""
+        """The token's user (None when auth is off); 401 saying why, with a ``WWW-Authenticate`` hint, otherwise."""
         if self.auth is None:
             return None
         try:
-            return self.auth.user(request.headers.get("authorization"))
+            return self.auth.user_of_request(request.headers)
         except AuthError as exc:
-            hint = f'Bearer error="invalid_token", error_description="{exc.detail}"'
+            hint = f'Bearer error="invalid_token", error_description="{header_text(exc.detail)}"'
             headers = {"WWW-Authenticate": hint}
-            raise ApiError(exc.status, ERR_UNAUTHORIZED, "You are not authorized.", headers) from None
+            raise ApiError(exc.status, ERR_UNAUTHORIZED, f"You are not authorized: {exc.detail}.", headers) from None
 
     async def transfer(self, request: Request) -> JSONResponse:
         request_id = request_id_of(request)
@@ -396,6 +408,12 @@ class Api:
         )
 
 
+def header_text(text: str, limit: int = 300) -> str:
+    """``text`` fit for a quoted string in a header: printable ASCII without ``"`` and ``\\`` (others become
+    ``?``), at most ``limit`` characters."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:limit])
+
+
 def create_app(
     app: App,
     parts: ApiParts | None = None,
@@ -404,15 +422,22 @@ def create_app(
     max_body_bytes: int | None = None,
 ) -> FastAPI:
     """The FastAPI application. ``parts`` defaults to ``bootstrap.api_parts(app)``; ``auth=True`` takes the
-    authenticator from the settings (a ``ConfigError`` when ``auth.mode`` is jwt without a key)."""
+    authenticator from the settings (a ``ConfigError`` when ``auth.mode`` is jwt without a key, or when
+    ``auth.protect_metrics_and_docs`` is set without authentication)."""
     parts = parts if parts is not None else api_parts(app)
     checker = authenticator(app.settings) if auth is True else (auth or None)
+    protect = bool(app.settings["auth.protect_metrics_and_docs"])
+    if protect and checker is None:
+        raise ConfigError("auth.protect_metrics_and_docs needs auth.mode = jwt (there is no token to check)")
     limit = max_body_bytes or app.settings["api.max_body_bytes"]
     api = Api(app, parts, checker, limit)
     fast = FastAPI(
         title="handover",
         version="0.1.0",
         summary="Sunbird asset ownership transfer (Lern userorg-compatible API)",
+        openapi_url=None,  # served below, behind the token check when auth.protect_metrics_and_docs is set
+        docs_url=None,
+        redoc_url=None,
     )
     fast.state.api = api
 
@@ -427,7 +452,7 @@ def create_app(
             operation_id="transfer" + ("_gateway" if path.startswith("/api") else ""),
             openapi_extra={
                 "requestBody": {"required": True, "content": {"application/json": {"schema": TRANSFER_BODY_SCHEMA}}},
-                "security": [{"bearerAuth": []}],
+                "security": SECURITY,
             },
         )
     for path in STATUS_PATHS:
@@ -440,7 +465,7 @@ def create_app(
             | {404: {"model": Envelope, "description": "Unknown request id"}},
             summary="The outcome of each event of a request",
             operation_id="status" + ("_gateway" if path.startswith("/api") else ""),
-            openapi_extra={"security": [{"bearerAuth": []}]},
+            openapi_extra={"security": SECURITY},
         )
     from handover.entrypoints.api_audit import router as audit_router  # preview, undo, changes (SPEC 10)
     from handover.entrypoints.console import router as console_router  # the admin console at /admin (SPEC 11)
@@ -456,8 +481,18 @@ def create_app(
         summary="Liveness of the store and the in-process worker",
     )
 
-    def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def refused(request: Request) -> Response | None:
+        """With ``auth.protect_metrics_and_docs``: the 401 answer when the request has no good token."""
+        if not protect:
+            return None
+        try:
+            api.authenticate(request)
+        except ApiError as exc:
+            return envelope(API_OTHER, request_id_of(request), exc.status, None, exc.err, exc.errmsg, exc.headers)
+        return None
+
+    def prometheus(request: Request) -> Response:
+        return refused(request) or Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     fast.add_api_route(
         "/metrics",
@@ -471,13 +506,26 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if fast.openapi_schema is None:
             schema = get_openapi(title=fast.title, version=fast.version, summary=fast.summary, routes=fast.routes)
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            }
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
             fast.openapi_schema = schema
         return fast.openapi_schema
 
     fast.openapi = openapi  # type: ignore[method-assign]
+
+    def document_url(request: Request) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/") + "/openapi.json"
+
+    def openapi_document(request: Request) -> Response:
+        return refused(request) or JSONResponse(fast.openapi())
+
+    def swagger_ui(request: Request) -> Response:
+        return refused(request) or get_swagger_ui_html(openapi_url=document_url(request), title="handover - Swagger UI")
+
+    def redoc(request: Request) -> Response:
+        return refused(request) or get_redoc_html(openapi_url=document_url(request), title="handover - ReDoc")
+
+    for path, endpoint in (("/openapi.json", openapi_document), ("/docs", swagger_ui), ("/redoc", redoc)):
+        fast.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
     _install_error_handlers(fast)
     _install_metrics(fast)
     return fast

@@ -39,6 +39,7 @@ from handover.entrypoints.api import (
     ERR_INVALID,
     ERR_NOT_FOUND,
     ERR_SERVER,
+    SECURITY,
     TRANSFER_BODY_SCHEMA,
     TRANSFER_PATHS,
     Api,
@@ -71,7 +72,7 @@ _STATUS_ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": Envelope, "description": d}
     for s, d in {
         400: "Invalid request (params.err, params.errmsg)",
-        401: "No, expired or badly signed token",
+        401: "No token, or a token refused (params.errmsg says why)",
         403: "The token's user is not actionBy",
         404: "Unknown request id or event",
         409: "Events of the request are not processed yet",
@@ -287,7 +288,7 @@ for _path in PREVIEW_PATHS:
         operation_id="preview" + _gateway(_path),
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": TRANSFER_BODY_SCHEMA}}},
-            "security": [{"bearerAuth": []}],
+            "security": SECURITY,
         },
     )
 for _path in UNDO_PATHS:
@@ -301,7 +302,7 @@ for _path in UNDO_PATHS:
         operation_id="undo" + _gateway(_path),
         openapi_extra={
             "requestBody": {"required": False, "content": {"application/json": {"schema": UNDO_BODY_SCHEMA}}},
-            "security": [{"bearerAuth": []}],
+            "security": SECURITY,
         },
     )
 for _path in CHANGES_PATHS:
@@ -313,5 +314,5 @@ for _path in CHANGES_PATHS:
         responses={k: v for k, v in _STATUS_ERRORS.items() if k != 409},
         summary="A page of the changed records of one event of a request",
         operation_id="changes" + _gateway(_path),
-        openapi_extra={"security": [{"bearerAuth": []}]},
+        openapi_extra={"security": SECURITY},
     )

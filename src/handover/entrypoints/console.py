@@ -6,8 +6,12 @@ what the API answers, with the API's error messages, shown next to the field the
 history and failed events from the embedded store's request log and queue (``adapters.sql_queue``).
 
 Authentication as the API: with ``auth.mode = jwt`` the console asks once for a token, keeps it in an HttpOnly,
-SameSite=Strict session cookie and checks it on every request with the API's ``JwtAuth`` (an ``Authorization:
-Bearer`` header works too); the token's user is the admin. With ``auth.mode = none`` a banner says so.
+SameSite=Strict session cookie (``Secure`` by the request's scheme, or as ``auth.cookie.secure`` says behind a
+TLS-terminating proxy) and checks it on every request with the API's ``JwtAuth``; the token's user is the admin.
+The token is taken from ``x-authenticated-user-token`` when that header is sent, else from the session cookie,
+else from ``Authorization: Bearer`` (so that a gateway's key in ``Authorization`` never hides the signed-in user).
+With ``auth.mode = none`` a banner says so. Every form POST (sign-in and sign-out too) must come from the
+console's own origin.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from handover.domain.events import Reason
 from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, RESTRICTED, is_org_admin_of
 from handover.entrypoints.api import Api, ApiError
 from handover.entrypoints.api_audit import preview_request, undo_request
-from handover.entrypoints.auth import AuthError
+from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, token_of
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
 
 log = logging.getLogger(__name__)
@@ -182,18 +186,28 @@ def api_of(request: Request) -> Api:
     return api
 
 
+def console_token(request: Request) -> str | None:
+    """``x-authenticated-user-token``, else the session cookie, else ``Authorization: Bearer`` (None: no token;
+    ``AuthError`` for an empty user-token header or an ``Authorization`` that is not a bearer token)."""
+    if USER_TOKEN_HEADER in request.headers:
+        return token_of(request.headers)
+    if request.cookies.get(COOKIE):
+        return request.cookies[COOKIE]
+    if request.headers.get("authorization"):
+        return token_of(request.headers)
+    return None
+
+
 def caller_of(request: Request) -> Caller:
     """The token's user (``LoginNeeded`` without a good token); ``Caller(None, False)`` when auth is off."""
     auth = api_of(request).auth
     if auth is None:
         return Caller(None, False)
-    header = request.headers.get("authorization")
-    if not header and request.cookies.get(COOKIE):
-        header = f"Bearer {request.cookies[COOKIE]}"
-    if not header:
-        raise LoginNeeded(False)
     try:
-        return Caller(auth.user(header), True)
+        token = console_token(request)
+        if token is None:
+            raise LoginNeeded(False)
+        return Caller(auth.user_of_token(token), True)
     except AuthError:
         raise LoginNeeded(True) from None
 
@@ -235,11 +249,21 @@ def see(request: Request, path: str, **query: Any) -> RedirectResponse:
     return RedirectResponse(f"{base_of(request)}{path}{suffix}", status_code=303)
 
 
+def cross_site(request: Request) -> HTMLResponse:
+    message = "This form was sent from another site's page."
+    return render(request, "error.html", None, 403, title="Refused", message=message)
+
+
+def cookie_secure(request: Request) -> bool:
+    """``auth.cookie.secure``, or (``auto``) whether the request came over https."""
+    setting = api_of(request).app.settings["auth.cookie.secure"]
+    return request.url.scheme == "https" if setting is None else bool(setting)
+
+
 def page(request: Request, build: Callable[[Caller], Response], *, post: bool = False) -> Response:
     """Authenticate, refuse cross-site POSTs, then build the page."""
     if post and not same_origin(request):
-        return render(request, "error.html", None, 403, title="Refused",
-                      message="This form was sent from another site's page.")
+        return cross_site(request)
     try:
         caller = caller_of(request)
     except LoginNeeded as exc:
@@ -285,23 +309,26 @@ def login(request: Request, token: Annotated[str, Form()] = "", next: Annotated[
     if auth is None:
         return RedirectResponse(target, status_code=303)
     if not same_origin(request):
-        return render(request, "error.html", None, 403, title="Refused",
-                      message="This form was sent from another site's page.")
+        return cross_site(request)
     token = token.strip().removeprefix("Bearer ").strip()
     try:
-        auth.user(f"Bearer {token}")
+        if not token:
+            raise AuthError(401, "no token was given")
+        auth.user_of_token(token)
     except AuthError as exc:
         return render(request, "login.html", None, 401, next=target, errors={"token": f"Not signed in: {exc.detail}."})
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=base,
-                        secure=request.url.scheme == "https")
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=base, secure=cookie_secure(request))
     return response
 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    if not same_origin(request):
+        return cross_site(request)
     response = see(request, "/login")
-    response.delete_cookie(COOKIE, path=base_of(request))
+    response.delete_cookie(COOKIE, path=base_of(request), httponly=True, samesite="strict",
+                           secure=cookie_secure(request))
     return response
 
 
