@@ -28,9 +28,14 @@ def test_cassandra_2_1_0_has_no_nested_collections(deployment: Deployment) -> No
 
 
 def test_lms_index_settings_need_the_7x_changes(deployment: Deployment) -> None:
-    """The LMS ``course-batch`` settings were written for Elasticsearch 6.x: the ``standard`` token filter was
-    removed in 7.0, and the emulator (Elasticsearch 8 API) refuses it as 7+ does."""
+    """The LMS ``course-batch`` settings were written for Elasticsearch 6.x: 7+ limits an ngram filter's
+    ``max_gram - min_gram`` to ``index.max_ngram_diff`` (default 1; the LMS filter spans 1-20), and 7.0 removed the
+    ``standard`` token filter. The emulator (Elasticsearch 8 API) refuses both, as 7+ does."""
     settings = json.loads((UPSTREAM / "lms" / "course-batch-settings.json").read_text())
+    response = httpx.put(f"{deployment.es_url}/as-in-6x-{deployment.tag}", json=settings, timeout=30)
+    assert response.status_code == 400, response.text
+    assert "index.max_ngram_diff" in response.text
+    settings["settings"]["index"]["max_ngram_diff"] = "19"
     response = httpx.put(f"{deployment.es_url}/as-in-6x-{deployment.tag}", json=settings, timeout=30)
     assert response.status_code == 400, response.text
     assert "failed to find filter under name [standard]" in response.text
