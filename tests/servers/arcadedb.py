@@ -3,6 +3,7 @@ database that speaks Bolt and Cypher. It is not Neo4j: where it differs, a test 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -31,4 +32,6 @@ def arcadedb_server(directory: Path) -> ServerProcess:
     def ready() -> bool:
         return listening(bolt) and "ready" in log.read_text(errors="replace")
 
-    return ServerProcess("arcadedb", argv, log, ready, port=bolt, cwd=ROOT)
+    # ArcadeDB writes its own log files under ./log: run it in the test's directory, the project on the path
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return ServerProcess("arcadedb", argv, log, ready, port=bolt, cwd=directory, env=env)
