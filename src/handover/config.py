@@ -144,8 +144,16 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "lms-cassandra.keyspace": (_as_str, "sunbird_courses"),
     "lms-cassandra.course_batch.table": (_as_str, "course_batch"),
     "lms-cassandra.protocol_version": (_as_opt_positive_int, None),  # CQL native protocol; None: negotiate
+    "lms-cassandra.isMultiDCEnabled": (_as_bool, False),  # upstream: DC-aware routing
+    "lms-cassandra.local_dc": (_as_opt_str, None),  # with isMultiDCEnabled; None: the first contact point's DC
+    "lms-cassandra.consistency_level": (_as_str, "LOCAL_QUORUM"),  # every read and write (upstream's level)
+    "lms-cassandra.serial_consistency_level": (_as_str, "LOCAL_SERIAL"),  # lightweight transactions
+    "lms-cassandra.username": (_as_opt_str, None),  # with password: PlainTextAuthProvider
+    "lms-cassandra.password": (_as_opt_str, None),
     "handover-cassandra.keyspace": (_as_str, "handover"),
-    "handover-cassandra.replication_factor": (_as_positive_int, 1),  # when `handover init` creates it
+    "handover-cassandra.replication_class": (_as_str, "SimpleStrategy"),  # or NetworkTopologyStrategy
+    "handover-cassandra.replication_factor": (_as_positive_int, 1),  # SimpleStrategy, when `handover init` creates it
+    "handover-cassandra.datacenters": (_as_str_list, ()),  # NetworkTopologyStrategy: "dc1:3,dc2:3"
     "es.basePath": (_as_str, "localhost:9200"),
     "es.course_batch.index": (_as_str, "course-batch"),
     "neo4j.routePath": (_as_str, "bolt://localhost:7687"),

@@ -15,7 +15,12 @@ from tests.conftest import UPSTREAM
 def test_lern_job_config_maps_onto_the_sunbird_settings() -> None:
     settings = load_settings(UPSTREAM / "lern" / "user-ownership-transfer.conf", environ={})
     c = SunbirdConfig.from_settings(settings)
-    assert c.cassandra_hosts == ("localhost",) and c.cassandra_port == 9042
+    assert c.cassandra.hosts == ("localhost",) and c.cassandra.port == 9042
+    # lms-cassandra.isMultiDCEnabled = false in Lern's base-config; upstream's level by default
+    assert (c.cassandra.multi_dc, c.cassandra.consistency, c.cassandra.serial_consistency) == (
+        False, "LOCAL_QUORUM", "LOCAL_SERIAL"
+    )
+    assert "lms-cassandra.isMultiDCEnabled" not in settings.unknown_keys  # a key handover now reads
     assert (c.course_batch.keyspace, c.course_batch.table) == ("sunbird_courses", "course_batch")
     assert c.write_group_size == 10
     assert c.es_base_path == "http://localhost:9200" and c.es_index == "course-batch"
@@ -49,7 +54,7 @@ def test_environment_overrides_reach_the_adapters() -> None:
     }
     settings = load_settings(UPSTREAM / "lern" / "user-ownership-transfer.conf", environ=env)
     c = SunbirdConfig.from_settings(settings)
-    assert c.cassandra_hosts == ("cass1", "cass2")
+    assert c.cassandra.hosts == ("cass1", "cass2")
     assert c.es_base_path == "http://es1:9200,http://es2:9200"
     assert c.write_group_size == 25 and c.timeout == 3.0
 

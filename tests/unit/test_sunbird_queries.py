@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from handover.adapters.cassandra import CourseBatchTable, HandoverKeyspace, grouped
+from handover.adapters.cassandra import CourseBatchTable, HandoverKeyspace, Replication, grouped
 from handover.adapters.elasticsearch import (
     base_urls,
     batches_of_user_query,
@@ -276,11 +276,16 @@ def test_audit_statements_and_pages() -> None:
 
 
 def test_keyspace_ddl_uses_the_configured_replication() -> None:
-    ddl = HandoverKeyspace("ho_ks", 3).ddl()
+    ddl = HandoverKeyspace("ho_ks", Replication(factor=3)).ddl()
     assert ddl[0] == (
         "CREATE KEYSPACE IF NOT EXISTS ho_ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}"
     )
     assert all("IF NOT EXISTS" in d for d in ddl)
+    nts = HandoverKeyspace("ho_ks", Replication("NetworkTopologyStrategy", datacenters=(("dc1", 3), ("dc-2", 2))))
+    assert nts.ddl()[0] == (
+        "CREATE KEYSPACE IF NOT EXISTS ho_ks WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 3, "
+        "'dc-2': 2}"
+    )
 
 
 # --- Neo4j ------------------------------------------------------------------------------------------

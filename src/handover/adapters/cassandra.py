@@ -4,6 +4,22 @@
 The statement builders at the top are pure (no driver import): every value is a bound ``?`` parameter, never
 part of the CQL text; keyspace and table names come from the configuration and are validated.
 ``CassandraGateway`` runs them with the DataStax driver, imported when a session is first needed.
+
+Connection and consistency (``CassandraConnection``), as Sunbird's own jobs connect (Sunbird-Lern/data-pipeline
+``jobs-core/.../util/CassandraUtil.scala``): every statement at ``LOCAL_QUORUM`` (upstream sets it once in the
+driver's ``QueryOptions``; here it is set on each statement as well as on the default execution profile, so no
+statement falls back to the driver's ``LOCAL_ONE``), lightweight transactions with serial consistency
+``LOCAL_SERIAL``; ``lms-cassandra.isMultiDCEnabled`` switches to DC-aware routing (upstream:
+``DCAwareRoundRobinPolicy.builder().build()``, whose local datacenter is the first contact point's). Upstream's
+Flink jobs send no credentials; lms-service and userorg-service take ``sunbird_cassandra_username`` /
+``sunbird_cassandra_password``; here ``lms-cassandra.username`` / ``lms-cassandra.password`` give a
+``PlainTextAuthProvider``.
+
+Protocol negotiation: the driver first offers its newest protocol version (DSE v2, 66) and steps down itself when
+the server answers with a protocol error. Cassandra 2.1.0 answers instead with a server error ("Invalid or
+unsupported protocol version: 66"), so the driver gives up with ``NoHostAvailable``. When
+``lms-cassandra.protocol_version`` is not set, the gateway then tries again with v4, then v3, and logs the
+version it used; setting the version skips the probe (and the driver's error lines it causes).
 """
 
 from __future__ import annotations
@@ -13,7 +29,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -29,6 +45,134 @@ T = TypeVar("T")
 Statement = tuple[str, tuple[Any, ...]]  # CQL with ? markers, and its bound values
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BATCH_COLUMNS = "courseid, batchid, name, status, createdby, mentors"
+
+# --- connection options ------------------------------------------------------------------------------
+
+# the levels a read or write may use (SERIAL / LOCAL_SERIAL are only for a lightweight transaction's Paxos phase;
+# ANY cannot read)
+CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
+SERIAL_CONSISTENCY_LEVELS = ("SERIAL", "LOCAL_SERIAL")
+PROTOCOL_VERSIONS = (1, 2, 3, 4, 5)  # Cassandra's native protocol v1..v5
+PROTOCOL_STEP_DOWN = (4, 3)  # tried in turn when the server refuses the driver's own negotiation
+PROTOCOL_SETTING = "lms-cassandra.protocol_version"
+
+
+@dataclass(frozen=True, slots=True)
+class CassandraConnection:
+    """How to reach the cluster and at which consistency; one session serves both keyspaces.
+
+    ``consistency`` applies to every read, write and batch; ``serial_consistency`` to the Paxos phase of the
+    lightweight transactions (the server ignores it on other statements). ``multi_dc`` routes to the local
+    datacenter only (``local_dc``, or the first contact point's datacenter as the driver finds it); otherwise
+    round robin over every host. ``timeout`` is in seconds, for connecting and for each request. Raises
+    ``ValueError`` on a level, protocol version or credential combination that cannot work."""
+
+    hosts: tuple[str, ...]
+    port: int = 9042
+    protocol_version: int | None = None
+    consistency: str = "LOCAL_QUORUM"
+    serial_consistency: str = "LOCAL_SERIAL"
+    multi_dc: bool = False
+    local_dc: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.hosts:
+            raise ValueError("lms-cassandra.host: no host given")
+        object.__setattr__(self, "consistency", self.consistency.strip().upper())
+        object.__setattr__(self, "serial_consistency", self.serial_consistency.strip().upper())
+        if self.consistency not in CONSISTENCY_LEVELS:
+            raise ValueError(
+                f"lms-cassandra.consistency_level: {self.consistency!r} is not one of {', '.join(CONSISTENCY_LEVELS)}"
+            )
+        if self.serial_consistency not in SERIAL_CONSISTENCY_LEVELS:
+            raise ValueError(
+                f"lms-cassandra.serial_consistency_level: {self.serial_consistency!r} is not SERIAL or LOCAL_SERIAL"
+            )
+        if self.protocol_version is not None and self.protocol_version not in PROTOCOL_VERSIONS:
+            raise ValueError(f"{PROTOCOL_SETTING}: {self.protocol_version} is not a native protocol version (1 to 5)")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("lms-cassandra.username and lms-cassandra.password must be given together")
+        if self.local_dc is not None and not self.multi_dc:
+            raise ValueError("lms-cassandra.local_dc is used only with lms-cassandra.isMultiDCEnabled = true")
+
+    @property
+    def where(self) -> str:
+        return f"{','.join(self.hosts)}:{self.port}"
+
+    def consistency_level(self) -> int:
+        from cassandra import ConsistencyLevel
+
+        return int(ConsistencyLevel.name_to_value[self.consistency])
+
+    def serial_consistency_level(self) -> int:
+        from cassandra import ConsistencyLevel
+
+        return int(ConsistencyLevel.name_to_value[self.serial_consistency])
+
+    def routing_policy(self) -> Any:
+        """DC-aware round robin (multi-DC: hosts of other datacenters are never used) or plain round robin."""
+        from cassandra.policies import DCAwareRoundRobinPolicy, RoundRobinPolicy
+
+        return DCAwareRoundRobinPolicy(local_dc=self.local_dc or "") if self.multi_dc else RoundRobinPolicy()
+
+    def cluster_options(self, protocol_version: int | None, routing: Any = None) -> dict[str, Any]:
+        """Keyword arguments of ``cassandra.cluster.Cluster``: a default execution profile carrying the load
+        balancing policy (token-aware over ``routing``, by default ``routing_policy()``), both consistency levels
+        and the request timeout; credentials when configured; ``protocol_version`` only when one is given (else
+        the driver negotiates)."""
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
+        from cassandra.policies import TokenAwarePolicy
+
+        profile = ExecutionProfile(
+            load_balancing_policy=TokenAwarePolicy(routing if routing is not None else self.routing_policy()),
+            consistency_level=self.consistency_level(),
+            serial_consistency_level=self.serial_consistency_level(),
+            request_timeout=self.timeout,
+        )
+        options: dict[str, Any] = {
+            "contact_points": list(self.hosts),
+            "port": self.port,
+            "connect_timeout": self.timeout,
+            "execution_profiles": {EXEC_PROFILE_DEFAULT: profile},
+        }
+        if protocol_version is not None:
+            options["protocol_version"] = protocol_version
+        if self.username is not None:
+            from cassandra.auth import PlainTextAuthProvider
+
+            options["auth_provider"] = PlainTextAuthProvider(username=self.username, password=self.password)
+        return options
+
+    # statements: each carries both levels itself
+    def simple(self, cql: str, fetch_size: int | None = None) -> Any:
+        from cassandra.query import SimpleStatement
+
+        return SimpleStatement(
+            cql,
+            consistency_level=self.consistency_level(),
+            serial_consistency_level=self.serial_consistency_level(),
+            fetch_size=fetch_size,
+        )
+
+    def batch(self) -> Any:
+        """A LOGGED batch (all of it is applied or none)."""
+        from cassandra.query import BatchStatement, BatchType
+
+        return BatchStatement(
+            batch_type=BatchType.LOGGED,
+            consistency_level=self.consistency_level(),
+            serial_consistency_level=self.serial_consistency_level(),
+        )
+
+    def prepared(self, statement: T) -> T:
+        """Set both levels on a prepared statement; the statements bound from it inherit them."""
+        statement.consistency_level = self.consistency_level()  # type: ignore[attr-defined]
+        statement.serial_consistency_level = self.serial_consistency_level()  # type: ignore[attr-defined]
+        return statement
+
 
 # --- course_batch (owned by the LMS) ----------------------------------------------------------------
 
@@ -96,10 +240,87 @@ def batch_from_row(row: Any) -> CourseBatch:
 # --- handover's keyspace ----------------------------------------------------------------------------
 
 
+SIMPLE = "SimpleStrategy"
+NETWORK_TOPOLOGY = "NetworkTopologyStrategy"
+_STRATEGY_PREFIX = "org.apache.cassandra.locator."
+
+
+@dataclass(frozen=True, slots=True)
+class Replication:
+    """The replication of handover's keyspace: ``SimpleStrategy`` with ``factor`` copies, or
+    ``NetworkTopologyStrategy`` with a factor per datacenter (``datacenters``: (name, factor) pairs). Raises
+    ``ValueError`` on an unknown class, a factor below 1, a bad or missing datacenter name."""
+
+    strategy: str = SIMPLE
+    factor: int = 1
+    datacenters: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        strategy = self.strategy.strip().removeprefix(_STRATEGY_PREFIX)
+        object.__setattr__(self, "strategy", strategy)
+        if strategy == SIMPLE:
+            if self.datacenters:
+                raise ValueError("handover-cassandra.datacenters is for NetworkTopologyStrategy, not SimpleStrategy")
+            if self.factor < 1:
+                raise ValueError(f"handover-cassandra.replication_factor: {self.factor} is below 1")
+        elif strategy == NETWORK_TOPOLOGY:
+            if not self.datacenters:
+                raise ValueError("NetworkTopologyStrategy needs handover-cassandra.datacenters (e.g. 'dc1:3,dc2:3')")
+            for name, factor in self.datacenters:
+                if not name or not all(c.isascii() and (c.isalnum() or c in "_.-") for c in name):
+                    raise ValueError(f"handover-cassandra.datacenters: invalid datacenter name {name!r}")
+                if factor < 1:
+                    raise ValueError(f"handover-cassandra.datacenters: factor {factor} of {name} is below 1")
+            if len({name for name, _ in self.datacenters}) != len(self.datacenters):
+                raise ValueError("handover-cassandra.datacenters: a datacenter is named twice")
+        else:
+            raise ValueError(
+                f"handover-cassandra.replication_class: {self.strategy!r} is not {SIMPLE} or {NETWORK_TOPOLOGY}"
+            )
+
+    @classmethod
+    def parse_datacenters(cls, items: Sequence[str]) -> tuple[tuple[str, int], ...]:
+        """``["dc1:3", "dc2:3"]`` -> ``(("dc1", 3), ("dc2", 3))``."""
+        out: list[tuple[str, int]] = []
+        for item in items:
+            name, sep, factor = item.rpartition(":")
+            if not sep or not factor.strip().isdigit():
+                raise ValueError(f"handover-cassandra.datacenters: {item!r} is not <datacenter>:<factor>")
+            out.append((name.strip(), int(factor)))
+        return tuple(out)
+
+    def options(self) -> dict[str, str]:
+        """The replication map as Cassandra reports it (values as text)."""
+        if self.strategy == SIMPLE:
+            return {"class": SIMPLE, "replication_factor": str(self.factor)}
+        return {"class": NETWORK_TOPOLOGY, **{name: str(factor) for name, factor in self.datacenters}}
+
+    def cql(self) -> str:
+        """The CQL map literal (names are validated, factors are integers)."""
+        if self.strategy == SIMPLE:
+            return f"{{'class': '{SIMPLE}', 'replication_factor': {self.factor}}}"
+        factors = "".join(f", '{name}': {factor}" for name, factor in self.datacenters)
+        return f"{{'class': '{NETWORK_TOPOLOGY}'{factors}}}"
+
+    @property
+    def single_copy(self) -> bool:
+        return self.strategy == SIMPLE and self.factor == 1
+
+
+def replication_of(strategy: Any) -> dict[str, str] | None:
+    """The driver's ``ReplicationStrategy`` of an existing keyspace in ``Replication.options`` form (None for a
+    class handover does not create)."""
+    if hasattr(strategy, "dc_replication_factors"):
+        return {"class": NETWORK_TOPOLOGY, **{dc: str(f) for dc, f in strategy.dc_replication_factors.items()}}
+    if type(strategy).__name__ == SIMPLE:
+        return {"class": SIMPLE, "replication_factor": str(strategy.replication_factor)}
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class HandoverKeyspace:
     keyspace: str = "handover"
-    replication_factor: int = 1
+    replication: Replication = Replication()
 
     def __post_init__(self) -> None:
         check_identifier(self.keyspace, "keyspace")
@@ -107,8 +328,7 @@ class HandoverKeyspace:
     def ddl(self) -> list[str]:
         ks = self.keyspace
         return [
-            f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-            f"{{'class': 'SimpleStrategy', 'replication_factor': {int(self.replication_factor)}}}",
+            f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {self.replication.cql()}",
             f"CREATE TABLE IF NOT EXISTS {ks}.ledger (mid text PRIMARY KEY, action text, outcome text, "
             "reason text, skipped list<text>, changed_batches int, changed_assets int, request_id text, "
             "subject_user_id text, processed_at timestamp, detail text)",
@@ -303,27 +523,20 @@ class NotificationRow:
 
 
 class CassandraGateway:
-    """One driver session for both keyspaces; prepared statements are cached. Every driver error becomes a
-    ``SunbirdStoreError`` naming cassandra."""
+    """One driver session for both keyspaces; prepared statements are cached. Every statement carries the
+    connection's consistency levels. Every driver error becomes a ``SunbirdStoreError`` naming cassandra."""
 
     def __init__(
         self,
-        hosts: Sequence[str],
-        port: int,
+        connection: CassandraConnection,
         batches: CourseBatchTable,
         handover: HandoverKeyspace,
         write_group_size: int = 10,
-        timeout: float = 10.0,
-        *,
-        protocol_version: int | None = None,
     ) -> None:
-        self.hosts = list(hosts)
-        self.protocol_version = protocol_version
-        self.port = port
+        self.connection = connection
         self.batches = batches
         self.handover = handover
         self.write_group_size = write_group_size
-        self.timeout = timeout
         self._session: Any = None
         self._cluster: Any = None
         self._prepared: dict[str, Any] = {}
@@ -337,18 +550,99 @@ class CassandraGateway:
                     self._session = self._connect()
         return self._session
 
+    @property
+    def protocol_version(self) -> int | None:
+        """The native protocol version of the open session (None before the first connection)."""
+        return None if self._cluster is None else int(self._cluster.protocol_version)
+
     def _connect(self) -> Any:
         try:
             from cassandra.cluster import Cluster
         except ImportError as exc:  # pragma: no cover - the sunbird extra is missing
             raise SunbirdStoreError(STORE, f"cassandra-driver is not installed ({exc})") from exc
-        with self.errors(f"cannot connect to {','.join(self.hosts)}:{self.port}"):
-            options: dict[str, Any] = {"protocol_version": self.protocol_version} if self.protocol_version else {}
-            cluster = Cluster(self.hosts, port=self.port, connect_timeout=self.timeout, **options)
-            session = cluster.connect()
-            session.default_timeout = self.timeout
+        c = self.connection
+        attempts: tuple[int | None, ...] = (c.protocol_version,) if c.protocol_version else (None, *PROTOCOL_STEP_DOWN)
+        refusal = ""
+        for i, version in enumerate(attempts):
+            routing = c.routing_policy()
+            cluster = Cluster(**c.cluster_options(version, routing))
+            try:
+                with self.errors(f"cannot connect to {c.where}"):
+                    session = cluster.connect()
+            except SunbirdStoreError as exc:
+                cluster.shutdown()
+                refused = protocol_refusal(exc.__cause__)
+                if refused and i + 1 < len(attempts):
+                    refusal = refusal or refused
+                    log.info(
+                        "cassandra: %s refused the protocol offered (%s); trying v%d", c.where, refused, attempts[i + 1]
+                    )
+                    continue
+                if refused and c.protocol_version:
+                    raise SunbirdStoreError(
+                        STORE,
+                        f"{exc.args[0].removeprefix(STORE + ': ')}; the server does not speak v{version}: "
+                        f"unset {PROTOCOL_SETTING} to negotiate, or set the version it speaks",
+                    ) from exc.__cause__
+                if c.multi_dc and c.local_dc:
+                    raise SunbirdStoreError(
+                        STORE,
+                        f"{exc.args[0].removeprefix(STORE + ': ')}; is lms-cassandra.local_dc = {c.local_dc!r} "
+                        "the datacenter of a contact point?",
+                    ) from exc.__cause__
+                raise
             self._cluster = cluster
+            used = int(cluster.protocol_version)
+            if refusal:
+                log.warning(
+                    "cassandra: connected to %s with native protocol v%d after the server refused the driver's "
+                    "negotiation (%s); set %s = %d to avoid this probe and the driver's errors it logs",
+                    c.where,
+                    used,
+                    refusal,
+                    PROTOCOL_SETTING,
+                    used,
+                )
+            elif c.protocol_version is None:
+                log.info(
+                    "cassandra: connected to %s with native protocol v%d (negotiated; %s = %d skips the negotiation)",
+                    c.where,
+                    used,
+                    PROTOCOL_SETTING,
+                    used,
+                )
+            else:
+                log.info("cassandra: connected to %s with native protocol v%d (%s)", c.where, used, PROTOCOL_SETTING)
+            self._check_datacenters(cluster, routing)
             return session
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def datacenters(self) -> set[str]:
+        """The datacenters of the cluster's hosts, as the driver knows them."""
+        self.session()
+        return {h.datacenter for h in self._cluster.metadata.all_hosts() if h.datacenter}
+
+    def _check_datacenters(self, cluster: Any, routing: Any) -> None:
+        """Multi-DC: the local datacenter must be one of the cluster's (else every request would find no host).
+        Single-DC: warn when the cluster has several."""
+        dcs = {h.datacenter for h in cluster.metadata.all_hosts() if h.datacenter}
+        if self.connection.multi_dc:
+            local = routing.local_dc
+            if not local or local not in dcs:
+                cluster.shutdown()
+                self._cluster = None
+                raise SunbirdStoreError(
+                    STORE,
+                    f"the local datacenter {local or '(none found)'!r} is not one of the cluster's "
+                    f"({', '.join(sorted(dcs)) or 'none known'}): set lms-cassandra.local_dc",
+                )
+            log.info("cassandra: DC-aware routing, local datacenter %s (of %s)", local, ", ".join(sorted(dcs)))
+        elif len(dcs) > 1:
+            log.warning(
+                "cassandra: the cluster has datacenters %s but lms-cassandra.isMultiDCEnabled is false: requests go "
+                "to every datacenter and LOCAL_* consistency is counted in whichever one coordinates",
+                ", ".join(sorted(dcs)),
+            )
 
     def close(self) -> None:
         if self._cluster is not None:
@@ -357,34 +651,33 @@ class CassandraGateway:
         self._prepared.clear()
 
     def errors(self, doing: str) -> StoreErrors:
-        return StoreErrors(STORE, doing, _driver_errors)
+        return CassandraErrors(STORE, doing, _driver_errors)
 
     def prepare(self, cql: str) -> Any:
+        """The prepared statement of ``cql`` (cached), carrying the connection's consistency levels."""
         stmt = self._prepared.get(cql)
         if stmt is None:
             with self.errors(f"preparing {cql.split(' (')[0]}"):
-                stmt = self.session().prepare(cql)
+                stmt = self.connection.prepared(self.session().prepare(cql))
             self._prepared[cql] = stmt
         return stmt
 
     def execute(self, statement: Statement, doing: str) -> Any:
         cql, params = statement
-        prepared = self.prepare(cql)
+        bound = self.prepare(cql).bind(params)
         with self.errors(doing):
-            return self.session().execute(prepared, params)
+            return self.session().execute(bound)
 
     def execute_plain(self, cql: str, doing: str) -> Any:
         with self.errors(doing):
-            return self.session().execute(cql)
+            return self.session().execute(self.connection.simple(cql))
 
     def execute_grouped(self, statements: Sequence[Statement], doing: str) -> int:
         """Statements as LOGGED batches of ``write_group_size`` (each group is applied entirely or not at all).
         Returns the number of groups."""
-        from cassandra.query import BatchStatement, BatchType
-
         groups = grouped(statements, self.write_group_size)
         for group in groups:
-            batch = BatchStatement(batch_type=BatchType.LOGGED)
+            batch = self.connection.batch()
             for cql, params in group:
                 batch.add(self.prepare(cql), params)
             with self.errors(doing):
@@ -393,8 +686,47 @@ class CassandraGateway:
 
     # schema
     def init_schema(self) -> None:
+        """handover's keyspace and tables (``IF NOT EXISTS``). A keyspace created with a single copy, one that
+        exists with another replication than configured (init does not alter it), and SimpleStrategy on a
+        multi-DC setup are named in warnings; a NetworkTopologyStrategy datacenter the cluster does not have
+        is refused (no LOCAL_QUORUM could ever be met there)."""
+        ks, wanted = self.handover.keyspace, self.handover.replication
+        dcs = self.datacenters()
+        existing = self._cluster.metadata.keyspaces.get(ks)
+        if existing is None:
+            unknown = sorted({name for name, _ in wanted.datacenters} - dcs)
+            if unknown:
+                raise SunbirdStoreError(
+                    STORE,
+                    f"creating keyspace {ks}: handover-cassandra.datacenters names {', '.join(unknown)}, not a "
+                    f"datacenter of the cluster ({', '.join(sorted(dcs))})",
+                )
+            if wanted.single_copy:
+                log.warning(
+                    "cassandra: creating keyspace %s with SimpleStrategy, replication_factor 1: one copy of the "
+                    "ledger, notification records and audit, lost with that node; set "
+                    "handover-cassandra.replication_factor, or replication_class = NetworkTopologyStrategy with "
+                    "handover-cassandra.datacenters, before init on a production cluster",
+                    ks,
+                )
+            if wanted.strategy == SIMPLE and self.connection.multi_dc:
+                log.warning(
+                    "cassandra: creating keyspace %s with SimpleStrategy although lms-cassandra.isMultiDCEnabled: "
+                    "replicas ignore datacenters; use NetworkTopologyStrategy with handover-cassandra.datacenters",
+                    ks,
+                )
+        else:
+            found = replication_of(existing.replication_strategy)
+            if found != wanted.options():
+                log.warning(
+                    "cassandra: keyspace %s exists with replication %s, configured %s: init leaves it as it is "
+                    "(ALTER KEYSPACE, then a repair, changes it)",
+                    ks,
+                    found or type(existing.replication_strategy).__name__,
+                    wanted.options(),
+                )
         for cql in self.handover.ddl():
-            self.execute_plain(cql, f"creating the {self.handover.keyspace} schema")
+            self.execute_plain(cql, f"creating the {ks} schema")
 
     # course batches
     def read_batches(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
@@ -409,7 +741,7 @@ class CassandraGateway:
         out: dict[tuple[str, str], CourseBatch] = {}
         for key, (ok, result) in zip(keys, results, strict=True):
             if not ok:
-                raise SunbirdStoreError(STORE, f"reading {self.batches.name} {key[0]}/{key[1]}: {result}")
+                raise SunbirdStoreError(STORE, f"reading {self.batches.name} {key[0]}/{key[1]}: {describe(result)}")
             row = result.one()
             if row is not None:
                 out[key] = batch_from_row(row)
@@ -422,10 +754,8 @@ class CassandraGateway:
         self.execute_grouped([self.batches.insert_statement(b) for b in batches], f"loading {self.batches.name}")
 
     def scan_batches(self) -> Iterator[CourseBatch]:
-        from cassandra.query import SimpleStatement
-
         with self.errors(f"reading {self.batches.name}"):
-            rows = self.session().execute(SimpleStatement(self.batches.scan(), fetch_size=1000))
+            rows = self.session().execute(self.connection.simple(self.batches.scan(), fetch_size=1000))
             for row in rows:
                 yield batch_from_row(row)
 
@@ -492,10 +822,9 @@ class CassandraGateway:
         self.execute(self.handover.mark_notification_sent(mid, now), "marking the notification sent")
 
     def scan_notifications(self) -> Iterator[dict[str, Any]]:
-        from cassandra.query import SimpleStatement
-
+        scan = self.connection.simple(self.handover.scan_notifications(), fetch_size=1000)
         with self.errors("reading the notification records"):
-            for row in self.session().execute(SimpleStatement(self.handover.scan_notifications(), fetch_size=1000)):
+            for row in self.session().execute(scan):
                 if row.sent_at is None:
                     continue
                 yield {
@@ -528,6 +857,52 @@ class CassandraGateway:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+class CassandraErrors(StoreErrors):
+    """``StoreErrors`` whose message says what each host answered (``describe``)."""
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, SunbirdStoreError):
+            return
+        if isinstance(exc, (*_driver_errors(), OSError)):
+            raise SunbirdStoreError(self.store, f"{self.doing}: {describe(exc)}") from exc
+
+
+def describe(exc: BaseException) -> str:
+    """A driver error in one line. ``NoHostAvailable`` is unwrapped to each host's answer, and an
+    ``Unavailable`` answer says which consistency level needed how many live replicas."""
+    errors = getattr(exc, "errors", None)
+    if isinstance(errors, dict) and errors:
+        answers = "; ".join(f"{host}: {describe(error)}" for host, error in errors.items())
+        return f"{type(exc).__name__} ({answers})"
+    if type(exc).__name__ == "Unavailable" and getattr(exc, "consistency", None) is not None:
+        from cassandra import ConsistencyLevel
+
+        level = ConsistencyLevel.value_to_name.get(exc.consistency, exc.consistency)  # type: ignore[attr-defined]
+        return (
+            f"Unavailable: consistency {level} needs {exc.required_replicas} live replicas, "  # type: ignore[attr-defined]
+            f"{exc.alive_replicas} alive"  # type: ignore[attr-defined]
+        )
+    return f"{type(exc).__name__}: {exc}"
+
+
+def protocol_refusal(exc: BaseException | None) -> str:
+    """A host's refusal of the protocol version offered, in the server's words, or '' when the failure was
+    something else. Cassandra 2.1 answers with a server error ("Invalid or unsupported protocol version: N")
+    that the driver does not step down on; a ``ProtocolVersionUnsupported`` is the driver's own name for it."""
+    from cassandra.connection import ProtocolVersionUnsupported
+
+    errors = getattr(exc, "errors", None)
+    for error in errors.values() if isinstance(errors, dict) else [exc]:
+        if isinstance(error, ProtocolVersionUnsupported):
+            return str(error)
+        text = str(error)
+        at = text.lower().find("unsupported protocol version")
+        if at >= 0:
+            start = text.rfind(": ", 0, at)  # from the server's own words, e.g. "Invalid or unsupported ..."
+            return text[start + 2 if start >= 0 else at :].split('"')[0].strip()
+    return ""
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:

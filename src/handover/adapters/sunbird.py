@@ -36,7 +36,13 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from handover.adapters.cassandra import CassandraGateway, CourseBatchTable, HandoverKeyspace
+from handover.adapters.cassandra import (
+    CassandraConnection,
+    CassandraGateway,
+    CourseBatchTable,
+    HandoverKeyspace,
+    Replication,
+)
 from handover.adapters.elasticsearch import BatchHit, CourseBatchIndex, base_urls
 from handover.adapters.neo4j import AssetCypher, AssetGraph
 from handover.adapters.sunbird_errors import SunbirdStoreError
@@ -69,9 +75,7 @@ log = logging.getLogger(__name__)
 class SunbirdConfig:
     """The settings of SPEC 7 that the Sunbird adapters use, checked once at start-up."""
 
-    cassandra_hosts: tuple[str, ...]
-    cassandra_port: int
-    cassandra_protocol_version: int | None
+    cassandra: CassandraConnection
     course_batch: CourseBatchTable
     handover: HandoverKeyspace
     write_group_size: int
@@ -93,11 +97,27 @@ class SunbirdConfig:
             raise ConfigError("sunbird store: userorg_service_base_url (or service.userorg.basePath) is not set")
         try:
             return cls(
-                cassandra_hosts=tuple(h.strip() for h in s["lms-cassandra.host"].split(",") if h.strip()),
-                cassandra_port=s["lms-cassandra.port"],
-                cassandra_protocol_version=s["lms-cassandra.protocol_version"],
+                cassandra=CassandraConnection(
+                    hosts=tuple(h.strip() for h in s["lms-cassandra.host"].split(",") if h.strip()),
+                    port=s["lms-cassandra.port"],
+                    protocol_version=s["lms-cassandra.protocol_version"],
+                    consistency=s["lms-cassandra.consistency_level"],
+                    serial_consistency=s["lms-cassandra.serial_consistency_level"],
+                    multi_dc=s["lms-cassandra.isMultiDCEnabled"],
+                    local_dc=s["lms-cassandra.local_dc"],
+                    username=s["lms-cassandra.username"],
+                    password=s["lms-cassandra.password"],
+                    timeout=float(s["http.timeout.seconds"]),
+                ),
                 course_batch=CourseBatchTable(s["lms-cassandra.keyspace"], s["lms-cassandra.course_batch.table"]),
-                handover=HandoverKeyspace(s["handover-cassandra.keyspace"], s["handover-cassandra.replication_factor"]),
+                handover=HandoverKeyspace(
+                    s["handover-cassandra.keyspace"],
+                    Replication(
+                        s["handover-cassandra.replication_class"],
+                        s["handover-cassandra.replication_factor"],
+                        Replication.parse_datacenters(s["handover-cassandra.datacenters"]),
+                    ),
+                ),
                 write_group_size=s["threshold.batch.write.size"],
                 es_base_path=",".join(base_urls(s["es.basePath"])),
                 es_index=s["es.course_batch.index"],
@@ -125,15 +145,7 @@ class SunbirdStore:
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = _utcnow) -> None:
         self.config = c = SunbirdConfig.from_settings(settings)
         self.clock = clock
-        self.cassandra = CassandraGateway(
-            c.cassandra_hosts,
-            c.cassandra_port,
-            c.course_batch,
-            c.handover,
-            c.write_group_size,
-            c.timeout,
-            protocol_version=c.cassandra_protocol_version,
-        )
+        self.cassandra = CassandraGateway(c.cassandra, c.course_batch, c.handover, c.write_group_size)
         self.index = CourseBatchIndex(c.es_base_path, c.es_index, c.timeout, c.http_attempts)
         self.graph = AssetGraph(c.neo4j_uri, c.neo4j_user, c.neo4j_password, AssetCypher(c.neo4j_label), c.timeout)
         self.userorg = UserOrgClient(c.userorg, c.timeout, c.http_attempts)
