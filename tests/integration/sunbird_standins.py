@@ -4,7 +4,7 @@ order of writes, drift repair, the notification claim, convergence after a crash
 
 They are NOT evidence that the adapters work against Cassandra, Elasticsearch or Neo4j: the queries they stand
 in for are checked as text in ``tests/unit/test_sunbird_queries.py`` and against real servers only in
-``test_sunbird_live.py``. Every write is appended to a shared journal; ``fail`` injects a store failure.
+``tests/sunbird/`` (real test servers). Every write is appended to a shared journal; ``fail`` injects a store failure.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 over HTTP (a local server answering as userorg does) and in-memory stand-ins for the three database gateways
 (see ``sunbird_standins``). What is checked here: the shared examples give the expected report and records,
 the order of writes, convergence after a crash at each step, one email per mid, previews write nothing.
-Nothing here claims the queries work on real servers: that is ``test_sunbird_live.py``."""
+Nothing here claims the queries work on real servers: that is ``tests/sunbird/`` on the test servers."""
 
 from __future__ import annotations
 
