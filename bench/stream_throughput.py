@@ -137,12 +137,13 @@ def main() -> None:
             "HANDOVER_JOB_ENV": "bench",
             "HANDOVER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
             "HANDOVER_STORE": f"sqlite:///{db}",
+            "HANDOVER_KAFKA_AUTO_OFFSET_RESET": "earliest",  # the events are published before the worker joins
         }
         if args.batch_size:
             environ["HANDOVER_WORKER_BATCH_SIZE"] = str(args.batch_size)
         settings = load_settings(environ=environ)
         topics = Topics.from_settings(settings)
-        ensure_topics(settings, [*topics.inputs, topics.failed])
+        ensure_topics(settings, [*topics.inputs, topics.failed], create=True)
         t0 = time.monotonic()
         sink = KafkaEventSink(settings)
         sink.publish_raw(events)

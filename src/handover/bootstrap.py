@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from handover.config import ConfigError, Settings, load_settings
+from handover.config import ConfigError, ConfigPaths, Settings, config_paths_from_env, load_settings
 from handover.service.engine import Engine, EngineSettings
 from handover.service.ports import EventSink, RequestLog
 from handover.service.undo import Undoer
@@ -49,8 +48,10 @@ class App:
         )
 
 
-def bootstrap(store: str | None = None, config: str | Path | None = None) -> App:
-    settings = load_settings(config or os.environ.get("HANDOVER_CONFIG") or None)
+def bootstrap(store: str | None = None, config: ConfigPaths = None) -> App:
+    """Settings from ``config`` (one entry or several, ``config.config_entries``), else ``HANDOVER_CONFIG``;
+    the store from ``store_url``."""
+    settings = load_settings(config or config_paths_from_env(os.environ) or None)
     url = store_url(store)
     if url.startswith("sunbird:"):
         from handover.adapters.sunbird import SunbirdStore  # type: ignore[import-not-found,unused-ignore]

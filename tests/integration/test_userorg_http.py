@@ -151,3 +151,18 @@ def test_organisation_read_failure_is_a_store_error_not_a_guess(client: UserOrgC
     nothing = UserOrgClient(UserOrgEndpoints("http://127.0.0.1:9"), timeout=TIMEOUT, attempts=1)
     with pytest.raises(SunbirdStoreError, match="reading organisation"):
         nothing.organisation_exists("org-1")
+
+
+def test_api_read_success_count_counts_reads_answered_200(client: UserOrgClient, fake: FakeUserOrg) -> None:
+    """Lern's ``api-read-success-count``: one per user read answered 200 (``Event.validateUser``)."""
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("api_read_success_count_total") or 0.0
+
+    before = count()
+    client.get_user("u-ravi")  # 200
+    client.get_user("u-flaky")  # a 500, then a 200: one read answered 200
+    client.get_user("u-ann")  # 400 (deleted): read through the search, not counted
+    client.get_user("u-nobody")  # 404
+    assert count() - before == 2

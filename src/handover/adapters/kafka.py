@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -83,15 +83,19 @@ def client_id(role: str) -> str:
 
 
 def consumer_config(settings: Settings, group_id: str | None = None, role: str = "worker") -> dict[str, Any]:
-    """At-least-once: offsets are committed by the caller, never automatically."""
+    """At-least-once: offsets are committed by the caller, never automatically. A partition the group has no
+    committed offset for starts at ``kafka.auto.offset.reset`` (``latest`` by default, as Kafka's: a new group
+    does not replay the topics' retention). ``kafka.max.poll.interval.ms``: the longest the caller may go
+    without polling before the group evicts it (the worker cuts micro-batches to stay below it)."""
     return {
         "bootstrap.servers": bootstrap_servers(settings),
         "group.id": group_id or settings["kafka.groupId"],
         "client.id": client_id(role),
         "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
+        "auto.offset.reset": settings["kafka.auto.offset.reset"],
         "session.timeout.ms": settings["kafka.session.timeout.ms"],
         "heartbeat.interval.ms": max(1000, settings["kafka.session.timeout.ms"] // 3),
+        "max.poll.interval.ms": settings["kafka.max.poll.interval.ms"],
         "enable.partition.eof": False,
     }
 
@@ -106,24 +110,77 @@ def producer_config(settings: Settings, role: str = "producer") -> dict[str, Any
     }
 
 
-def ensure_topics(settings: Settings, names: Sequence[str], timeout: float = 15.0) -> list[str]:
-    """Create the topics that do not exist yet (``kafka.topic.partitions`` partitions); the created names."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+class TopicCreationError(Exception):
+    """The broker answered a topic creation with an error (a policy, an authorisation, a replication factor
+    larger than the brokers, ...): not a connection problem. ``retriable`` as Kafka classifies the error."""
+
+    def __init__(self, topic: str, error: KafkaError) -> None:
+        super().__init__(f"cannot create topic {topic}: {error.name()}: {error.str()}")
+        self.topic = topic
+        self.error = error
+        self.retriable = bool(error.retriable())
+
+
+def ensure_topics(
+    settings: Settings,
+    names: Sequence[str],
+    timeout: float = 15.0,
+    *,
+    create: bool | None = None,
+    admin: AdminClient | None = None,
+) -> list[str]:
+    """The topics of ``names`` that still do not exist on return. Missing topics are created only when
+    ``create`` (default: ``kafka.topic.create``) is true, with ``kafka.topic.partitions`` partitions and
+    ``kafka.topic.replication.factor`` replicas (-1: the broker's default). Raises ``KafkaException`` when the
+    broker cannot be reached and ``TopicCreationError`` when it refuses a creation."""
+    admin = admin or AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [n for n in dict.fromkeys(names) if n not in existing]
-    if not missing:
-        return []
+    if not missing or not (settings["kafka.topic.create"] if create is None else create):
+        return missing
     partitions: int = settings["kafka.topic.partitions"]
-    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in missing], operation_timeout=timeout)
-    created = []
+    replicas: int = settings["kafka.topic.replication.factor"]
+    futures = admin.create_topics([NewTopic(n, partitions, replicas) for n in missing], operation_timeout=timeout)
     for name, future in futures.items():
         try:
             future.result(timeout=timeout)
-            created.append(name)
+            log.info("topic %s created (%d partitions, replication factor %d)", name, partitions, replicas)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-    return created
+            error = exc.args[0]
+            if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker was quicker
+                raise TopicCreationError(name, error) from exc
+    return []
+
+
+def upstream_offsets(
+    settings: Settings, topics: Topics, timeout: float = 15.0
+) -> dict[tuple[str, int], tuple[int, str]]:
+    """Cut-over: per ``(topic, partition)``, the committed offset of the upstream jobs' consumer groups
+    (``kafka.upstream.transfer.groupIds`` for the transfer topic, ``kafka.upstream.user_pii.groupIds`` for the
+    delete-user topic) and the group it is from; the lowest when several groups consume a topic (so that
+    nothing one of them had not processed is skipped). Partitions no such group committed are absent.
+    Reading a group's offsets does not join the group. Raises ``KafkaException`` when the broker cannot be
+    reached."""
+    wanted = {
+        topics.transfer: tuple(settings["kafka.upstream.transfer.groupIds"]),
+        topics.delete_user: tuple(settings["kafka.upstream.user_pii.groupIds"]),
+    }
+    out: dict[tuple[str, int], tuple[int, str]] = {}
+    for topic, groups in wanted.items():
+        for group in groups:
+            reader = Consumer(consumer_config(settings, group, role="offsets"))
+            try:
+                info = reader.list_topics(topic, timeout=timeout).topics.get(topic)
+                if info is None or info.error is not None:
+                    continue
+                committed = reader.committed([TopicPartition(topic, p) for p in sorted(info.partitions)], timeout)
+            finally:
+                reader.close()
+            for tp in committed:
+                key = (topic, tp.partition)
+                if tp.offset >= 0 and (key not in out or tp.offset < out[key][0]):
+                    out[key] = (tp.offset, group)
+    return out
 
 
 # --- producing ---------------------------------------------------------------------------------------

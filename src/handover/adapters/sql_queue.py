@@ -472,7 +472,7 @@ class QueueWorker:
         started = time.perf_counter()
         delivery = deliver(self._engine, item.payload, self._max_attempts)
         if delivery.outcome is None:
-            metrics.observe_failure()
+            metrics.observe_failure(item.payload)
             log.error("queued event %s failed after %d attempts: %s", item.mid, delivery.attempts, delivery.error)
             self.queue.finish(item.id, failed=True, attempts=delivery.attempts, error=delivery.error)
         else:

@@ -23,6 +23,7 @@ from urllib.parse import quote
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from handover import metrics
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.domain.model import User
 from handover.domain.notification import Notification
@@ -213,6 +214,7 @@ class UserOrgClient:
             if is_blocked_answer(400, body):
                 return self._search_deleted(user_id)
             raise SunbirdStoreError(STORE, f"{doing}: HTTP 400: {json.dumps(body)[:300]}")
+        metrics.api_read_success.inc()  # Lern's api-read-success-count: a read answered 200
         profile = body.get("result", {}).get("response") if isinstance(body, Mapping) else None
         if not isinstance(profile, Mapping):
             raise SunbirdStoreError(STORE, f"{doing}: no result.response in the answer")

@@ -34,7 +34,15 @@ StoreOpt = Annotated[
     str | None,
     typer.Option("--store", help="Store URL (sqlite:///..., postgresql://..., sunbird://); env HANDOVER_STORE."),
 ]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings file (HOCON or JSON), SPEC 7.")]
+ConfigOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--config",
+        help="Settings file (HOCON or JSON), SPEC 7; repeat it to give both upstream jobs' files. A prefix "
+        "inquiry=, lern= or handover= names the file's layout (else recognised from its content). "
+        "Env HANDOVER_CONFIG: entries separated by ':'.",
+    ),
+]
 
 EXIT_STORE = 1
 EXIT_USAGE = 2
@@ -45,7 +53,7 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_app(store: str | None, config: Path | None) -> App:
+def open_app(store: str | None, config: list[str] | None) -> App:
     try:
         return bootstrap(store, config)
     except ConfigError as exc:
@@ -213,6 +221,25 @@ def audit_export(
     except store_errors() as exc:
         fail(f"store: {exc}", EXIT_STORE)
     err.print(f"{count} audit rows", highlight=False)
+
+
+@app.command("config")
+def show_config(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """Print the effective settings as JSON: each value with its source (default, file, environment
+    variable), the files and how each was read, keys not read, warnings. Secrets are masked."""
+    import os
+
+    from handover.bootstrap import DEFAULT_STORE, store_url
+    from handover.config import config_paths_from_env, load_settings, mask_text
+
+    try:
+        settings = load_settings(config or config_paths_from_env(os.environ) or None)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    doc = settings.describe()
+    origin = "option --store" if store else "environment HANDOVER_STORE" if os.environ.get("HANDOVER_STORE") else None
+    doc["store"] = {"value": mask_text(store_url(store)), "source": origin or "default", "default": DEFAULT_STORE}
+    print(json.dumps(doc, indent=1, ensure_ascii=False))
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

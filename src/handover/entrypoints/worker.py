@@ -7,7 +7,16 @@ batch's offsets count as done. Done offsets are committed at most every ``kafka.
 ahead of the done ones. A crash at any point re-delivers the events whose offsets were not committed; the
 ledger turns them into duplicates, so nothing is lost and nothing applies twice.
 
-SIGTERM/SIGINT finish the batch in hand, commit and exit 0. A rebalance commits what is done before the
+A micro-batch ends at ``worker.batch.size`` events or after ``worker.batch.max.ms`` (the event in hand is
+finished; the events not reached are fetched again), whichever comes first, so that the consumer polls well
+within ``kafka.max.poll.interval.ms`` however slow the store is and the group never evicts it.
+
+Topics are created only when ``kafka.topic.create`` is true; otherwise a missing topic is reported and waited
+for, and a creation the broker refuses ends the worker with that error (``TopicCreationError``). A partition
+the group has no committed offset for starts at the committed offset of the upstream job's group
+(``kafka.upstream.*.groupIds``, the cut-over), else at ``kafka.auto.offset.reset``.
+
+SIGTERM/SIGINT finish the event in hand, commit and exit 0. A rebalance commits what is done before the
 partitions go. ``/metrics`` (Prometheus) and ``/health`` are served on ``metrics.port``; logs are JSON lines
 and every line about an event carries its ``mid``.
 """
@@ -31,7 +40,15 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from handover import metrics
-from handover.adapters.kafka import FailedRecord, FailedTopic, Topics, consumer_config, ensure_topics
+from handover.adapters.kafka import (
+    FailedRecord,
+    FailedTopic,
+    TopicCreationError,
+    Topics,
+    consumer_config,
+    ensure_topics,
+    upstream_offsets,
+)
 from handover.bootstrap import App
 from handover.config import ConfigError
 from handover.domain.events import Reason, parse_event
@@ -141,6 +158,7 @@ class Worker:
         self._engine = app.engine()
         self._max_attempts: int = settings["max_attempts"]
         self._batch_size: int = settings["worker.batch.size"]
+        self._batch_max_s: float = settings["worker.batch.max.ms"] / 1000
         self._metrics_port: int = settings["metrics.port"] if metrics_port is None else metrics_port
         self._commit_interval: float = settings["kafka.commit.interval.ms"] / 1000
         self._next_commit = 0.0
@@ -149,6 +167,9 @@ class Worker:
         self._committed: dict[Partition, int] = {}
         self._assigned: set[Partition] = set()
         self._last_poll = time.monotonic()
+        self._waiting: str | None = None  # what the worker waits for before it can consume
+        self._takeover: dict[Partition, tuple[int, str]] = {}  # upstream groups' offsets (cut-over)
+        self.cuts = 0  # micro-batches ended by worker.batch.max.ms
         self._consumer: Consumer | None = None
         self._failed: FailedTopic | None = None
         self.server: StatusServer | None = None
@@ -167,12 +188,16 @@ class Worker:
     def health(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self._last_poll
         status = "stopping" if self.stopping else "stalled" if age > STALLED_AFTER_S else "ok"
-        doc = {
+        if self._waiting is not None and not self.stopping:
+            status = "waiting"
+        doc: dict[str, Any] = {
             "status": status,
             "assignedPartitions": len(self._assigned),
             "lastPollSecondsAgo": round(age, 3),
             "eventsHandled": self.handled,
         }
+        if status == "waiting":
+            doc["waitingFor"] = self._waiting
         return status == "ok", doc
 
     # --- main loop
@@ -192,6 +217,9 @@ class Worker:
             )
             ok = self._loop(self._consumer)
             return 0 if ok else 1
+        except TopicCreationError as exc:  # refused by the broker: retrying will not help
+            log.error("%s", exc, extra={"topic": exc.topic, "error": exc.error.name()})
+            return 1
         except KafkaException as exc:  # a fatal consumer error: the process must restart
             log.error("fatal Kafka error: %s", exc)
             return 1
@@ -199,18 +227,41 @@ class Worker:
             self._shutdown()
 
     def _connect(self) -> bool:
-        """Create missing topics, then subscribe; waits for the broker (False when stopped while waiting)."""
+        """Check the topics (create the missing ones when ``kafka.topic.create``), read the upstream groups'
+        offsets, then subscribe. Waits for the broker and for missing topics (False when stopped while waiting);
+        raises ``TopicCreationError`` when the broker refuses to create a topic for good."""
+        names = [*self.topics.inputs, self.topics.failed]
         wait = 1.0
         while not self.stopping:
             try:
-                ensure_topics(self._settings, [*self.topics.inputs, self.topics.failed])
-                break
+                missing = ensure_topics(self._settings, names)
+                if not missing:
+                    self._takeover = upstream_offsets(self._settings, self.topics)
+                    break
+                self._waiting = f"topics {', '.join(missing)}"
+                log.error(
+                    "topics %s do not exist; the worker creates topics only when kafka.topic.create is true "
+                    "(then with kafka.topic.partitions and kafka.topic.replication.factor); checking again in %.0fs",
+                    ", ".join(missing), wait, extra={"missingTopics": missing},
+                )
+            except TopicCreationError as exc:
+                if not exc.retriable:
+                    raise
+                self._waiting = f"topic {exc.topic} ({exc.error.name()})"
+                log.error("%s; retrying in %.0fs", exc, wait)
             except KafkaException as exc:
+                self._waiting = "the broker"
                 log.error("broker not reachable (%s); retrying in %.0fs", exc, wait)
-                self._stop.wait(wait)
-                wait = min(wait * 2, 30.0)
+            self._stop.wait(wait)
+            wait = min(wait * 2, 30.0)
         if self.stopping:
             return False
+        self._waiting = None
+        if self._takeover:
+            log.info(
+                "cut-over: partitions this group has no committed offset for start at the upstream groups' offsets",
+                extra={"upstreamOffsets": {f"{t}[{p}]": f"{o} ({g})" for (t, p), (o, g) in self._takeover.items()}},
+            )
         config = consumer_config(self._settings)
         config["on_commit"] = self._on_commit
         self._consumer = Consumer(config)
@@ -252,9 +303,15 @@ class Worker:
         """Process, write the failures, then mark done and commit. False when stopped before the failures
         could be written (their offsets stay uncommitted)."""
         started = time.perf_counter()
+        deadline = time.monotonic() + self._batch_max_s
         values = [m.value() or b"" for m in messages]
-        deliveries = deliver_batch(self._engine, values, self._max_attempts, should_stop=lambda: self.stopping)
+        deliveries = deliver_batch(
+            self._engine, values, self._max_attempts,
+            should_stop=lambda: self.stopping or time.monotonic() >= deadline,
+        )
         per_event = (time.perf_counter() - started) / max(len(deliveries), 1)
+        if len(deliveries) < len(messages) and not self.stopping:
+            self._fetch_again(consumer, messages[len(deliveries):], time.perf_counter() - started)
         failures: list[tuple[bytes | None, FailedRecord]] = []
         for msg, delivery in zip(messages, deliveries, strict=False):
             record = self._account(msg, delivery, per_event)
@@ -273,12 +330,26 @@ class Worker:
             self._next_commit = time.monotonic() + self._commit_interval
         return True
 
+    def _fetch_again(self, consumer: Consumer, rest: Sequence[Message], seconds: float) -> None:
+        """A micro-batch cut by time: each partition goes back to its first event not reached, which the next
+        polls fetch again (the consumer polls in between, so the group keeps it)."""
+        self.cuts += 1
+        first: dict[Partition, int] = {}
+        for msg in rest:
+            first.setdefault((msg.topic() or "", msg.partition() or 0), msg.offset() or 0)
+        for (topic, partition), offset in first.items():
+            consumer.seek(TopicPartition(topic, partition, offset))
+        log.info(
+            "micro-batch cut after %.1fs (worker.batch.max.ms); %d events fetched again", seconds, len(rest),
+            extra={"partitions": [f"{t}[{p}]" for t, p in first]},
+        )
+
     def _account(self, msg: Message, delivery: Delivery, seconds: float) -> FailedRecord | None:
         """Metrics and the log line of one event; its failed-topic record when it needs one."""
         where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
         outcome = delivery.outcome
         if outcome is None:
-            metrics.observe_failure()
+            metrics.observe_failure(msg.value())
             mid = _mid_of(msg.value())
             log.error("event failed", extra={"mid": mid, "outcome": "failed", "attempts": delivery.attempts,
                                              "error": delivery.error, **where})
@@ -354,10 +425,31 @@ class Worker:
         for tp in partitions:  # commit them again next time
             self._committed.pop((tp.topic, tp.partition), None)
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        if self._takeover:
+            self._start_from_upstream(consumer, partitions)
         log.info("partitions assigned", extra={"partitions": _names(partitions),
                                                "assignedPartitions": len(self._assigned)})
+
+    def _start_from_upstream(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions this group never committed start at the upstream group's committed offset."""
+        candidates = [tp for tp in partitions if (tp.topic, tp.partition) in self._takeover]
+        if not candidates:
+            return
+        own = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(candidates, timeout=15)}
+        starts: list[TopicPartition] = []
+        for tp in partitions:
+            key = (tp.topic, tp.partition)
+            if key in own and own[key] < 0:
+                offset, group = self._takeover[key]
+                starts.append(TopicPartition(tp.topic, tp.partition, offset))
+                log.info("partition starts at the upstream group's committed offset",
+                         extra={"partition": f"{tp.topic}[{tp.partition}]", "offset": offset, "group": group})
+            else:
+                starts.append(tp)
+        if any(a.offset != b.offset for a, b in zip(starts, partitions, strict=True)):
+            consumer.assign(starts)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}

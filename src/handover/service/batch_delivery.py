@@ -25,12 +25,13 @@ def deliver_batch(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> list[Delivery]:
     """One ``Delivery`` per item, in order; the effects of each are durable on return. When ``should_stop()``
-    turns true during the one-at-a-time fall-back, the deliveries of the items done so far (a prefix)."""
+    turns true (asked before each item but the first: a stop or a time budget spent), the deliveries of the
+    items done so far (a prefix); the caller delivers the rest later."""
     if not items:
         return []
     if len(items) > 1:
         try:
-            return [Delivery(outcome, 1) for outcome in engine.process_batch(items)]
+            return [Delivery(outcome, 1) for outcome in engine.process_batch(items, should_stop)]
         except Exception as exc:
             log.warning(
                 "batch of %d events failed (%s: %s); processing them one at a time",

@@ -59,15 +59,21 @@ class Engine:
         """Process one event in its own unit of work. Store errors propagate (nothing is committed)."""
         return self.process_batch([data])[0]
 
-    def process_batch(self, items: Sequence[bytes | str | Any]) -> list[Outcome]:
+    def process_batch(
+        self, items: Sequence[bytes | str | Any], should_stop: Callable[[], bool] | None = None
+    ) -> list[Outcome]:
         """Process several events in order in one unit of work (one commit). Store errors propagate and
-        nothing of the batch is committed; the caller may then retry the events one at a time."""
+        nothing of the batch is committed; the caller may then retry the events one at a time. When
+        ``should_stop()`` is true before an event (it is not asked before the first), the batch ends there:
+        the outcomes of the events before it (a prefix of ``items``), committed."""
         parsed = [parse_event(item) for item in items]
         if all(isinstance(p, Rejection) and p.mid is None for p in parsed):
             return [_rejected(p) for p in parsed if isinstance(p, Rejection)]
         outcomes: list[Outcome] = []
         with self._uow_factory() as uow:
             for event in parsed:
+                if outcomes and should_stop is not None and should_stop():
+                    break
                 outcomes.append(self._handle(uow, event))
             uow.commit()
         return outcomes
