@@ -15,6 +15,7 @@ import pytest
 from tests.servers import arcadedb, cassandra, noida
 from tests.servers.process import ServerProcess
 from tests.tansu import Tansu, tansu_problem
+from tests.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HANDOVER_SHARED", ROOT.parent / "shared"))
@@ -120,3 +121,12 @@ def elasticsearch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     need(noida.problem())
     with _started(noida.noida_server(tmp_path_factory.mktemp("noida")), 60) as server:
         yield server
+
+
+@pytest.fixture
+def processes() -> Iterator[list[WorkerProcess]]:
+    """``handover worker`` processes a test starts (``tests/worker_process.py``); killed at its end."""
+    started: list[WorkerProcess] = []
+    yield started
+    for proc in started:
+        proc.kill()

@@ -9,16 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ from handover.service.engine import Engine
 from tests.conftest import EXAMPLES
 from tests.streams import mixed_stream
 from tests.tansu import SESSION_TIMEOUT_MS, Tansu
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.kafka
 
@@ -187,62 +185,6 @@ class InProcessWorker:
         wait_until(lambda: self.worker.handled >= target, 30, f"{target} events handled")
 
 
-class WorkerProcess:
-    """``handover worker`` as a real process; its JSON log lines are kept in a file."""
-
-    def __init__(self, setup: Setup, log: Path) -> None:
-        self.log = log
-        self._file = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "handover.entrypoints.cli", "worker"],
-            env={**os.environ, **setup.environ},
-            stdout=subprocess.DEVNULL,
-            stderr=self._file,
-        )
-
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # librdkafka's own log lines
-        return out
-
-    def assigned(self) -> int:
-        counts = [rec["assignedPartitions"] for rec in self.lines() if rec.get("msg") == "partitions assigned"]
-        revoked = [rec for rec in self.lines() if rec.get("msg") == "partitions revoked"]
-        return counts[-1] if counts and len(counts) > len(revoked) else 0
-
-    def tail(self, lines: int = 8) -> str:
-        state = "running" if self.process.poll() is None else f"exited with {self.process.returncode}"
-        return f"{self.log.name} ({state}):\n" + "\n".join(self.log.read_text().splitlines()[-lines:])
-
-    def outcomes(self) -> Counter[str]:
-        return Counter(rec["outcome"] for rec in self.lines() if rec.get("msg") == "event processed")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        finally:
-            self._file.close()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self._file.close()
-
-
-@pytest.fixture
-def processes() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for proc in started:
-        proc.kill()
-
-
 def committed_total(settings: Settings, topics: Sequence[str]) -> int:
     consumer = Consumer({"bootstrap.servers": settings["kafka.broker-servers"], "group.id": settings["kafka.groupId"]})
     try:
@@ -358,7 +300,7 @@ def test_kill_9_mid_stream_then_restart_ends_as_a_sequential_replay(
     env = setup(fixture, worker_batch_size="3", kafka_commit_interval_ms="2000")
     distinct = len({json.loads(v)["mid"] for v in events})
     env.publish(events)
-    first = WorkerProcess(env, tmp_path / "first.log")
+    first = WorkerProcess(env.environ, tmp_path / "first.log")
     processes.append(first)
     wait_until(lambda: env.ledger_count() >= distinct // 5, 60, "a fifth of the stream", first.tail)
     first.process.send_signal(signal.SIGKILL)
@@ -366,7 +308,7 @@ def test_kill_9_mid_stream_then_restart_ends_as_a_sequential_replay(
     at_kill = env.ledger_count()
     assert at_kill < distinct, "the worker finished before it could be killed"
 
-    second = WorkerProcess(env, tmp_path / "second.log")
+    second = WorkerProcess(env.environ, tmp_path / "second.log")
     processes.append(second)
     wait_until(lambda: env.ledger_count() == distinct, 90, "the whole stream", second.tail)
     assert second.stop() == 0
@@ -390,8 +332,8 @@ def test_two_workers_in_one_group_share_the_partitions(
 ) -> None:
     fixture, events = mixed_stream(200)
     env = setup(fixture, worker_batch_size="20", kafka_topic_partitions="4")
-    a = WorkerProcess(env, tmp_path / "a.log")
-    b = WorkerProcess(env, tmp_path / "b.log")
+    a = WorkerProcess(env.environ, tmp_path / "a.log")
+    b = WorkerProcess(env.environ, tmp_path / "b.log")
     processes.extend([a, b])
     wait_until(lambda: a.assigned() > 0 and b.assigned() > 0 and a.assigned() + b.assigned() == 8, 60,
                "both workers to get partitions", lambda: a.tail() + "\n" + b.tail())
@@ -414,7 +356,7 @@ def test_sigterm_exits_0_within_seconds_with_offsets_committed(
     unique = list({json.loads(v)["mid"]: v for v in events}.values())  # no redeliveries: offsets = ledger rows
     env = setup(fixture, worker_batch_size="2")
     env.publish(unique)
-    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker = WorkerProcess(env.environ, tmp_path / "worker.log")
     processes.append(worker)
     wait_until(lambda: env.ledger_count() > 50, 60, "the stream to be under way", worker.tail)
     started = time.monotonic()

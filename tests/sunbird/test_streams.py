@@ -5,17 +5,12 @@ killed with SIGKILL mid-stream and restarted (nothing lost, nothing applied twic
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
 
 from handover.adapters.kafka import KafkaEventSink
@@ -28,6 +23,7 @@ from tests.integration.userorg_server import FakeUserOrg
 from tests.streams import mixed_stream
 from tests.sunbird_deployment import Deployment
 from tests.tansu import SESSION_TIMEOUT_MS, Tansu
+from tests.worker_process import WorkerProcess
 
 MODEL_KEYS = ("identifier", "objectType", "schemaVersion", "status", "visibility", "createdBy", "creator", "originData")
 
@@ -107,56 +103,11 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, detail: Cal
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{detail()}")
 
 
-class WorkerProcess:
-    """``handover worker --store sunbird://`` as a real process; its JSON log lines in a file."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._file = log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "handover.entrypoints.cli", "worker", "--store", "sunbird://"],
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=self._file,
-        )
-
-    def outcomes(self) -> Counter[str]:
-        out: Counter[str] = Counter()
-        for line in self.log.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("msg") == "event processed":
-                out[record["outcome"]] += 1
-        return out
-
-    def tail(self) -> str:
-        state = "running" if self.process.poll() is None else f"exited with {self.process.returncode}"
-        return f"{self.log.name} ({state}):\n" + "\n".join(self.log.read_text().splitlines()[-10:])
-
-    def stop(self, sig: int) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(30)
-        finally:
-            self._file.close()
-
-
-@pytest.fixture
-def workers() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.stop(signal.SIGKILL)
-
-
 def test_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
     deployment: Deployment,
     userorg: FakeUserOrg,
     kafka_broker: Tansu,
-    workers: list[WorkerProcess],
+    processes: list[WorkerProcess],
     tmp_path: Path,
 ) -> None:
     groups = 40
@@ -165,6 +116,7 @@ def test_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
         deployment,
         userorg,
         fixture,
+        store="sunbird://",  # HANDOVER_STORE, for the worker processes
         kafka_broker_servers=kafka_broker.bootstrap,
         job_env="sb" + deployment.tag,
         kafka_session_timeout_ms=str(SESSION_TIMEOUT_MS),
@@ -181,15 +133,15 @@ def test_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(
     distinct = len({json.loads(v)["mid"] for v in events})
 
     first = WorkerProcess(env, tmp_path / "first.log")
-    workers.append(first)
+    processes.append(first)
     wait_until(lambda: ledger_count(deployment) >= distinct // 4, 120, "a quarter of the stream", first.tail)
     first.stop(signal.SIGKILL)
     assert ledger_count(deployment) < distinct, "the worker finished before it could be killed"
 
     second = WorkerProcess(env, tmp_path / "second.log")
-    workers.append(second)
+    processes.append(second)
     wait_until(lambda: ledger_count(deployment) == distinct, 180, "the whole stream", second.tail)
-    assert second.stop(signal.SIGTERM) == 0
+    assert second.stop(signal.SIGTERM, timeout=30) == 0
 
     _, expected = embedded_replay(tmp_path / "embedded.db", fixture, events)
     assert comparable(sunbird_dump(env)) == comparable(expected)
