@@ -21,17 +21,20 @@ version the server picked, ``00 00 00 00`` for none (Bolt protocol documentation
 server behind TLS.
 
 Why not the 1.7 driver (PyPI ``neo4j==1.7.6`` + ``neobolt``, which speaks Bolt v1): it installs under the same
-import name as the modern driver, so one environment cannot hold both, and it has been unmaintained since 2020.
-Why not HTTP for every version: Bolt is the drivers' protocol, with the driver's routing, retries and typed
-values on the servers it supports; the HTTP endpoint is deprecated since Neo4j 5.26. The HTTP transport is
-small (one POST per statement) and its answer format has not changed from 3.0 to 5.x.
+import name as the modern driver, so one environment cannot hold both, and handover would carry two drivers'
+APIs. Why not HTTP for every version: on the servers it supports, Bolt is the driver's protocol, with its
+routing, retries and typed values, and the HTTP API manual marks the endpoint deprecated as of Neo4j 5.26. The
+HTTP transport stays small (one POST per statement); its request and answer format is the same in the Neo4j
+3.3 server docs and the 5.x HTTP API manual.
 
-Every Cypher construct used exists in Neo4j 3.3 (the Neo4j 3.3 Cypher manual, neo4j/neo4j-documentation branch
-3.3, ``cypher/cypher-docs``): ``$parameter`` syntax and ``properties()`` were added in 3.0 ("Deprecations,
-additions and compatibility", Version 3.0); ``UNWIND $list AS row`` with ``MERGE (n:L {key: row.key})``
-(``UnwindTest``, "Creating nodes from a list parameter"); ``SET n += map`` and ``SET n = map`` (``SetTest``);
-``WITH ... ORDER BY ... LIMIT`` (``WithTest``) with ``LIMIT $limit`` ("LIMIT accepts any expression that
-evaluates to a positive integer", ``LimitTest``); ``DETACH DELETE`` (``DeleteTest``); ``IN``, ``count()``.
+Every Cypher construct used exists in Neo4j 3.3. Its parser (neo4j/neo4j, ``community/cypher/frontend-3.3``,
+``parser/Clauses.scala``) has ``UNWIND Expression AS Variable``, ``SET Variable += Expression`` and
+``SET Variable = Expression`` (so ``SET n += row.props``), ``MERGE``, ``WITH ... ORDER BY ... LIMIT Expression``
+(so ``LIMIT $limit``) and ``DETACH DELETE``. The Neo4j 3.3 Cypher manual (neo4j/neo4j-documentation branch 3.3,
+``cypher/cypher-docs``) lists ``$parameter`` syntax and ``properties()`` as added in 3.0 ("Deprecations, additions
+and compatibility"), and shows ``UNWIND $events AS event MERGE (y:Year {year: event.year})`` (``UnwindTest``),
+``SET p += {...}`` (``SetTest``), ``LIMIT`` with an expression (``LimitTest``) and ``DETACH DELETE``
+(``DeleteTest``), ``IN`` (``WhereTest``) and ``count()`` (``AggregatingFunctionsTest``).
 """
 
 from __future__ import annotations
