@@ -5,7 +5,8 @@ Cypher is parameterized only: every value is a ``$parameter``; the one name that
 graph label (``neo4j.graph``, default ``domain``), is validated. Map values (``originData``) are stored as JSON
 strings, as Sunbird's graph layer stores map metadata (a Neo4j property cannot hold a map).
 
-Transports, by server version (setting ``neo4j.transport``: ``auto``, the default, ``bolt`` or ``http``):
+Transports, by server version (setting ``neo4j.transport``: ``auto``, the default, ``bolt`` or ``http``; the
+Bolt versions each Neo4j speaks are in the Bolt documentation, "Bolt Protocol and Neo4j compatibility"):
 
 - Neo4j 3.5, 4.x, 5.x and later: Bolt through the official driver (``neo4j`` 6.x offers Bolt 3.0 and later).
 - Neo4j 3.0-3.4 (Sunbird Knowlg/inQuiry run 3.3, helm value ``neo4j:3.3.0``): these speak Bolt v1 (3.4 also v2)
