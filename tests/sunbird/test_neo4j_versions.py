@@ -46,6 +46,11 @@ def neo4j33_http(bolt_server: ServerProcess) -> Iterator[tuple[Neo4j33Http, str]
         yield fake, url
 
 
+# generous: the HTTP stand-in answers only once ArcadeDB has run the statement, on a machine shared with other
+# servers; a client timeout would be retried and show up as an extra request
+TIMEOUT = 30.0
+
+
 def label() -> str:
     return f"nv_{uuid.uuid4().hex[:8]}"
 
@@ -53,7 +58,7 @@ def label() -> str:
 def graph_on_neo4j33(bolt: Neo4j33Bolt, http_url: str) -> AssetGraph:
     """``neo4j.routePath`` at the 3.3 handshake stand-in, ``neo4j.http.basePath`` at the HTTP stand-in."""
     uri = f"bolt://127.0.0.1:{bolt.port}"
-    return AssetGraph(uri, arcadedb.USER, arcadedb.PASSWORD, AssetCypher(label()), 5.0, http_base=http_url)
+    return AssetGraph(uri, arcadedb.USER, arcadedb.PASSWORD, AssetCypher(label()), TIMEOUT, http_base=http_url)
 
 
 # --- which transport ---------------------------------------------------------------------------------
@@ -103,7 +108,13 @@ def test_auto_picks_bolt_for_a_bolt_5_server(bolt_server: ServerProcess) -> None
 def test_forced_http_finds_the_endpoint_in_the_discovery_document(neo4j33_http: tuple[Neo4j33Http, str]) -> None:
     fake, url = neo4j33_http
     graph = AssetGraph(
-        "bolt://127.0.0.1:9", arcadedb.USER, arcadedb.PASSWORD, AssetCypher(label()), http_base=url, transport="http"
+        "bolt://127.0.0.1:9",
+        arcadedb.USER,
+        arcadedb.PASSWORD,
+        AssetCypher(label()),
+        TIMEOUT,
+        http_base=url,
+        transport="http",
     )  # port 9: nothing listens there, and with transport=http nothing tries
     try:
         assert graph.get("do_missing") is None
@@ -197,7 +208,7 @@ def test_the_statements_give_the_same_results_over_http_and_bolt(
 
 def test_an_error_in_the_answer_is_a_store_error_naming_neo4j(neo4j33_http: tuple[Neo4j33Http, str]) -> None:
     fake, url = neo4j33_http
-    endpoint = TransactionalEndpoint(url, arcadedb.USER, arcadedb.PASSWORD, path=COMMIT_PATH)
+    endpoint = TransactionalEndpoint(url, arcadedb.USER, arcadedb.PASSWORD, path=COMMIT_PATH, timeout=TIMEOUT)
     try:
         with pytest.raises(SunbirdStoreError) as caught:
             endpoint.run("THIS IS NOT CYPHER", {}, "updating assets")
@@ -221,6 +232,7 @@ def test_a_401_is_a_clear_error(
         arcadedb.USER if password else None,
         password,
         AssetCypher(label()),
+        TIMEOUT,
         http_base=url,
     )
     try:
@@ -262,6 +274,7 @@ def test_replay_of_the_examples_with_the_graph_on_neo4j_33(
         **deployment.env,
         "HANDOVER_NEO4J_ROUTEPATH": f"bolt://127.0.0.1:{neo4j33_bolt.port}",
         "HANDOVER_NEO4J_HTTP_BASEPATH": url,
+        "HANDOVER_HTTP_TIMEOUT_SECONDS": str(int(TIMEOUT)),
     }
     cli(env, "init")
     report = tmp_path / "report.jsonl"
