@@ -209,6 +209,9 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "neo4j.user": (_as_opt_str, None),
     "neo4j.password": (_as_opt_str, None),
     "neo4j.graph": (_as_str, "domain"),  # the node label of the graph (upstream base-config)
+    "neo4j.transport": (_as_str, "auto"),  # auto | bolt | http (auto: HTTP for a Bolt v1/v2-only Neo4j 3.x)
+    "neo4j.http.basePath": (_as_opt_str, None),  # the HTTP API; None: http://<routePath host>:7474
+    "neo4j.database": (_as_opt_str, None),  # Neo4j 4.0+; None: the server's default (HTTP on 4.0+: neo4j)
     "target_object_types": (_as_type_map, dict(DEFAULT_TARGET_OBJECT_TYPES)),
     "user_pii_replacement_value": (_as_str, "Deleted User"),
     "ownership_transfer_roles": (_as_str_list, ("CONTENT_CREATOR", "BOOK_CREATOR")),

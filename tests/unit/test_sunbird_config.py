@@ -61,7 +61,7 @@ def test_environment_overrides_reach_the_adapters() -> None:
 
 def test_store_builds_without_connecting() -> None:
     store = SunbirdStore(load_settings(UPSTREAM / "inquiry" / "user-pii-data-updater.conf", environ={}))
-    assert store.cassandra._session is None and store.graph._driver is None
+    assert store.cassandra._session is None and store.graph.transport is None  # nothing chosen or connected yet
     store.close()
 
 

@@ -44,7 +44,7 @@ from handover.adapters.cassandra import (
     Replication,
 )
 from handover.adapters.elasticsearch import BatchHit, CourseBatchIndex, base_urls
-from handover.adapters.neo4j import AssetCypher, AssetGraph
+from handover.adapters.neo4j import TRANSPORTS, AssetCypher, AssetGraph, default_http_base
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
 from handover.config import ConfigError, Settings
@@ -85,6 +85,9 @@ class SunbirdConfig:
     neo4j_user: str | None
     neo4j_password: str | None
     neo4j_label: str
+    neo4j_transport: str
+    neo4j_http_base: str | None
+    neo4j_database: str | None
     userorg: UserOrgEndpoints
     timeout: float
     http_attempts: int
@@ -125,6 +128,9 @@ class SunbirdConfig:
                 neo4j_user=s["neo4j.user"],
                 neo4j_password=s["neo4j.password"],
                 neo4j_label=AssetCypher(s["neo4j.graph"]).label,
+                neo4j_transport=_neo4j_transport(s["neo4j.transport"]),
+                neo4j_http_base=s["neo4j.http.basePath"] or default_http_base(s["neo4j.routePath"]),
+                neo4j_database=s["neo4j.database"],
                 userorg=UserOrgEndpoints(base, s["user_read_api"], s["user_search_api"]),
                 timeout=float(s["http.timeout.seconds"]),
                 http_attempts=s["http.retry.attempts"],
@@ -132,6 +138,13 @@ class SunbirdConfig:
             )
         except ValueError as exc:
             raise ConfigError(f"sunbird store: {exc}") from exc
+
+
+def _neo4j_transport(value: str) -> str:
+    transport = value.strip().lower()
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"neo4j.transport: expected one of {', '.join(TRANSPORTS)}, got {value!r}")
+    return transport
 
 
 def _utcnow() -> datetime:
@@ -147,7 +160,17 @@ class SunbirdStore:
         self.clock = clock
         self.cassandra = CassandraGateway(c.cassandra, c.course_batch, c.handover, c.write_group_size)
         self.index = CourseBatchIndex(c.es_base_path, c.es_index, c.timeout, c.http_attempts)
-        self.graph = AssetGraph(c.neo4j_uri, c.neo4j_user, c.neo4j_password, AssetCypher(c.neo4j_label), c.timeout)
+        self.graph = AssetGraph(
+            c.neo4j_uri,
+            c.neo4j_user,
+            c.neo4j_password,
+            AssetCypher(c.neo4j_label),
+            c.timeout,
+            transport=c.neo4j_transport,
+            http_base=c.neo4j_http_base,
+            database=c.neo4j_database,
+            http_attempts=c.http_attempts,
+        )
         self.userorg = UserOrgClient(c.userorg, c.timeout, c.http_attempts)
 
     def __call__(self) -> SunbirdUnitOfWork:
