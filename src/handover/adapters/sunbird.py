@@ -37,7 +37,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from handover.adapters.cassandra import CassandraGateway, CourseBatchTable, HandoverKeyspace
-from handover.adapters.elasticsearch import BatchHit, CourseBatchIndex, base_urls
+from handover.adapters.elasticsearch import (
+    BatchHit,
+    CourseBatchIndex,
+    RefreshMode,
+    base_urls,
+    check_refresh_mode,
+    parse_version,
+)
 from handover.adapters.neo4j import AssetCypher, AssetGraph
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
@@ -74,6 +81,8 @@ class SunbirdConfig:
     write_group_size: int
     es_base_path: str
     es_index: str
+    es_version: str | None
+    es_refresh: RefreshMode
     neo4j_uri: str
     neo4j_user: str | None
     neo4j_password: str | None
@@ -98,6 +107,8 @@ class SunbirdConfig:
                 write_group_size=s["threshold.batch.write.size"],
                 es_base_path=",".join(base_urls(s["es.basePath"])),
                 es_index=s["es.course_batch.index"],
+                es_version=_checked_version(s["es.version"]),
+                es_refresh=check_refresh_mode(s["es.refresh"]),
                 neo4j_uri=s["neo4j.routePath"],
                 neo4j_user=s["neo4j.user"],
                 neo4j_password=s["neo4j.password"],
@@ -109,6 +120,15 @@ class SunbirdConfig:
             )
         except ValueError as exc:
             raise ConfigError(f"sunbird store: {exc}") from exc
+
+
+def _checked_version(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_version(value)
+        except ValueError as exc:
+            raise ValueError(f"es.version: {exc}") from exc
+    return value
 
 
 def _utcnow() -> datetime:
@@ -131,7 +151,9 @@ class SunbirdStore:
             c.timeout,
             protocol_version=c.cassandra_protocol_version,
         )
-        self.index = CourseBatchIndex(c.es_base_path, c.es_index, c.timeout, c.http_attempts)
+        self.index = CourseBatchIndex(
+            c.es_base_path, c.es_index, c.timeout, c.http_attempts, version=c.es_version, refresh=c.es_refresh
+        )
         self.graph = AssetGraph(c.neo4j_uri, c.neo4j_user, c.neo4j_password, AssetCypher(c.neo4j_label), c.timeout)
         self.userorg = UserOrgClient(c.userorg, c.timeout, c.http_attempts)
 
@@ -170,7 +192,7 @@ class SunbirdStore:
         if users:
             log.warning("sunbird store: %d fixture users not loaded: users are read from userorg", len(users))
         self.cassandra.upsert_batches(batches)
-        self.index.index_batches(batches, refresh=True)
+        self.index.index_batches(batches)
         self.graph.upsert(assets)
         return {"course_batches": len(batches), "assets": len(assets)}
 
@@ -273,10 +295,13 @@ class SunbirdBatches:
     def pages_of_user(self, user_id: str, statuses: frozenset[int], page_size: int) -> Iterator[Sequence[CourseBatch]]:
         """Elasticsearch finds the candidates (every hit, ``search_after``); each is read from Cassandra and
         kept when the row itself has one of ``statuses`` and names the user as creator or mentor. A document
-        whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row."""
+        whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row.
+
+        The held writes (of earlier events of this unit of work, and of the pages before) are made before each
+        search, so that the search and the rows see them (``es.refresh`` makes them searchable)."""
         seen: set[tuple[str, str]] = set()
+        self._uow.flush()
         for hits in self._store.index.search_pages(user_id, sorted(statuses), page_size):
-            self._uow.flush()
             fresh = [h for h in hits if (h.course_id, h.batch_id) not in seen]
             rows = self._store.cassandra.read_batches([(h.course_id, h.batch_id) for h in fresh])
             page: list[CourseBatch] = []
@@ -297,6 +322,7 @@ class SunbirdBatches:
                 self._store.index.update_fields(repairs)
             if page:
                 yield page
+            self._uow.flush()  # before the next page's search and rows
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
         """Cassandra (the source of truth) first, then exactly the written fields of the documents."""
