@@ -205,6 +205,8 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "handover-cassandra.datacenters": (_as_str_list, ()),  # NetworkTopologyStrategy: "dc1:3,dc2:3"
     "es.basePath": (_as_str, "localhost:9200"),
     "es.course_batch.index": (_as_str, "course-batch"),
+    "es.version": (_as_opt_str, None),  # e.g. 6.8.22 when GET / is not allowed; None: read from GET /
+    "es.refresh": (_as_str, "before_search"),  # or wait_for: how a write is searchable for the next event
     "neo4j.routePath": (_as_str, "bolt://localhost:7687"),
     "neo4j.user": (_as_opt_str, None),
     "neo4j.password": (_as_opt_str, None),

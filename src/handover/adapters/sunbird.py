@@ -43,7 +43,14 @@ from handover.adapters.cassandra import (
     HandoverKeyspace,
     Replication,
 )
-from handover.adapters.elasticsearch import BatchHit, CourseBatchIndex, base_urls
+from handover.adapters.elasticsearch import (
+    BatchHit,
+    CourseBatchIndex,
+    RefreshMode,
+    base_urls,
+    check_refresh_mode,
+    parse_version,
+)
 from handover.adapters.neo4j import TRANSPORTS, AssetCypher, AssetGraph, default_http_base
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
@@ -81,6 +88,8 @@ class SunbirdConfig:
     write_group_size: int
     es_base_path: str
     es_index: str
+    es_version: str | None
+    es_refresh: RefreshMode
     neo4j_uri: str
     neo4j_user: str | None
     neo4j_password: str | None
@@ -124,6 +133,8 @@ class SunbirdConfig:
                 write_group_size=s["threshold.batch.write.size"],
                 es_base_path=",".join(base_urls(s["es.basePath"])),
                 es_index=s["es.course_batch.index"],
+                es_version=_checked_version(s["es.version"]),
+                es_refresh=check_refresh_mode(s["es.refresh"]),
                 neo4j_uri=s["neo4j.routePath"],
                 neo4j_user=s["neo4j.user"],
                 neo4j_password=s["neo4j.password"],
@@ -147,6 +158,15 @@ def _neo4j_transport(value: str) -> str:
     return transport
 
 
+def _checked_version(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_version(value)
+        except ValueError as exc:
+            raise ValueError(f"es.version: {exc}") from exc
+    return value
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -159,7 +179,9 @@ class SunbirdStore:
         self.config = c = SunbirdConfig.from_settings(settings)
         self.clock = clock
         self.cassandra = CassandraGateway(c.cassandra, c.course_batch, c.handover, c.write_group_size)
-        self.index = CourseBatchIndex(c.es_base_path, c.es_index, c.timeout, c.http_attempts)
+        self.index = CourseBatchIndex(
+            c.es_base_path, c.es_index, c.timeout, c.http_attempts, version=c.es_version, refresh=c.es_refresh
+        )
         self.graph = AssetGraph(
             c.neo4j_uri,
             c.neo4j_user,
@@ -208,7 +230,7 @@ class SunbirdStore:
         if users:
             log.warning("sunbird store: %d fixture users not loaded: users are read from userorg", len(users))
         self.cassandra.upsert_batches(batches)
-        self.index.index_batches(batches, refresh=True)
+        self.index.index_batches(batches)
         self.graph.upsert(assets)
         return {"course_batches": len(batches), "assets": len(assets)}
 
@@ -315,10 +337,13 @@ class SunbirdBatches:
     def pages_of_user(self, user_id: str, statuses: frozenset[int], page_size: int) -> Iterator[Sequence[CourseBatch]]:
         """Elasticsearch finds the candidates (every hit, ``search_after``); each is read from Cassandra and
         kept when the row itself has one of ``statuses`` and names the user as creator or mentor. A document
-        whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row."""
+        whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row.
+
+        The held writes (of earlier events of this unit of work, and of the pages before) are made before each
+        search, so that the search and the rows see them (``es.refresh`` makes them searchable)."""
         seen: set[tuple[str, str]] = set()
+        self._uow.flush()
         for hits in self._store.index.search_pages(user_id, sorted(statuses), page_size):
-            self._uow.flush()
             fresh = [h for h in hits if (h.course_id, h.batch_id) not in seen]
             rows = self._store.cassandra.read_batches([(h.course_id, h.batch_id) for h in fresh])
             page: list[CourseBatch] = []
@@ -339,6 +364,7 @@ class SunbirdBatches:
                 self._store.index.update_fields(repairs)
             if page:
                 yield page
+            self._uow.flush()  # before the next page's search and rows
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
         """Cassandra (the source of truth) first, then exactly the written fields of the documents."""
