@@ -10,7 +10,7 @@ import pytest
 
 from handover.adapters.elasticsearch import (
     ServerVersion,
-    bulk_index_lines,
+    bulk_load_lines,
     bulk_update_lines,
     check_refresh_mode,
     document_path,
@@ -79,12 +79,12 @@ def test_bulk_update_lines_name_the_type_only_for_6x() -> None:
         )
 
 
-def test_bulk_index_lines_name_the_type_only_for_6x() -> None:
+def test_bulk_load_lines_name_the_type_only_for_6x() -> None:
     batch = CourseBatch("do_c", "b1", "B 1", 1, "u1", ())
-    assert bulk_index_lines("course-batch", [batch], "_doc")[0] == {
-        "index": {"_index": "course-batch", "_type": "_doc", "_id": "b1"}
+    assert bulk_load_lines("course-batch", [batch], "_doc")[0] == {
+        "update": {"_index": "course-batch", "_type": "_doc", "_id": "b1"}
     }
-    assert bulk_index_lines("course-batch", [batch], None)[0] == {"index": {"_index": "course-batch", "_id": "b1"}}
+    assert bulk_load_lines("course-batch", [batch], None)[0] == {"update": {"_index": "course-batch", "_id": "b1"}}
 
 
 def test_document_path_and_index_body() -> None:

@@ -115,7 +115,7 @@ def test_every_statement_is_one_line() -> None:
         c.by_ids(["do_1"]),
         c.write([update]),
         c.upsert([asset]),
-        c.all_data_nodes("", 10),
+        c.all_data_nodes(["Question"], "", 10),
         c.delete_all(),
         c.delete(["do_1"]),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from handover.adapters.elasticsearch import (
     base_urls,
     batches_of_user_query,
     bulk_failures,
-    bulk_index_lines,
+    bulk_load_lines,
     bulk_update_lines,
     ndjson,
     parse_hits,
@@ -96,11 +97,11 @@ def test_bulk_body_is_ndjson_with_escaped_values() -> None:
     assert ndjson(lines).count(b"\n") == 2  # a newline in a value cannot split a bulk line
 
 
-def test_index_lines_for_load() -> None:
+def test_load_lines_update_the_batch_fields_or_create_the_document() -> None:
     batch = CourseBatch("do_c", "b1", "B 1", 1, "u1", ("u1", "u2"))
-    assert bulk_index_lines("course-batch", [batch]) == [
-        {"index": {"_index": "course-batch", "_id": "b1"}},
-        {
+    assert bulk_load_lines("course-batch", [batch]) == [
+        {"update": {"_index": "course-batch", "_id": "b1"}},
+        {"doc": {
             "id": "b1",
             "identifier": "b1",
             "batchId": "b1",
@@ -109,7 +110,7 @@ def test_index_lines_for_load() -> None:
             "status": 1,
             "createdBy": "u1",
             "mentors": ["u1", "u2"],
-        },
+        }, "doc_as_upsert": True},
     ]
 
 
@@ -366,11 +367,15 @@ def test_upsert_and_dump_queries() -> None:
     c = AssetCypher("domain")
     up = c.upsert([Asset("do_1", "Question", createdBy="u1")])
     assert up.text == (
-        "UNWIND $rows AS row MERGE (n:domain {IL_UNIQUE_ID: row.id}) SET n = row.props RETURN count(n) AS written"
+        "UNWIND $rows AS row MERGE (n:domain {IL_UNIQUE_ID: row.id}) SET n += row.props RETURN count(n) AS written"
     )
-    assert up.params["rows"][0]["id"] == "do_1"
-    dump = c.all_data_nodes("", 1000)
-    assert dump.params == {"node_type": "DATA_NODE", "after": "", "limit": 1000}
+    row = up.params["rows"][0]
+    assert row["id"] == "do_1"
+    # the fixture's fields only; an empty one is a null (removed), other properties of a live node are kept
+    assert row["props"]["createdBy"] == "u1" and row["props"]["creator"] is None and "name" not in row["props"]
+    dump = c.all_data_nodes(["Question", "QuestionImage"], "", 1000)
+    assert "n.IL_FUNC_OBJECT_TYPE IN $types" in dump.text
+    assert dump.params == {"types": ["Question", "QuestionImage"], "node_type": "DATA_NODE", "after": "", "limit": 1000}
 
 
 # --- userorg ----------------------------------------------------------------------------------------
@@ -450,3 +455,21 @@ def test_the_deleted_user_answer_is_recognised() -> None:
     assert not is_blocked_answer(400, {"params": {"err": "UOS_USRRED0030", "errmsg": "Mandatory parameter"}})
     assert not is_blocked_answer(500, answer)
     assert not is_blocked_answer(400, "nope")
+
+
+def test_sorted_on_disk_merges_runs_and_leaves_no_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+    import tempfile
+
+    from handover.adapters.sunbird import sorted_on_disk
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    records = [{"courseid": f"c{random.randrange(50)}", "batchid": f"b{n}"} for n in range(103)]
+
+    def key(r: dict[str, str]) -> tuple[str, str]:
+        return (r["courseid"], r["batchid"])
+
+    assert list(sorted_on_disk(iter(records), key, run=10)) == sorted(records, key=key)  # 11 runs merged
+    assert list(sorted_on_disk(iter(records), key, run=1000)) == sorted(records, key=key)  # one run, in memory
+    assert list(sorted_on_disk(iter([]), key, run=10)) == []
+    assert list(tmp_path.iterdir()) == []  # the runs are removed

@@ -190,12 +190,13 @@ def bulk_update_lines(
     return lines
 
 
-def bulk_index_lines(index: str, batches: Sequence[CourseBatch], doc_type: str | None = None) -> list[dict[str, Any]]:
-    """Whole documents for ``load``, shaped as the LMS indexes a batch (doc id = batch id)."""
+def bulk_load_lines(index: str, batches: Sequence[CourseBatch], doc_type: str | None = None) -> list[dict[str, Any]]:
+    """``load``: a partial update of the batch's fields, or the whole document when it is missing
+    (``doc_as_upsert``); every other field of a live document is kept. Doc id = batch id, as the LMS indexes."""
     lines: list[dict[str, Any]] = []
     for b in batches:
-        lines.append(action_line("index", index, b.batchid, doc_type))
-        lines.append(batch_document(b))
+        lines.append(action_line("update", index, b.batchid, doc_type))
+        lines.append({"doc": batch_document(b), "doc_as_upsert": True})
     return lines
 
 
@@ -418,7 +419,7 @@ class CourseBatchIndex:
 
     def index_batches(self, batches: Sequence[CourseBatch], refresh: Refresh = "wait_for") -> None:
         if batches:
-            lines = bulk_index_lines(self.index, batches, self.server_version().doc_type)
+            lines = bulk_load_lines(self.index, batches, self.server_version().doc_type)
             self._bulk(lines, f"loading {self.index}", refresh)
 
     def _bulk(self, lines: Sequence[Mapping[str, Any]], doing: str, refresh: Refresh) -> None:

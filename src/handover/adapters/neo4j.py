@@ -115,19 +115,20 @@ class AssetCypher:
         )
 
     def upsert(self, assets: Sequence[Asset]) -> Query:
-        """``load``: create or replace whole nodes (all their properties)."""
+        """``load``: create a missing node; on an existing one set the fixture's fields only (``SET n += ...``;
+        a field the fixture gives as null is removed), every other property of a live node is kept."""
         return Query(
-            f"UNWIND $rows AS row MERGE (n:{self.label} {{IL_UNIQUE_ID: row.id}}) SET n = row.props "
+            f"UNWIND $rows AS row MERGE (n:{self.label} {{IL_UNIQUE_ID: row.id}}) SET n += row.props "
             "RETURN count(n) AS written",
-            {"rows": [{"id": a.identifier, "props": node_props(a)} for a in assets]},
+            {"rows": [{"id": a.identifier, "props": load_props(a)} for a in assets]},
         )
 
-    def all_data_nodes(self, after: str, limit: int) -> Query:
-        """``dump``: every data node, keyset-paged by identifier."""
+    def all_data_nodes(self, object_types: Sequence[str], after: str, limit: int) -> Query:
+        """``dump``: the data nodes of these types, keyset-paged by identifier."""
         return Query(
-            f"MATCH (n:{self.label}) WHERE n.IL_SYS_NODE_TYPE = $node_type AND n.IL_UNIQUE_ID > $after "
-            "WITH n ORDER BY n.IL_UNIQUE_ID LIMIT $limit RETURN properties(n) AS props",
-            {"node_type": DATA_NODE, "after": after, "limit": limit},
+            f"MATCH (n:{self.label}) WHERE n.IL_FUNC_OBJECT_TYPE IN $types AND n.IL_SYS_NODE_TYPE = $node_type "
+            "AND n.IL_UNIQUE_ID > $after WITH n ORDER BY n.IL_UNIQUE_ID LIMIT $limit RETURN properties(n) AS props",
+            {"types": list(object_types), "node_type": DATA_NODE, "after": after, "limit": limit},
         )
 
     def delete_all(self) -> Query:
@@ -169,6 +170,14 @@ def node_props(asset: Asset) -> dict[str, Any]:
     for key, value in asset.extra.items():
         if value is not None and key not in props:
             props[key] = to_graph_value(key, value)
+    return props
+
+
+def load_props(asset: Asset) -> dict[str, Any]:
+    """``node_props`` plus a null for each model field the asset leaves empty (``SET n +=`` removes those)."""
+    props = node_props(asset)
+    for key in MODEL_PROPS:
+        props.setdefault(key, None)
     return props
 
 
@@ -507,10 +516,12 @@ class AssetGraph:
     def delete_all(self) -> None:
         self._run(self.cypher.delete_all(), "deleting every node of the label", write=True)
 
-    def all_assets(self, page_size: int = 1000) -> Iterator[Asset]:
+    def all_assets(self, object_types: Sequence[str], page_size: int = 1000) -> Iterator[Asset]:
+        """Every data node of these types (``IL_FUNC_OBJECT_TYPE``), by identifier, ``page_size`` a query."""
         after = ""
         while True:
-            rows = self._run(self.cypher.all_data_nodes(after, page_size), "reading assets", write=False)
+            query = self.cypher.all_data_nodes(object_types, after, page_size)
+            rows = self._run(query, "reading assets", write=False)
             if not rows:
                 return
             for row in rows:

@@ -26,11 +26,14 @@ include what the re-run changed.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
+import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -57,6 +60,7 @@ from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
 from handover.config import ConfigError, Settings
 from handover.domain.model import Asset, CourseBatch, User, asset_from_json, batch_from_json, user_from_json
 from handover.domain.notification import Notification
+from handover.domain.policy import IMAGE_SUFFIX
 from handover.domain.rules import AssetUpdate, BatchUpdate
 from handover.service.ports import (
     AssetRepository,
@@ -101,6 +105,7 @@ class SunbirdConfig:
     timeout: float
     http_attempts: int
     claim_lease: timedelta
+    object_types: tuple[str, ...]  # configured asset types and their Image types (dump reads only these)
 
     @classmethod
     def from_settings(cls, s: Settings) -> SunbirdConfig:
@@ -146,6 +151,9 @@ class SunbirdConfig:
                 timeout=float(s["http.timeout.seconds"]),
                 http_attempts=s["http.retry.attempts"],
                 claim_lease=timedelta(seconds=s["notification.claim.lease.seconds"]),
+                object_types=tuple(
+                    sorted({n for base in s["target_object_types"] for n in (base, base + IMAGE_SUFFIX)})
+                ),
             )
         except ValueError as exc:
             raise ConfigError(f"sunbird store: {exc}") from exc
@@ -220,8 +228,10 @@ class SunbirdStore:
 
     def load(self, doc: Mapping[str, Any]) -> dict[str, int]:
         """Write a fixture's course batches (Cassandra row, then Elasticsearch document) and assets (Neo4j
-        nodes) into the real stores, for integration tests. Users live in userorg and are not written; they
-        are still validated. ValueError on a bad fixture (nothing written)."""
+        nodes), setting only the fixture's fields: a live row keeps its other columns (a CQL ``INSERT`` of six
+        columns), a live document its other fields (bulk ``update`` with ``doc_as_upsert``), a live node its
+        other properties (``SET n +=``). Users live in userorg and are not written; they are still validated.
+        ValueError on a bad fixture (nothing written)."""
         if not isinstance(doc, Mapping):
             raise ValueError("a fixture is a JSON object")
         users = [user_from_json(u) for u in _list(doc, "users")]
@@ -235,16 +245,53 @@ class SunbirdStore:
         return {"course_batches": len(batches), "assets": len(assets)}
 
     def dump_sections(self) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]:
-        """SPEC 4's dump: course batches (whole table, sorted here: Cassandra has no global order), every
-        data node of the graph (by identifier), the sent notifications. ``users`` is empty: the directory
-        is userorg's and handover keeps no copy."""
+        """SPEC 4's dump, streamed: course batches by (courseid, batchid) and the sent notifications by mid
+        (Cassandra has no global order: sorted on disk in runs of ``DUMP_RUN`` records, then merged, so memory
+        does not grow with the table); the data nodes of the configured types by identifier, a page at a time
+        (a deployment's graph holds every other kind of content too). ``users`` is empty: the directory is
+        userorg's and handover keeps no copy."""
         yield "users", iter(())
-        yield "course_batches", (b.to_json() for b in sorted(self.cassandra.scan_batches(), key=lambda b: b.key))
-        yield "assets", (a.to_json() for a in self.graph.all_assets())
-        yield "notifications", iter(sorted(self.cassandra.scan_notifications(), key=lambda n: str(n["mid"])))
+        batches = (b.to_json() for b in self.cassandra.scan_batches())
+        yield "course_batches", sorted_on_disk(batches, key=lambda b: (b["courseid"], b["batchid"]))
+        yield "assets", (a.to_json() for a in self.graph.all_assets(self.config.object_types))
+        yield "notifications", sorted_on_disk(self.cassandra.scan_notifications(), key=lambda n: str(n["mid"]))
 
     def ledger_by_request(self, request_id: str) -> list[LedgerEntry]:
         return self.cassandra.ledger_by_request(request_id)
+
+
+DUMP_RUN = 50_000  # records sorted in memory at a time by sorted_on_disk
+
+
+def sorted_on_disk(
+    records: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Any], run: int = DUMP_RUN
+) -> Iterator[dict[str, Any]]:
+    """``records`` (JSON objects) sorted by ``key``, at most ``run`` of them in memory: sorted runs are written to
+    temporary files as JSON lines and merged (``heapq.merge``). The files are removed when the iterator ends or
+    is closed."""
+    with tempfile.TemporaryDirectory(prefix="handover-dump-") as directory:
+        paths: list[str] = []
+        chunk: list[dict[str, Any]] = []
+        for record in records:
+            chunk.append(record)
+            if len(chunk) >= run:
+                paths.append(_write_run(directory, len(paths), sorted(chunk, key=key)))
+                chunk = []
+        if not paths:  # everything fitted in one run
+            yield from sorted(chunk, key=key)
+            return
+        if chunk:
+            paths.append(_write_run(directory, len(paths), sorted(chunk, key=key)))
+        with ExitStack() as files:
+            readers = [(json.loads(line) for line in files.enter_context(open(p, encoding="utf-8"))) for p in paths]
+            yield from heapq.merge(*readers, key=key)
+
+
+def _write_run(directory: str, number: int, records: Sequence[dict[str, Any]]) -> str:
+    path = os.path.join(directory, f"run-{number}.jsonl")
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    return path
 
 
 def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
