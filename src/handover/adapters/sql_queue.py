@@ -27,7 +27,7 @@ from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
 from handover.service.delivery import deliver
 from handover.service.engine import Engine
-from handover.service.ports import PublishError, RequestStatus
+from handover.service.ports import DuplicateRequest, PublishError, RequestStatus
 from handover.service.requests import event_status
 
 log = logging.getLogger(__name__)
@@ -150,30 +150,31 @@ class SqlEventQueue:
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
-        now = _now()
-        rows = []
-        for event in events:
-            mid = event.get("mid")
-            if not isinstance(mid, str) or not mid:
-                raise PublishError("an event without a mid cannot be queued")
-            payload = json.dumps(event, ensure_ascii=False, allow_nan=False)
-            rows.append(
-                {
-                    "mid": mid,
-                    "request_id": _request_id(event),
-                    "payload": payload,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+        rows = _queue_rows(events)
         if not rows:
             return
         try:
             with self._engine.begin() as conn:
                 conn.execute(event_queue.insert(), rows)
         except sa.exc.SQLAlchemyError as exc:
+            raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
+        self.wakeup.set()
+
+    def publish_request(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Record the request (``request_log``, ``request_summary``) and queue its events in one transaction:
+        either the request is pending with all its events queued, or nothing of it exists.
+        ``DuplicateRequest`` when ``request_id`` is taken; ``PublishError`` when the store fails."""
+        queued = _queue_rows(events)
+        try:
+            with self._engine.begin() as conn:
+                _insert_request(conn, request_id, action_by, events)
+                if queued:
+                    conn.execute(event_queue.insert(), queued)
+        except DuplicateRequest:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            if isinstance(exc, sa.exc.IntegrityError) and _request_exists(self._engine, request_id):
+                raise DuplicateRequest(request_id) from None
             raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
         self.wakeup.set()
 
@@ -269,6 +270,67 @@ class SqlEventQueue:
         return True
 
 
+def _queue_rows(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    now = _now()
+    rows = []
+    for event in events:
+        mid = event.get("mid")
+        if not isinstance(mid, str) or not mid:
+            raise PublishError("an event without a mid cannot be queued")
+        payload = json.dumps(event, ensure_ascii=False, allow_nan=False)
+        rows.append(
+            {
+                "mid": mid,
+                "request_id": _request_id(event),
+                "payload": payload,
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+def _insert_request(
+    conn: sa.Connection, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]
+) -> None:
+    """The request's ``request_log`` rows and its ``request_summary`` row; ``DuplicateRequest`` when a request
+    with this id exists (checked first, so that PostgreSQL's transaction is not aborted by the conflict)."""
+    if not events:
+        return
+    taken = conn.execute(
+        sa.select(request_summary.c.request_id).where(request_summary.c.request_id == request_id)
+    ).first()
+    if taken is not None:
+        raise DuplicateRequest(request_id)
+    now = _now()
+    rows = []
+    for position, event in enumerate(events):
+        edata = event.get("edata")
+        asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
+        rows.append(
+            {
+                "request_id": request_id,
+                "mid": event["mid"],
+                "position": position,
+                "action_by": action_by,
+                "asset_information": dict(asset) if isinstance(asset, Mapping) else {},
+                "created_at": now,
+            }
+        )
+    org, from_user, to_user = _users_of(events[0])
+    summary = {"request_id": request_id, "organisation_id": org, "from_user": from_user, "to_user": to_user}
+    conn.execute(request_log.insert(), rows)
+    conn.execute(request_summary.insert(), [summary])
+
+
+def _request_exists(engine: sa.Engine, request_id: str) -> bool:
+    with engine.connect() as conn:
+        q = sa.select(request_log.c.request_id).where(request_log.c.request_id == request_id).limit(1)
+        return conn.execute(q).first() is not None
+
+
 class SqlRequestLog:
     """``RequestLog`` on the SQL store: the status is one query joining the log, the ledger and the queue."""
 
@@ -276,27 +338,13 @@ class SqlRequestLog:
         self._engine = store.engine
 
     def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
-        now = _now()
-        rows = []
-        for position, event in enumerate(events):
-            edata = event.get("edata")
-            asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
-            rows.append(
-                {
-                    "request_id": request_id,
-                    "mid": event["mid"],
-                    "position": position,
-                    "action_by": action_by,
-                    "asset_information": dict(asset) if isinstance(asset, Mapping) else {},
-                    "created_at": now,
-                }
-            )
-        if rows:
-            org, from_user, to_user = _users_of(events[0])
-            summary = {"request_id": request_id, "organisation_id": org, "from_user": from_user, "to_user": to_user}
+        try:
             with self._engine.begin() as conn:
-                conn.execute(request_log.insert(), rows)
-                conn.execute(request_summary.insert(), [summary])
+                _insert_request(conn, request_id, action_by, events)
+        except sa.exc.IntegrityError:
+            if _request_exists(self._engine, request_id):
+                raise DuplicateRequest(request_id) from None
+            raise
 
     def forget(self, request_id: str, mids: Sequence[str]) -> None:
         if not mids:
@@ -475,6 +523,12 @@ class QueueWorker:
             metrics.observe_failure()
             log.error("queued event %s failed after %d attempts: %s", item.mid, delivery.attempts, delivery.error)
             self.queue.finish(item.id, failed=True, attempts=delivery.attempts, error=delivery.error)
+        elif delivery.outcome.mid is None:  # rejected without a mid a ledger row can carry: a failed record
+            outcome = delivery.outcome
+            metrics.observe(outcome, time.perf_counter() - started)
+            log.error("queued event %s rejected without a ledger row: %s %s", item.mid, outcome.reason, outcome.detail)
+            self.queue.finish(item.id, failed=True, attempts=delivery.attempts,
+                              error=f"{outcome.reason}: {outcome.detail}")
         else:
             metrics.observe(delivery.outcome, time.perf_counter() - started)
             self.queue.finish(item.id, failed=False, attempts=delivery.attempts)
