@@ -14,9 +14,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -146,6 +147,7 @@ class SqlEventQueue:
     """An ``EventSink`` into the store's ``event_queue`` table, and the queue the in-process worker drains."""
 
     def __init__(self, store: SqlStore) -> None:
+        self._store = store
         self._engine = store.engine
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
 
@@ -165,11 +167,20 @@ class SqlEventQueue:
         either the request is pending with all its events queued, or nothing of it exists.
         ``DuplicateRequest`` when ``request_id`` is taken; ``PublishError`` when the store fails."""
         queued = _queue_rows(events)
-        try:
+
+        def write() -> None:
             with self._engine.begin() as conn:
                 _insert_request(conn, request_id, action_by, events)
                 if queued:
                     conn.execute(event_queue.insert(), queued)
+
+        try:
+            try:
+                write()
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                write()  # a pooled connection was broken (opened during a fault) and the pool dropped: once more
         except DuplicateRequest:
             raise
         except sa.exc.SQLAlchemyError as exc:
@@ -205,6 +216,23 @@ class SqlEventQueue:
                 .where(event_queue.c.id == event_id)
                 .values(status=FAILED if failed else DONE, attempts=attempts, error=error, updated_at=_now())
             )
+
+    def release(self, event_id: int) -> None:
+        """Put an event this worker has in hand back to ``pending`` (the store failed, not the event)."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                event_queue.update()
+                .where(event_queue.c.id == event_id, event_queue.c.status == PROCESSING)
+                .values(status=PENDING, updated_at=_now())
+            )
+
+    def writable(self) -> bool:
+        """Whether the store can write now (``SqlStore.probe``)."""
+        try:
+            self._store.probe()
+        except Exception:
+            return False
+        return True
 
     def release_stale(self) -> int:
         """Put events left ``processing`` by a process that stopped back to ``pending`` (the ledger makes a
@@ -500,6 +528,13 @@ def _event_status(row: Any) -> dict[str, Any]:
     )
 
 
+MAX_BACKOFF_SECONDS = 4.0  # the worker tries the store again at least this often while it fails
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot write: the event in hand went back to ``pending``."""
+
+
 class QueueWorker:
     """Takes queued events in order and processes each with ``deliver`` (retries with backoff); marks it done,
     or failed once ``max_attempts`` are used up. Never lets an error end the thread."""
@@ -511,28 +546,50 @@ class QueueWorker:
         self._poll = poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unsettled: Callable[[], None] | None = None
 
     def run_once(self) -> bool:
-        """Process the next pending event; False when there was none."""
+        """Process the next pending event; False when there was none. While the store cannot write, an event
+        whose processing failed goes back to ``pending`` (no attempt is used up) and ``StoreUnavailable`` is
+        raised: the loop waits and tries again, so what was accepted is processed once the store heals."""
+        self._settle()
         item = self.queue.claim_next()
         if item is None:
             return False
         started = time.perf_counter()
         delivery = deliver(self._engine, item.payload, self._max_attempts)
+        if delivery.outcome is None and not self.queue.writable():
+            log.warning("queued event %s not processed: the store cannot write (%s); retried once it can",
+                        item.mid, delivery.error)
+            self._unsettled = partial(self.queue.release, item.id)
+            try:
+                self._settle()
+            except Exception as exc:  # kept: released first thing once the store heals
+                raise StoreUnavailable(delivery.error or "the store cannot write") from exc
+            raise StoreUnavailable(delivery.error or "the store cannot write")
         if delivery.outcome is None:
             metrics.observe_failure()
             log.error("queued event %s failed after %d attempts: %s", item.mid, delivery.attempts, delivery.error)
-            self.queue.finish(item.id, failed=True, attempts=delivery.attempts, error=delivery.error)
+            self._unsettled = partial(self.queue.finish, item.id, failed=True, attempts=delivery.attempts,
+                                      error=delivery.error)
         elif delivery.outcome.mid is None:  # rejected without a mid a ledger row can carry: a failed record
             outcome = delivery.outcome
             metrics.observe(outcome, time.perf_counter() - started)
             log.error("queued event %s rejected without a ledger row: %s %s", item.mid, outcome.reason, outcome.detail)
-            self.queue.finish(item.id, failed=True, attempts=delivery.attempts,
-                              error=f"{outcome.reason}: {outcome.detail}")
+            self._unsettled = partial(self.queue.finish, item.id, failed=True, attempts=delivery.attempts,
+                                      error=f"{outcome.reason}: {outcome.detail}")
         else:
             metrics.observe(delivery.outcome, time.perf_counter() - started)
-            self.queue.finish(item.id, failed=False, attempts=delivery.attempts)
+            self._unsettled = partial(self.queue.finish, item.id, failed=False, attempts=delivery.attempts)
+        self._settle()
         return True
+
+    def _settle(self) -> None:
+        """Write what became of the event in hand (done, failed, back to pending); kept and tried again first
+        thing next time when the store fails, so that no event stays ``processing``."""
+        if self._unsettled is not None:
+            self._unsettled()
+            self._unsettled = None
 
     def drain(self) -> int:
         """Process every pending event (tests, one-off runs); returns how many."""
@@ -573,7 +630,7 @@ class QueueWorker:
                 backoff = self._poll
             except Exception:  # the store is down: keep trying, slower
                 log.exception("queue worker: cannot reach the queue; retrying in %.1f s", backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 self._stop.wait(backoff)
                 continue
             self.queue.wakeup.wait(self._poll)

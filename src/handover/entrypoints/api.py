@@ -401,9 +401,13 @@ class Api:
 
     def health(self) -> JSONResponse:
         checks: list[dict[str, Any]] = []
+        probe: Callable[[], None] | None = getattr(self.app.store, "probe", None)
         try:
-            with self.app.store() as uow:  # type: ignore[operator]
-                uow.users.get("")
+            if probe is not None:
+                probe()  # a real write: unhealthy while writes fail (read-only file, full disk)
+            else:
+                with self.app.store() as uow:  # type: ignore[operator]
+                    uow.users.get("")
             checks.append({"name": "store", "healthy": True})
         except Exception as exc:
             checks.append({"name": "store", "healthy": False, "error": type(exc).__name__})
