@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -56,3 +57,26 @@ def asset_writes_refused(store: SqlStore, owner: str) -> Iterator[None]:
         yield
     finally:
         allow_asset_writes(store)
+
+
+@contextmanager
+def read_only_connections(store: SqlStore) -> Iterator[None]:
+    """While inside: every connection the store opens is read-only (SQLite ``PRAGMA query_only``, PostgreSQL
+    ``default_transaction_read_only``), as a database file that cannot be written gives on SQLite. Connections
+    opened meanwhile stay read-only afterwards, as they do for real: the store must drop them itself."""
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        if store.engine.dialect.name == "sqlite":
+            cur.execute("PRAGMA query_only = ON")
+        else:
+            cur.execute("SET default_transaction_read_only = on")
+            dbapi_conn.commit()
+        cur.close()
+
+    store.engine.pool.dispose()  # the pooled connections, opened before the fault, would hide it
+    sa.event.listen(store.engine, "connect", on_connect)
+    try:
+        yield
+    finally:
+        sa.event.remove(store.engine, "connect", on_connect)

@@ -94,3 +94,24 @@ def test_unknown_organisation_is_upstreams_0028(
     assert response.status_code == 400, response.text
     assert response.json()["params"]["err"] == "UOS_UOWNTRANS0028"
     assert response.json()["params"]["errmsg"] == "Organization with ID org-nope does not exist."
+
+
+def test_a_reused_request_id_is_refused_and_the_first_request_kept(deployment: Deployment) -> None:
+    """The request log in handover's keyspace claims a request id with a lightweight transaction."""
+    from handover.adapters.sunbird import SunbirdRequestLog, SunbirdStore
+    from handover.config import load_settings
+    from handover.service.ports import DuplicateRequest
+
+    assert CliRunner().invoke(app, ["init"], env={**deployment.env, "HANDOVER_STORE": "sunbird://"}).exit_code == 0
+    store = SunbirdStore(load_settings(environ=deployment.env))
+    try:
+        log = SunbirdRequestLog(store)
+        first = [{"mid": "LP.1", "edata": {"assetInformation": {}}}]
+        log.record("req-same", "u-admin", first)
+        with pytest.raises(DuplicateRequest):
+            log.record("req-same", "u-other", [{"mid": "LP.2", "edata": {}}, {"mid": "LP.3", "edata": {}}])
+        status = log.status("req-same")
+        assert status is not None and status.action_by == "u-admin"
+        assert [e["mid"] for e in status.events] == ["LP.1"]
+    finally:
+        store.close()

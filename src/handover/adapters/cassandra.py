@@ -776,10 +776,20 @@ class CassandraGateway:
     # request log
     def request_log_put(
         self, request_id: str, action_by: str, events: Sequence[tuple[str, Any]], now: datetime
-    ) -> None:
+    ) -> bool:
+        """Record the request's events; False (nothing written) when the request id is taken. The first row is
+        written with ``IF NOT EXISTS`` (a lightweight transaction), so two requests reusing one id at the same
+        moment cannot both record."""
         statements = self.handover.request_log_statements(request_id, action_by, events, now)
-        if statements:
-            self.execute_grouped(statements, "writing the request log")
+        if not statements:
+            return True
+        (cql, params), rest = statements[0], statements[1:]
+        applied, _ = self.lwt((cql + " IF NOT EXISTS", params), "claiming the request id")
+        if not applied:
+            return False
+        if rest:
+            self.execute_grouped(rest, "writing the request log")
+        return True
 
     def request_log_rows(self, request_id: str) -> list[tuple[int, str, str, dict[str, Any]]]:
         """(position, mid, action_by, assetInformation) of the request's events, in order."""

@@ -29,6 +29,8 @@ from handover.adapters.sql_schema import (
     ledger,
     metadata,
     notification,
+    probe_writes,
+    store_probe,
     users,
 )
 from handover.domain.model import (
@@ -639,6 +641,7 @@ class SqlStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._probe_ready = False
         try:
             self.engine = create_engine(url)
         except (sa.exc.ArgumentError, ImportError) as exc:
@@ -646,6 +649,22 @@ class SqlStore:
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
+
+    def probe(self) -> None:
+        """A real, cheap write (one row of ``store_probe``, committed): ``StoreError`` when the store cannot write
+        now (read-only file, full disk, server down). ``/health`` and the in-process worker ask it."""
+        try:
+            if not self._probe_ready:
+                metadata.create_all(self.engine, tables=[store_probe])  # a store initialised before the probe
+                self._probe_ready = True
+            try:
+                probe_writes(self.engine)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                probe_writes(self.engine)  # the pool was dropped: once more on a fresh connection
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"store cannot write: {getattr(exc, 'orig', exc)}") from exc
 
     @contextmanager
     def preview(self) -> Iterator[Any]:

@@ -14,9 +14,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
 from handover.service.delivery import deliver
 from handover.service.engine import Engine
-from handover.service.ports import PublishError, RequestStatus
+from handover.service.ports import DuplicateRequest, PublishError, RequestStatus
 from handover.service.requests import event_status
 
 log = logging.getLogger(__name__)
@@ -146,34 +147,45 @@ class SqlEventQueue:
     """An ``EventSink`` into the store's ``event_queue`` table, and the queue the in-process worker drains."""
 
     def __init__(self, store: SqlStore) -> None:
+        self._store = store
         self._engine = store.engine
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
-        now = _now()
-        rows = []
-        for event in events:
-            mid = event.get("mid")
-            if not isinstance(mid, str) or not mid:
-                raise PublishError("an event without a mid cannot be queued")
-            payload = json.dumps(event, ensure_ascii=False, allow_nan=False)
-            rows.append(
-                {
-                    "mid": mid,
-                    "request_id": _request_id(event),
-                    "payload": payload,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+        rows = _queue_rows(events)
         if not rows:
             return
         try:
             with self._engine.begin() as conn:
                 conn.execute(event_queue.insert(), rows)
         except sa.exc.SQLAlchemyError as exc:
+            raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
+        self.wakeup.set()
+
+    def publish_request(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Record the request (``request_log``, ``request_summary``) and queue its events in one transaction:
+        either the request is pending with all its events queued, or nothing of it exists.
+        ``DuplicateRequest`` when ``request_id`` is taken; ``PublishError`` when the store fails."""
+        queued = _queue_rows(events)
+
+        def write() -> None:
+            with self._engine.begin() as conn:
+                _insert_request(conn, request_id, action_by, events)
+                if queued:
+                    conn.execute(event_queue.insert(), queued)
+
+        try:
+            try:
+                write()
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                write()  # a pooled connection was broken (opened during a fault) and the pool dropped: once more
+        except DuplicateRequest:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            if isinstance(exc, sa.exc.IntegrityError) and _request_exists(self._engine, request_id):
+                raise DuplicateRequest(request_id) from None
             raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
         self.wakeup.set()
 
@@ -204,6 +216,23 @@ class SqlEventQueue:
                 .where(event_queue.c.id == event_id)
                 .values(status=FAILED if failed else DONE, attempts=attempts, error=error, updated_at=_now())
             )
+
+    def release(self, event_id: int) -> None:
+        """Put an event this worker has in hand back to ``pending`` (the store failed, not the event)."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                event_queue.update()
+                .where(event_queue.c.id == event_id, event_queue.c.status == PROCESSING)
+                .values(status=PENDING, updated_at=_now())
+            )
+
+    def writable(self) -> bool:
+        """Whether the store can write now (``SqlStore.probe``)."""
+        try:
+            self._store.probe()
+        except Exception:
+            return False
+        return True
 
     def release_stale(self) -> int:
         """Put events left ``processing`` by a process that stopped back to ``pending`` (the ledger makes a
@@ -269,6 +298,67 @@ class SqlEventQueue:
         return True
 
 
+def _queue_rows(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    now = _now()
+    rows = []
+    for event in events:
+        mid = event.get("mid")
+        if not isinstance(mid, str) or not mid:
+            raise PublishError("an event without a mid cannot be queued")
+        payload = json.dumps(event, ensure_ascii=False, allow_nan=False)
+        rows.append(
+            {
+                "mid": mid,
+                "request_id": _request_id(event),
+                "payload": payload,
+                "status": PENDING,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+def _insert_request(
+    conn: sa.Connection, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]
+) -> None:
+    """The request's ``request_log`` rows and its ``request_summary`` row; ``DuplicateRequest`` when a request
+    with this id exists (checked first, so that PostgreSQL's transaction is not aborted by the conflict)."""
+    if not events:
+        return
+    taken = conn.execute(
+        sa.select(request_summary.c.request_id).where(request_summary.c.request_id == request_id)
+    ).first()
+    if taken is not None:
+        raise DuplicateRequest(request_id)
+    now = _now()
+    rows = []
+    for position, event in enumerate(events):
+        edata = event.get("edata")
+        asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
+        rows.append(
+            {
+                "request_id": request_id,
+                "mid": event["mid"],
+                "position": position,
+                "action_by": action_by,
+                "asset_information": dict(asset) if isinstance(asset, Mapping) else {},
+                "created_at": now,
+            }
+        )
+    org, from_user, to_user = _users_of(events[0])
+    summary = {"request_id": request_id, "organisation_id": org, "from_user": from_user, "to_user": to_user}
+    conn.execute(request_log.insert(), rows)
+    conn.execute(request_summary.insert(), [summary])
+
+
+def _request_exists(engine: sa.Engine, request_id: str) -> bool:
+    with engine.connect() as conn:
+        q = sa.select(request_log.c.request_id).where(request_log.c.request_id == request_id).limit(1)
+        return conn.execute(q).first() is not None
+
+
 class SqlRequestLog:
     """``RequestLog`` on the SQL store: the status is one query joining the log, the ledger and the queue."""
 
@@ -276,27 +366,13 @@ class SqlRequestLog:
         self._engine = store.engine
 
     def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
-        now = _now()
-        rows = []
-        for position, event in enumerate(events):
-            edata = event.get("edata")
-            asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
-            rows.append(
-                {
-                    "request_id": request_id,
-                    "mid": event["mid"],
-                    "position": position,
-                    "action_by": action_by,
-                    "asset_information": dict(asset) if isinstance(asset, Mapping) else {},
-                    "created_at": now,
-                }
-            )
-        if rows:
-            org, from_user, to_user = _users_of(events[0])
-            summary = {"request_id": request_id, "organisation_id": org, "from_user": from_user, "to_user": to_user}
+        try:
             with self._engine.begin() as conn:
-                conn.execute(request_log.insert(), rows)
-                conn.execute(request_summary.insert(), [summary])
+                _insert_request(conn, request_id, action_by, events)
+        except sa.exc.IntegrityError:
+            if _request_exists(self._engine, request_id):
+                raise DuplicateRequest(request_id) from None
+            raise
 
     def forget(self, request_id: str, mids: Sequence[str]) -> None:
         if not mids:
@@ -452,6 +528,13 @@ def _event_status(row: Any) -> dict[str, Any]:
     )
 
 
+MAX_BACKOFF_SECONDS = 4.0  # the worker tries the store again at least this often while it fails
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot write: the event in hand went back to ``pending``."""
+
+
 class QueueWorker:
     """Takes queued events in order and processes each with ``deliver`` (retries with backoff); marks it done,
     or failed once ``max_attempts`` are used up. Never lets an error end the thread."""
@@ -463,22 +546,50 @@ class QueueWorker:
         self._poll = poll_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unsettled: Callable[[], None] | None = None
 
     def run_once(self) -> bool:
-        """Process the next pending event; False when there was none."""
+        """Process the next pending event; False when there was none. While the store cannot write, an event
+        whose processing failed goes back to ``pending`` (no attempt is used up) and ``StoreUnavailable`` is
+        raised: the loop waits and tries again, so what was accepted is processed once the store heals."""
+        self._settle()
         item = self.queue.claim_next()
         if item is None:
             return False
         started = time.perf_counter()
         delivery = deliver(self._engine, item.payload, self._max_attempts)
+        if delivery.outcome is None and not self.queue.writable():
+            log.warning("queued event %s not processed: the store cannot write (%s); retried once it can",
+                        item.mid, delivery.error)
+            self._unsettled = partial(self.queue.release, item.id)
+            try:
+                self._settle()
+            except Exception as exc:  # kept: released first thing once the store heals
+                raise StoreUnavailable(delivery.error or "the store cannot write") from exc
+            raise StoreUnavailable(delivery.error or "the store cannot write")
         if delivery.outcome is None:
             metrics.observe_failure(item.payload)
             log.error("queued event %s failed after %d attempts: %s", item.mid, delivery.attempts, delivery.error)
-            self.queue.finish(item.id, failed=True, attempts=delivery.attempts, error=delivery.error)
+            self._unsettled = partial(self.queue.finish, item.id, failed=True, attempts=delivery.attempts,
+                                      error=delivery.error)
+        elif delivery.outcome.mid is None:  # rejected without a mid a ledger row can carry: a failed record
+            outcome = delivery.outcome
+            metrics.observe(outcome, time.perf_counter() - started)
+            log.error("queued event %s rejected without a ledger row: %s %s", item.mid, outcome.reason, outcome.detail)
+            self._unsettled = partial(self.queue.finish, item.id, failed=True, attempts=delivery.attempts,
+                                      error=f"{outcome.reason}: {outcome.detail}")
         else:
             metrics.observe(delivery.outcome, time.perf_counter() - started)
-            self.queue.finish(item.id, failed=False, attempts=delivery.attempts)
+            self._unsettled = partial(self.queue.finish, item.id, failed=False, attempts=delivery.attempts)
+        self._settle()
         return True
+
+    def _settle(self) -> None:
+        """Write what became of the event in hand (done, failed, back to pending); kept and tried again first
+        thing next time when the store fails, so that no event stays ``processing``."""
+        if self._unsettled is not None:
+            self._unsettled()
+            self._unsettled = None
 
     def drain(self) -> int:
         """Process every pending event (tests, one-off runs); returns how many."""
@@ -519,7 +630,7 @@ class QueueWorker:
                 backoff = self._poll
             except Exception:  # the store is down: keep trying, slower
                 log.exception("queue worker: cannot reach the queue; retrying in %.1f s", backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 self._stop.wait(backoff)
                 continue
             self.queue.wakeup.wait(self._poll)

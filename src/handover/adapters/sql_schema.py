@@ -6,6 +6,7 @@ default) and PostgreSQL through the same SQLAlchemy Core code.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -108,6 +109,23 @@ audit = sa.Table(
 )
 
 
+store_probe = sa.Table(
+    "store_probe",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# SQLite errors after which a pooled connection is no good even once the cause is gone: a connection opened
+# while the file could not be written stays read-only; one that saw an I/O error or a full disk may keep a
+# broken state. SQLAlchemy then drops every pooled connection (as after a lost server connection).
+SQLITE_BROKEN = ("readonly database", "disk i/o error", "unable to open database", "database or disk is full",
+                 "disk image is malformed")
+
+
+PG_BROKEN = frozenset({"25006"})  # read_only_sql_transaction
+
+
 class StoreError(RuntimeError):
     """The database cannot be reached or refused an operation."""
 
@@ -124,8 +142,44 @@ def create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         _sqlite_transactions(engine)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    _heal_after_faults(engine)
+    return engine
+
+
+def _heal_after_faults(engine: Engine) -> None:
+    """After an error that leaves pooled connections unusable even once its cause is gone (``SQLITE_BROKEN``; on
+    PostgreSQL a read-only transaction, SQLSTATE 25006, from a session opened read-only), every pooled connection
+    is dropped, as after a lost server connection: the next unit of work opens a fresh one."""
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        error = context.original_exception
+        if getattr(error, "sqlstate", None) in PG_BROKEN or any(m in str(error).lower() for m in SQLITE_BROKEN):
+            context.is_disconnect = True
+
+
+def probe_writes(engine: Engine, lock_timeout_ms: int = 2000) -> None:
+    """Write and commit one row (``store_probe``): raises when the store cannot write (read-only file, full disk,
+    server down). On SQLite, a write lock held longer than ``lock_timeout_ms`` by another unit of work counts as
+    writable (writes wait, they do not fail)."""
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # on the driver's connection: a statement through SQLAlchemy would begin a transaction
+            conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                done = conn.execute(store_probe.update().where(store_probe.c.id == 1).values(at=now))
+                if done.rowcount == 0:
+                    conn.execute(store_probe.insert().values(id=1, at=now))
+        except sa.exc.OperationalError as exc:
+            if "database is locked" not in str(exc.orig):
+                raise
+        finally:
+            if sqlite and not conn.invalidated:
+                conn.connection.driver_connection.execute("PRAGMA busy_timeout=30000")  # type: ignore[union-attr]
 
 
 def _sqlite_transactions(engine: Engine) -> None:
@@ -144,3 +198,4 @@ def _sqlite_transactions(engine: Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+

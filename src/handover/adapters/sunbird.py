@@ -69,6 +69,7 @@ from handover.service.ports import (
     AuditRecord,
     BatchRepository,
     BulkWrites,
+    DuplicateRequest,
     Ledger,
     LedgerEntry,
     Outbox,
@@ -628,7 +629,8 @@ class SunbirdRequestLog:
             edata = event.get("edata")
             asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
             rows.append((str(event["mid"]), dict(asset) if isinstance(asset, Mapping) else {}))
-        self._store.cassandra.request_log_put(request_id, action_by, rows, self._store.clock())
+        if not self._store.cassandra.request_log_put(request_id, action_by, rows, self._store.clock()):
+            raise DuplicateRequest(request_id)
 
     def forget(self, request_id: str, mids: Sequence[str]) -> None:
         drop = set(mids)

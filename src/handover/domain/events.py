@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from handover.domain.text import first_bad_string, id_problem, is_storable_id
+
 MAX_EVENT_BYTES = 1_000_000
 MAX_DEPTH = 64
 
@@ -31,6 +33,7 @@ class Reason(StrEnum):
     UNKNOWN_USER = "UNKNOWN_USER"
     USER_DELETED = "USER_DELETED"
     ORG_MISMATCH = "ORG_MISMATCH"
+    INVALID_FIELD = "INVALID_FIELD"  # a string no store can keep (NUL, lone surrogate) or an id over its limit
     USER_NOT_DELETED = "USER_NOT_DELETED"
     PROCESSING_FAILED = "PROCESSING_FAILED"
     # skip reasons (the event is still applied)
@@ -121,6 +124,12 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
     if not _nonblank(mid):
         return Rejection(Reason.MISSING_FIELD, "mid is missing or blank", raw=doc)
     assert isinstance(mid, str)
+    problem = id_problem(mid)
+    if problem is not None:  # no ledger row can be keyed by this mid
+        return Rejection(Reason.INVALID_FIELD, f"mid {problem}", raw=doc)
+    bad = first_bad_string(doc)
+    if bad is not None:
+        return Rejection(Reason.INVALID_FIELD, f"{bad[0]} contains {bad[1]}", mid, doc)
     edata: dict[str, Any] = doc["edata"]
     action = edata.get("action")
     if action not in (OWNERSHIP_TRANSFER, DELETE_USER):
@@ -136,6 +145,11 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
             return Rejection(Reason.MISSING_FIELD, "edata.userId is missing or blank", mid, doc)
         assert isinstance(user_id, str)
         org = edata.get("organisationId")
+        too_long = _long_id(("context.cdata.id", request_id), ("edata.userId", user_id),
+                            ("edata.organisationId", org if isinstance(org, str) else None),
+                            *(("a user of edata.suggested_users", a) for a in _admins(edata.get("suggested_users"))))
+        if too_long is not None:
+            return Rejection(Reason.INVALID_FIELD, too_long, mid, doc)
         return DeleteUser(
             mid=mid,
             user_id=user_id,
@@ -161,6 +175,12 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
             mid,
             doc,
         )
+    asset = _asset_information(asset_information)
+    too_long = _long_id(("context.cdata.id", request_id), ("edata.organisationId", org),
+                        ("edata.fromUserProfile.userId", from_id), ("edata.toUserProfile.userId", to_id),
+                        ("edata.assetInformation.identifier", asset.identifier if asset is not None else None))
+    if too_long is not None:
+        return Rejection(Reason.INVALID_FIELD, too_long, mid, doc)
     if from_id == to_id:
         return Rejection(Reason.SAME_USER, "from-user and to-user are the same", mid, doc)
     return OwnershipTransfer(
@@ -168,7 +188,7 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
         organisation_id=org,
         from_user_id=from_id,
         to_user_id=to_id,
-        asset=_asset_information(asset_information),
+        asset=asset,
         request_id=request_id,
         raw=doc,
     )
@@ -183,6 +203,25 @@ def routing(doc: Any) -> tuple[str | None, str | None]:
     path = ("fromUserProfile", "userId") if action == OWNERSHIP_TRANSFER else ("userId",)
     user = _get_path(doc, "edata", *path) if action in (OWNERSHIP_TRANSFER, DELETE_USER) else None
     return action, user if _nonblank(user) else None
+
+
+def _long_id(*fields: tuple[str, str | None]) -> str | None:
+    """The first ``(name, value)`` whose value is an id over the length limit, as a rejection detail."""
+    for name, value in fields:
+        if value is not None and not is_storable_id(value):
+            return f"{name} {id_problem(value)}"
+    return None
+
+
+def safe_ids(raw: Any) -> tuple[str | None, str | None]:
+    """``(edata.action, context.cdata.id)`` of any decoded event, each only when a store can keep it (a known
+    action; a request id within the limits): what a rejection's ledger row may carry. Never raises."""
+    action = _get_path(raw, "edata", "action")
+    rid = _get_path(raw, "context", "cdata", "id")
+    return (
+        action if action in (OWNERSHIP_TRANSFER, DELETE_USER) else None,
+        rid if _nonblank(rid) and is_storable_id(rid) else None,
+    )
 
 
 def _asset_information(value: Any) -> AssetInformation | None:

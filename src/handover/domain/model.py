@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from handover.domain.text import first_bad_string, id_problem
+
 JsonObject = dict[str, Any]
 
 
@@ -106,6 +108,7 @@ def user_from_json(doc: Mapping[str, Any]) -> User:
     uid = doc.get("id")
     if not isinstance(uid, str) or not uid.strip():
         raise ValueError("user needs a non-blank string 'id'")
+    _check_text(doc, "user", ("id", uid), ("rootOrgId", doc.get("rootOrgId")))
     roles = doc.get("roles") or []
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise ValueError(f"user {uid}: 'roles' must be a list of strings")
@@ -124,6 +127,8 @@ def batch_from_json(doc: Mapping[str, Any]) -> CourseBatch:
     courseid, batchid = doc.get("courseid"), doc.get("batchid")
     if not isinstance(courseid, str) or not isinstance(batchid, str) or not courseid or not batchid:
         raise ValueError("course batch needs string 'courseid' and 'batchid'")
+    _check_text(doc, "course batch", ("courseid", courseid), ("batchid", batchid), ("createdby", doc.get("createdby")),
+                *(("mentors", m) for m in doc.get("mentors") or () if isinstance(m, str)))
     status = doc.get("status", 0)
     if isinstance(status, bool) or not isinstance(status, int):
         raise ValueError(f"course batch {courseid}/{batchid}: 'status' must be an integer")
@@ -147,6 +152,7 @@ def asset_from_json(doc: Mapping[str, Any]) -> Asset:
     ident, otype = doc.get("identifier"), doc.get("objectType")
     if not isinstance(ident, str) or not ident or not isinstance(otype, str) or not otype:
         raise ValueError("asset needs string 'identifier' and 'objectType'")
+    _check_text(doc, "asset", ("identifier", ident), ("createdBy", doc.get("createdBy")))
     for key in ("schemaVersion", "status", "visibility", "createdBy", "creator"):
         value = doc.get(key)
         if value is not None and not isinstance(value, str):
@@ -166,6 +172,18 @@ def asset_from_json(doc: Mapping[str, Any]) -> Asset:
         originData=origin,
         extra=extra,
     )
+
+
+def _check_text(doc: Mapping[str, Any], what: str, *ids: tuple[str, Any]) -> None:
+    """ValueError when a string of ``doc`` cannot be stored (NUL, lone surrogate) or one of ``ids`` is longer
+    than the id limit: the same limits on every store (``domain.text``)."""
+    bad = first_bad_string(doc)
+    if bad is not None:
+        raise ValueError(f"{what}: {bad[0]} contains {bad[1]}")
+    for name, value in ids:
+        problem = id_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise ValueError(f"{what}: '{name}' {problem}")
 
 
 def _str(value: Any, what: str) -> str:

@@ -12,12 +12,14 @@ Pure: the user directory is passed in; nothing here does I/O.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from handover.domain.events import OWNERSHIP_TRANSFER
+from handover.domain.events import MAX_EVENT_BYTES, OWNERSHIP_TRANSFER
 from handover.domain.model import User
+from handover.domain.text import first_bad_string, id_problem
 
 # upstream error codes: "UOS_" + operation "UOWNTRANS" + ResponseMessage key
 INVALID_REQUEST_DATA = "UOS_UOWNTRANS0028"
@@ -99,6 +101,9 @@ def validate(body: Any, directory: Directory) -> TransferRequest:
         data = {}
     if not isinstance(data, Mapping):
         raise data_type_error("request", "Map")
+    bad = first_bad_string(data, "request")  # before any of it reaches the directory or a store
+    if bad is not None:
+        raise invalid(f"{bad[0]} contains {bad[1]}.")
     org_id = _organisation(data, directory)
     action_by = _user(data, ACTION_BY, org_id, directory)
     from_user = _user(data, FROM_USER, org_id, directory)
@@ -114,6 +119,9 @@ def _organisation(data: Mapping[str, Any], directory: Directory) -> str:
     org_id = data.get("organisationId")
     if not isinstance(org_id, str) or not org_id.strip():
         raise invalid("Organization ID is mandatory in the request.")
+    problem = id_problem(org_id)
+    if problem is not None:
+        raise invalid(f"Organization ID {problem}.")
     if not directory.organisation_exists(org_id):
         raise invalid(f"Organization with ID {org_id} does not exist.")
     return org_id
@@ -127,6 +135,9 @@ def _user(data: Mapping[str, Any], key: str, org_id: str, directory: Directory) 
         raise data_type_error(key, "Map")
     raw_id = node.get("userId")
     user_id = raw_id.strip() if isinstance(raw_id, str) else ""
+    problem = id_problem(user_id)
+    if problem is not None:
+        raise invalid(f"given user id under {key} {problem}")
     user = directory.user(user_id) if user_id else None
     if user is None:
         raise invalid(f"given user id under {key} is not present or blank")
@@ -189,15 +200,31 @@ def _objects(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
         ident = obj.get("identifier")
         if not isinstance(ident, str) or not ident.strip():
             raise invalid("given identifier under objects is not present or blank")
+        problem = id_problem(ident)
+        if problem is not None:
+            raise invalid(f"given identifier under objects {problem}")
     return tuple(objects)
 
 
 def build_events(
     request: TransferRequest, request_id: str, now_ms: int, new_id: Callable[[], str]
 ) -> list[dict[str, Any]]:
-    """One ``BE_JOB_REQUEST`` per object, or one with ``assetInformation: {}`` (upstream's event shape)."""
+    """One ``BE_JOB_REQUEST`` per object, or one with ``assetInformation: {}`` (upstream's event shape).
+    ``InvalidRequest`` (0028) when the request id is not a storable id or an event would be larger than a
+    worker takes (``events.MAX_EVENT_BYTES``): a request is accepted only when every event it produces can be
+    processed."""
+    problem = id_problem(request_id)
+    if problem is not None:
+        raise invalid(f"The request id {problem}.")
     assets: Sequence[Mapping[str, Any]] = request.objects or ({},)
-    return [_event(request, request_id, now_ms, new_id(), asset) for asset in assets]
+    events = [_event(request, request_id, now_ms, new_id(), asset) for asset in assets]
+    for position, event in enumerate(events):
+        size = len(json.dumps(event, allow_nan=False))  # ASCII-escaped: an upper bound of every encoding's size
+        if size > MAX_EVENT_BYTES:
+            where = f"objects[{position}]" if request.objects else "the request"
+            raise invalid(f"The event for {where} would be {size} bytes, over the worker's limit of "
+                          f"{MAX_EVENT_BYTES} bytes.")
+    return events
 
 
 def _event(

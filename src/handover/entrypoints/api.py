@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -31,9 +32,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from handover.bootstrap import ApiParts, App, api_parts
 from handover.config import ConfigError
 from handover.domain.model import User
+from handover.domain.text import first_bad_string, text_problem
 from handover.domain.transfer_request import SUBMITTED, InvalidRequest, build_events, validate
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, JwtAuth, authenticator
-from handover.service.ports import PublishError
+from handover.service.ports import DuplicateRequest, PublishError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ ERR_FORBIDDEN = "UOS_UOWNTRANS0071"
 ERR_NOT_FOUND = "UOS_UOWNTRANS0013"
 ERR_SERVER = "UOS_UOWNTRANS0069"
 ERR_TOO_LARGE = "UOS_UOWNTRANS0028"
+ERR_DUPLICATE = "UOS_UOWNTRANS0029"  # as api_audit.ERR_CONFLICT: a conflict with an earlier request
 
 # the OpenAPI security of the routes that take a token: either scheme
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"userToken": []}]
@@ -187,6 +190,9 @@ def decode_body(raw: bytes) -> Any:
         too_deep = depth_exceeds(doc, MAX_DEPTH)
     if too_deep:
         raise ApiError(400, ERR_INVALID, f"Request body is nested deeper than {MAX_DEPTH} levels.")
+    bad = first_bad_string(doc)
+    if bad is not None:  # no store can keep it (SPEC 5): refused before anything reads the store with it
+        raise ApiError(400, ERR_INVALID, f"{bad[0]} contains {bad[1]}.")
     return doc
 
 
@@ -333,22 +339,44 @@ class Api:
         try:
             with self.app.store() as uow:  # type: ignore[operator]
                 valid = validate(doc, UnitOfWorkDirectory(uow.users))
+            events = build_events(valid, request_id, int(time.time() * 1000), lambda: str(uuid.uuid4()))
         except InvalidRequest as exc:
             raise ApiError(400, exc.code, exc.message) from None
         except Exception as exc:
             log.exception("user directory unavailable")
             raise ApiError(503, ERR_SERVER, f"The user directory is unavailable ({type(exc).__name__}).") from None
-        events = build_events(valid, request_id, int(time.time() * 1000), lambda: str(uuid.uuid4()))
-        mids = [str(e["mid"]) for e in events]
-        requests = self.parts.requests
         try:
+            self.publish(request_id, valid.action_by.userId, events)
+        except DuplicateRequest:
+            raise ApiError(409, ERR_DUPLICATE, f"Request id {request_id} was used by an earlier request: send a new "
+                           "X-Request-ID (or none).") from None
+        api_events_published.inc(len(events))
+        return {"status": SUBMITTED, "requestId": request_id, "events": len(events)}
+
+    def publish(self, request_id: str, action_by: str, events: list[dict[str, Any]]) -> None:
+        """Record the request and publish its events: in one transaction where the sink is the store's own queue
+        (a failure leaves nothing pending); else record, publish, and forget the record when publishing fails.
+        ``DuplicateRequest`` for a request id already used; ``ApiError`` 503 when the store or sink fails."""
+        requests = self.parts.requests
+        together = getattr(self.parts.sink, "publish_request", None)
+        mids = [str(e["mid"]) for e in events]
+        recorded = False
+        try:
+            if requests is not None and requests.status(request_id) is not None:
+                raise DuplicateRequest(request_id)
+            if requests is not None and together is not None:
+                together(request_id, action_by, events)
+                return
             if requests is not None:
-                requests.record(request_id, valid.action_by.userId, events)
+                requests.record(request_id, action_by, events)
+                recorded = True
             self.parts.sink.publish(events)
+        except DuplicateRequest:
+            raise
         except Exception as exc:
             reason = str(exc) if isinstance(exc, PublishError) else type(exc).__name__
             log.error("request %s: events not published: %s", request_id, exc, exc_info=True)
-            if requests is not None:
+            if requests is not None and recorded:
                 try:
                     requests.forget(request_id, mids)
                 except Exception:
@@ -356,8 +384,6 @@ class Api:
             raise ApiError(
                 503, ERR_SERVER, f"Ownership transfer could not be submitted: events not published ({reason})."
             ) from None
-        api_events_published.inc(len(events))
-        return {"status": SUBMITTED, "requestId": request_id, "events": len(events)}
 
     async def status(self, request: Request, requestId: str) -> JSONResponse:
         request_id = request_id_of(request)
@@ -387,9 +413,13 @@ class Api:
 
     def health(self) -> JSONResponse:
         checks: list[dict[str, Any]] = []
+        probe: Callable[[], None] | None = getattr(self.app.store, "probe", None)
         try:
-            with self.app.store() as uow:  # type: ignore[operator]
-                uow.users.get("")
+            if probe is not None:
+                probe()  # a real write: unhealthy while writes fail (read-only file, full disk)
+            else:
+                with self.app.store() as uow:  # type: ignore[operator]
+                    uow.users.get("")
             checks.append({"name": "store", "healthy": True})
         except Exception as exc:
             checks.append({"name": "store", "healthy": False, "error": type(exc).__name__})
@@ -527,6 +557,7 @@ def create_app(
     for path, endpoint in (("/openapi.json", openapi_document), ("/docs", swagger_ui), ("/redoc", redoc)):
         fast.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
     _install_error_handlers(fast)
+    _install_input_check(fast)
     _install_metrics(fast)
     return fast
 
@@ -555,6 +586,22 @@ def _install_error_handlers(fast: FastAPI) -> None:
     fast.add_exception_handler(StarletteHTTPException, http_error)
     fast.add_exception_handler(RequestValidationError, validation_error)
     fast.add_exception_handler(Exception, server_error)
+
+
+def _install_input_check(fast: FastAPI) -> None:
+    """A path or query string no store can keep (a NUL, a lone surrogate, e.g. ``/transfer/%00``) is a 400
+    before any handler looks anything up with it (SPEC 5)."""
+
+    @fast.middleware("http")
+    async def refuse_unstorable(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        path = str(request.scope.get("path", ""))
+        query = unquote(request.scope.get("query_string", b"").decode("latin-1"), errors="replace")
+        for name, text in (("The URL path", path), ("The query string", query)):
+            problem = text_problem(text)
+            if problem is not None:
+                message = f"{name} contains {problem}."
+                return envelope(API_OTHER, request_id_of(request), 400, None, ERR_INVALID, message)
+        return await call_next(request)
 
 
 def _install_metrics(fast: FastAPI) -> None:

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from handover.bootstrap import App
 from handover.domain.events import OWNERSHIP_TRANSFER
+from handover.domain.text import text_problem
 from handover.domain.transfer_request import (
     CANNOT_TRANSFER_OWNERSHIP,
     RESTRICTED,
@@ -145,7 +146,10 @@ def validated(app: App, doc: Any) -> TransferRequest:
 def preview_request(app: App, doc: Any, request_id: str, limit: int) -> dict[str, Any]:
     """Run the engine on the events the transfer would publish, inside the store's rolled-back preview."""
     valid = validated(app, doc)
-    events = build_events(valid, request_id, int(time.time() * 1000), lambda: str(uuid.uuid4()))
+    try:
+        events = build_events(valid, request_id, int(time.time() * 1000), lambda: str(uuid.uuid4()))
+    except InvalidRequest as exc:
+        raise ApiError(400, exc.code, exc.message) from None
     open_preview = getattr(app.store, "preview", None)
     if open_preview is None:
         raise ApiError(501, ERR_SERVER, "This store cannot preview a transfer.")
@@ -190,6 +194,10 @@ async def undo(request: Request, requestId: str) -> JSONResponse:
 
 
 def undo_request(api: Api, request_id: str, caller: str) -> dict[str, Any]:
+    for name, value in (("The request id", request_id), ("actionBy.userId", caller)):
+        problem = text_problem(value)
+        if problem is not None:
+            raise ApiError(400, ERR_INVALID, f"{name} contains {problem}.")
     pending = _pending_events(api, request_id)
     try:
         with api.app.store() as uow:  # type: ignore[operator]

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from handover.bootstrap import App, bootstrap
 from handover.config import ConfigError
+from handover.service.ports import Outcome
 
 app = typer.Typer(
     name="handover",
@@ -53,6 +54,16 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def check_text(value: str, name: str) -> None:
+    """Exit 2 when an argument cannot be an id in any store (NUL, a byte that is not UTF-8, over the length
+    limit): a clear usage error, never a store error."""
+    from handover.domain.text import id_problem, printable
+
+    problem = id_problem(value)
+    if problem is not None:
+        fail(f"{name} {printable(value)[:80]!r} {problem}", EXIT_USAGE)
+
+
 def open_app(store: str | None, config: list[str] | None) -> App:
     try:
         return bootstrap(store, config)
@@ -69,6 +80,13 @@ def store_errors() -> tuple[type[BaseException], ...]:
     from handover.adapters.sql_schema import StoreError
 
     return (StoreError, sqlalchemy.exc.SQLAlchemyError, ConnectionError, TimeoutError)
+
+
+def poison_errors() -> tuple[type[BaseException], ...]:
+    """Errors that one event's data causes (the store refused a value), as opposed to a store outage."""
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError, UnicodeError)
 
 
 @app.command()
@@ -141,8 +159,12 @@ def replay(
             engine = handover.engine(uow_factory=factory)
             progress = stack.enter_context(progress_bar(total))
             task = progress.add_task("replay", total=total) if progress is not None else None
+            poison = poison_errors()
             for number, line in enumerate(source, start=1):
-                outcome = engine.process(line.rstrip(b"\r\n"))
+                try:
+                    outcome = engine.process(line.rstrip(b"\r\n"))
+                except poison as exc:  # this line's data, not the store: report it and go on (SPEC 4)
+                    outcome = Outcome(None, "rejected", "PROCESSING_FAILED", f"{type(exc).__name__}: {exc}")
                 tally[outcome.outcome] += 1
                 if outcome.reason:
                     tally[f"rejected: {outcome.reason}"] += 1
@@ -169,6 +191,7 @@ def undo(
 
     if (mid is None) == (request is None):
         fail("give either MID or --request ID", EXIT_USAGE)
+    check_text(mid or request or "", "MID" if mid is not None else "--request")
     handover = open_app(store, config)
     try:
         undoer = handover.undoer()
@@ -200,6 +223,7 @@ def audit_export(
         fail("give either --request ID or --mid MID", EXIT_USAGE)
     if fmt not in ("jsonl", "csv"):
         fail(f"--format must be jsonl or csv, not {fmt!r}", EXIT_USAGE)
+    check_text(mid or request or "", "--mid" if mid is not None else "--request")
     handover = open_app(store, config)
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:

@@ -34,8 +34,9 @@ from fastapi.templating import Jinja2Templates
 from handover import metrics
 from handover.adapters.sql_queue import SqlEventQueue, SqlRequestLog
 from handover.domain.events import Reason
+from handover.domain.text import text_problem
 from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, RESTRICTED, is_org_admin_of
-from handover.entrypoints.api import Api, ApiError
+from handover.entrypoints.api import ERR_INVALID, Api, ApiError
 from handover.entrypoints.api_audit import preview_request, undo_request
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, token_of
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
@@ -59,6 +60,7 @@ SECURITY_HEADERS = {
 
 REASONS = {
     Reason.MALFORMED_EVENT: "the event is not a valid BE_JOB_REQUEST",
+    Reason.INVALID_FIELD: "a field holds a NUL, a lone surrogate, or an id longer than 255 characters",
     Reason.MISSING_FIELD: "a required field of the event is missing or blank",
     Reason.UNSUPPORTED_ACTION: "the event's action is not supported",
     Reason.INVALID_OBJECT_TYPE: "the event's object is not a user",
@@ -587,6 +589,9 @@ def redrive(request: Request, mid: Text = "") -> Response:
         if queue is None:
             raise ApiError(501, "", "Failed events are on the Kafka failed topic here: use `handover redrive`.")
         allowed = _admin_filter(api, caller)
+        problem = text_problem(mid)
+        if problem is not None:
+            raise ApiError(400, ERR_INVALID, f"The mid contains {problem}.")
         found = next(iter(queue.failed(mid=mid, limit=1)), None)
         if found is not None and not allowed(found.organisation_id):
             raise ApiError(403, "", RESTRICTED)

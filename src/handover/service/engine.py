@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from handover.domain import rules
-from handover.domain.events import DeleteUser, OwnershipTransfer, Reason, Rejection, parse_event
+from handover.domain.events import DeleteUser, OwnershipTransfer, Reason, Rejection, parse_event, safe_ids
 from handover.domain.model import Asset, CourseBatch, User
 from handover.domain.notification import AffectedAssets, build_notification
 from handover.domain.policy import Policy
@@ -305,14 +305,9 @@ def _ids(event: OwnershipTransfer | DeleteUser | Rejection) -> dict[str, Any]:
 
 
 def _raw_ids(raw: Any) -> tuple[str | None, str | None]:
-    """Best-effort action and request id of an event that failed validation."""
-    if not isinstance(raw, dict):
-        return None, None
-    edata, context = raw.get("edata"), raw.get("context")
-    action = edata.get("action") if isinstance(edata, dict) else None
-    cdata = context.get("cdata") if isinstance(context, dict) else None
-    rid = cdata.get("id") if isinstance(cdata, dict) else None
-    return (action if isinstance(action, str) else None, rid if isinstance(rid, str) else None)
+    """Best-effort action and request id of an event that failed validation: only values every store can keep
+    (an unknown action or an overlong request id would make the rejection's ledger row fail)."""
+    return safe_ids(raw)
 
 
 def _str_or_none(raw: Any, key: str) -> str | None:

@@ -231,6 +231,10 @@ class Outcome:
         return out
 
 
+class DuplicateRequest(Exception):
+    """A request id (``X-Request-ID``) that an earlier request already used: nothing was recorded or published."""
+
+
 class PublishError(RuntimeError):
     """Events could not be handed to the event sink (the caller must report failure, never success)."""
 
@@ -258,7 +262,10 @@ class RequestStatus:
 class RequestLog(Protocol):
     """The events each API request produced, so that its status can be shown before they are processed."""
 
-    def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None: ...
+    def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Keep the request's events; ``DuplicateRequest`` when ``request_id`` is taken (where the store can tell
+        at once)."""
+        ...
 
     def forget(self, request_id: str, mids: Sequence[str]) -> None:
         """Drop what ``record`` kept for events that could not be published."""

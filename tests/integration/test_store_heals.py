@@ -1,0 +1,67 @@
+"""The SQL store heals by itself after a fault (issue 13 items 1 and 4), on SQLite and PostgreSQL: while every
+new connection is read-only (what an unwritable database file gives), submits are a clear 503 that leave nothing
+pending and ``/health`` says unhealthy; once the fault ends, the connections opened during it are dropped and
+submits, ``/health`` and the in-process worker work again within seconds; an event the worker had in hand goes
+back to ``pending`` (no attempt used up) and is processed after the fault, never left ``processing``."""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+
+import pytest
+
+from handover.adapters.sql import SqlStore
+from handover.adapters.sql_queue import QueuedEvent, SqlEventQueue, StoreUnavailable
+from handover.entrypoints.api import create_app
+from tests.e2e.api_support import TRANSFER, body, client, wired
+from tests.store_faults import read_only_connections
+
+
+def test_submits_and_health_heal_after_read_only_connections(store_url: str) -> None:
+    app, parts = wired(store_url)
+    assert isinstance(app.store, SqlStore) and isinstance(parts.sink, SqlEventQueue)
+    with client(create_app(app, parts)) as http:
+        assert http.get("/health").status_code == 200
+        with read_only_connections(app.store):
+            for n in range(5):
+                refused = http.post(TRANSFER, json=body(), headers={"X-Request-ID": f"req-fault-{n}"})
+                assert refused.status_code == 503, refused.text
+                assert http.get(f"{TRANSFER}/req-fault-{n}").status_code in (404, 503)  # never pending
+            health = http.get("/health")
+            assert health.status_code == 503 and health.json()["result"]["checks"][0]["healthy"] is False
+        ended = time.monotonic()
+        assert http.get("/health").status_code == 200  # the read-only connections were dropped on the error
+        accepted = http.post(TRANSFER, json=body(), headers={"X-Request-ID": "req-after"})
+        assert accepted.status_code == 200, accepted.text
+        assert time.monotonic() - ended < 5
+        assert parts.sink.counts() == {"pending": 1}  # only the request accepted after the fault
+        for n in range(5):
+            assert http.get(f"{TRANSFER}/req-fault-{n}").status_code == 404
+
+
+def test_the_event_in_hand_during_a_fault_is_processed_after_it(store_url: str) -> None:
+    app, parts = wired(store_url)
+    assert isinstance(app.store, SqlStore) and isinstance(parts.sink, SqlEventQueue) and parts.worker is not None
+    with client(create_app(app, parts)) as http:
+        parts.worker.stop()
+        assert http.post(TRANSFER, json=body(), headers={"X-Request-ID": "req-held"}).status_code == 200
+        queue, worker = parts.sink, parts.worker
+        claim = queue.claim_next
+        with ExitStack() as fault:
+
+            def claim_then_fail() -> QueuedEvent | None:  # the fault starts once the event is in hand
+                item = claim()
+                fault.enter_context(read_only_connections(app.store))
+                return item
+
+            queue.claim_next = claim_then_fail  # type: ignore[method-assign]
+            with pytest.raises(StoreUnavailable):
+                worker.run_once()
+            queue.claim_next = claim  # type: ignore[method-assign]
+            with pytest.raises(Exception):  # noqa: B017  (still read-only: the queue cannot be read either)
+                worker.run_once()
+        assert worker.drain() == 1  # after the fault: released to pending, then processed
+        (event,) = http.get(f"{TRANSFER}/req-held").json()["result"]["events"]
+        assert event["outcome"] == "applied", event
+        assert queue.counts() == {"done": 1}
