@@ -23,8 +23,10 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.servers.process import http_server
 
 BOLT_MAGIC = bytes.fromhex("6060B017")
 COMMIT_PATH = "/db/data/transaction/commit"
@@ -234,12 +236,8 @@ def _handler(fake: Neo4j33Http) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def serve(fake: Neo4j33Http) -> Iterator[str]:
     """Serve the fake on a free loopback port; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        with http_server(_handler(fake)) as base:
+            yield base
     finally:
-        server.shutdown()
-        server.server_close()
         fake.close()
