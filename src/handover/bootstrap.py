@@ -13,6 +13,11 @@ from handover.service.requests import TransferRequests
 from handover.service.undo import Undoer
 
 if TYPE_CHECKING:
+    from collections import Counter
+    from pathlib import Path
+
+    from handover.adapters.kafka import KafkaEventSink
+    from handover.adapters.kafka_worker import Worker
     from handover.adapters.sql_queue import QueueWorker
 
 DEFAULT_STORE = "sqlite:///handover.db"
@@ -117,3 +122,45 @@ def api_parts(app: App) -> ApiParts:
     queue = SqlEventQueue(app.store)
     worker = QueueWorker(queue, app.engine(), app.settings["max_attempts"])
     return ApiParts(queue, requests, worker, history, queue, queue)
+
+
+def kafka_worker(app: App) -> Worker:
+    """The Kafka consumer of the input topics over ``app``'s store (``handover worker``)."""
+    from handover.adapters.kafka_worker import Worker
+
+    return Worker(app)
+
+
+def kafka_sink(app: App) -> KafkaEventSink:
+    """The Kafka producer (``handover publish``); ``ConfigError`` without ``kafka.broker-servers``."""
+    from handover.adapters.kafka import KafkaEventSink
+
+    return KafkaEventSink(app.settings)
+
+
+def redrive(app: App, from_file: Path | None = None) -> Counter[str]:
+    """Process failed events again, from ``from_file`` (failed-topic records or events, one per line) or from
+    the Kafka failed topic (what it gained since the last redrive): counts by outcome."""
+    from handover.adapters import kafka_redrive
+
+    if from_file is not None:
+        return kafka_redrive.redrive_path(app, from_file)
+    return kafka_redrive.redrive_topic(app)
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean the store failed (the CLI's exit 1)."""
+    import sqlalchemy.exc
+
+    from handover.adapters.sql_schema import StoreError
+
+    return (StoreError, sqlalchemy.exc.SQLAlchemyError, ConnectionError, TimeoutError)
+
+
+def kafka_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean Kafka failed (the broker cannot be reached; a redrive could not write back)."""
+    from confluent_kafka import KafkaException
+
+    from handover.adapters.kafka_redrive import RedriveError
+
+    return (KafkaException, RedriveError)
