@@ -111,7 +111,7 @@ def api_parts(app: App) -> ApiParts:
         from handover.adapters.sunbird import SunbirdRequestLog, SunbirdStore
 
         assert isinstance(app.store, SunbirdStore)
-        requests = SunbirdRequestLog(app.store)
+        requests = history = SunbirdRequestLog(app.store)
     if app.settings["kafka.broker-servers"]:
         from handover.adapters.kafka import KafkaEventSink
 

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from handover.domain.events import OWNERSHIP_TRANSFER, Reason
@@ -77,6 +78,43 @@ def event_status(
         "skipped": sorted(skipped),
         "changed": {"course_batches": changed_batches, "assets": changed_assets},
     }
+
+
+def parties_of(event: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(organisationId, from-user id, to-user id) of an ownership-transfer event (None where absent), for the
+    request history."""
+    edata = event.get("edata")
+    edata = edata if isinstance(edata, Mapping) else {}
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    def user_id(key: str) -> str | None:
+        profile = edata.get(key)
+        return text(profile.get("userId")) if isinstance(profile, Mapping) else None
+
+    from_user = user_id("fromUserProfile") or text(edata.get("userId"))
+    return text(edata.get("organisationId")), from_user, user_id("toUserProfile")
+
+
+def summary_of(
+    request_id: str,
+    created_at: datetime,
+    action_by: str | None,
+    parties: tuple[str | None, str | None, str | None],
+    events: Iterable[Mapping[str, Any]],
+) -> RequestSummary:
+    """A request's history entry from the status entries of its events (``event_status``): outcome counts,
+    and the rejection and failure reasons."""
+    outcomes: dict[str, int] = {}
+    reasons: set[str] = set()
+    for event in events:
+        outcome = str(event.get("outcome"))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        reason = event.get("reason")
+        if outcome in (FAILED, "rejected") and isinstance(reason, str) and reason:
+            reasons.add(reason)
+    return RequestSummary(request_id, created_at, action_by, *parties, outcomes, sorted(reasons))
 
 
 # --- errors: what a use case refuses, for the entry points to map (HTTP status, CLI exit code) -----------
