@@ -120,6 +120,10 @@ def test_the_console_and_the_status_endpoint(sunbird_app: App, kafka_broker: Tan
         page = http.get("/admin/requests/req-console")
         assert page.status_code == 200 and "u-ann" in page.text and re.search(r"pending", page.text)
         assert http.get("/admin/requests/req-nope").status_code == 404
+        confirm = http.get("/admin/requests/req-console/undo")
+        assert confirm.status_code == 200 and "req-console" in confirm.text
+        assert http.post("/admin/requests/req-console/undo", data={"actionBy": "u-admin"}).status_code == 409
+        assert http.get("/admin/counters").status_code == 200
 
         failed = http.get("/admin/failed")
         assert failed.status_code == 200 and "handover redrive" in failed.text
