@@ -7,7 +7,8 @@
   ``{"request":{"actionBy":{"userId":...}}}``, optional when a token names the caller). Authorization as the
   transfer: the caller must be ``ORG_ADMIN`` of the request's organisation.
 - ``GET /v1/user/ownership/transfer/{requestId}/changes?mid=..&cursor=..&limit=..``: further pages of one
-  event's changed records (the status endpoint shows the first page of each event, see ``with_changes``).
+  event's changed records (the status endpoint shows the first page of each event, see
+  ``TransferRequests.with_changes``).
 
 Each route is also served under Sunbird's gateway prefix ``/api/user/v1/...``.
 """

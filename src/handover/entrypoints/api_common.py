@@ -298,7 +298,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class Api:
-    """The handlers, bound to one wired ``App``."""
+    """The HTTP handlers of the transfer and status routes, bound to one wired ``App``: ``service`` is its
+    ``TransferRequests``; ``call`` runs a use case and turns its ``ServiceError`` into the ``ApiError`` answer."""
 
     def __init__(self, app: App, parts: ApiParts, auth: JwtAuth | None, max_body_bytes: int) -> None:
         self.app = app
