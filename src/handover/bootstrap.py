@@ -157,6 +157,13 @@ def store_errors() -> tuple[type[BaseException], ...]:
     return (StoreError, sqlalchemy.exc.SQLAlchemyError, ConnectionError, TimeoutError)
 
 
+def poison_errors() -> tuple[type[BaseException], ...]:
+    """Errors that one event's data causes (the store refused a value), as opposed to a store outage."""
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError, UnicodeError)
+
+
 def kafka_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean Kafka failed (the broker cannot be reached; a redrive could not write back)."""
     from confluent_kafka import KafkaException

@@ -62,6 +62,17 @@ def imports_of(name: str, path: Path, modules: Mapping[str, Path]) -> set[str]:
     return out
 
 
+def external_imports(path: Path) -> set[str]:
+    """The top-level packages outside the project that a module imports (where it runs)."""
+    out: set[str] = set()
+    for node in _imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name.split(".")[0] for alias in node.names)
+        elif not node.level and node.module:
+            out.add(node.module.split(".")[0])
+    return out - {PACKAGE}
+
+
 def import_graph(modules: Mapping[str, Path]) -> dict[str, set[str]]:
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
@@ -123,6 +134,7 @@ def test_the_walk_sees_the_imports(graph: dict[str, set[str]]) -> None:
     assert "handover.adapters.kafka_worker" in graph["handover.bootstrap"]  # inside kafka_worker()
     assert "handover.entrypoints.api_common" in graph["handover.entrypoints.console"]
     assert "handover.adapters.kafka_worker" in graph["handover.adapters.kafka_redrive"]
+    assert {"sqlalchemy", "confluent_kafka"} <= external_imports(module_files()["handover.bootstrap"])
 
 
 def test_no_entry_point_imports_an_adapter(graph: dict[str, set[str]]) -> None:
@@ -130,6 +142,20 @@ def test_no_entry_point_imports_an_adapter(graph: dict[str, set[str]]) -> None:
         name: sorted(t for t in targets if t.startswith("handover.adapters"))
         for name, targets in graph.items()
         if name.startswith("handover.entrypoints")
+    }
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+DRIVERS = {"sqlalchemy", "psycopg", "confluent_kafka", "cassandra", "neo4j", "httpx"}
+
+
+@pytest.mark.parametrize("layer", ["handover.entrypoints", "handover.domain", "handover.service"])
+def test_no_driver_outside_adapters(layer: str) -> None:
+    """Store and broker drivers are the adapters' (and bootstrap's, which picks them)."""
+    found = {
+        name: sorted(external_imports(path) & DRIVERS)
+        for name, path in module_files().items()
+        if name.startswith(layer)
     }
     assert {k: v for k, v in found.items() if v} == {}
 

@@ -82,9 +82,9 @@ def store_errors() -> tuple[type[BaseException], ...]:
 
 def poison_errors() -> tuple[type[BaseException], ...]:
     """Errors that one event's data causes (the store refused a value), as opposed to a store outage."""
-    import sqlalchemy.exc
+    from handover.bootstrap import poison_errors as of_one_event
 
-    return (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError, UnicodeError)
+    return of_one_event()
 
 
 @app.command()
