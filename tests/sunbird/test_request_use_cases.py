@@ -96,6 +96,22 @@ def test_history_pages_read_only_up_to_the_page(sunbird_app: App, monkeypatch: p
     assert "h4" not in ids(log.history(limit=10))
 
 
+def test_a_keyspace_from_before_the_history_tables(sunbird_app: App, deployment: Deployment) -> None:
+    """Before ``handover init`` has made the history tables, recording fails (the API answers 503) and leaves the
+    request id free; after ``init`` the same request records."""
+    store = sunbird_app.store
+    assert isinstance(store, SunbirdStore)
+    deployment.cql().execute(f"DROP TABLE {deployment.handover_keyspace}.request_by_day")
+    log = SunbirdRequestLog(store)
+    event = {"mid": "LP.old", "edata": {"assetInformation": {}}}
+    with pytest.raises(Exception, match="request_by_day"):
+        log.record("req-old", "u-admin", [event])
+    assert log.status("req-old") is None
+    assert CliRunner().invoke(cli, ["init", "--store", "sunbird://"]).exit_code == 0
+    log.record("req-old", "u-admin", [event])
+    assert ids(log.history()) == ["req-old"]
+
+
 def test_the_console_and_the_status_endpoint(sunbird_app: App, kafka_broker: Tansu,
                                              monkeypatch: pytest.MonkeyPatch, deployment: Deployment) -> None:
     """History, request and failed-events pages on sunbird:// (they were empty before the history port): a

@@ -24,6 +24,7 @@ version it used; setting the version skips the probe (and the driver's error lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -832,7 +833,12 @@ class CassandraGateway:
         if not applied:
             return False
         rest += self.handover.request_head_statements(RequestHead(request_id, now, action_by, *parties))
-        self.execute_grouped(rest, "writing the request log")
+        try:
+            self.execute_grouped(rest, "writing the request log")
+        except Exception:  # leave no half-recorded request holding the id (e.g. before `init` made the tables)
+            with contextlib.suppress(Exception):
+                self.request_log_delete(request_id, range(len(statements)))
+            raise
         return True
 
     def request_created_at(self, request_id: str) -> datetime | None:
