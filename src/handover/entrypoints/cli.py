@@ -319,7 +319,7 @@ def serve(
 @app.command()
 def worker(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Consume the Kafka topics until stopped (SIGTERM/SIGINT: finish the events in hand, commit, exit 0)."""
-    from handover.entrypoints import worker as kafka_worker
+    from handover.entrypoints import run_worker as kafka_worker
 
     handover = open_app(store, config)
     try:
