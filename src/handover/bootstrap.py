@@ -8,10 +8,16 @@ from typing import TYPE_CHECKING
 
 from handover.config import ConfigError, ConfigPaths, Settings, config_paths_from_env, load_settings
 from handover.service.engine import Engine, EngineSettings
-from handover.service.ports import EventSink, RequestLog
+from handover.service.ports import Backlog, EventSink, FailedEvents, RequestHistory, RequestLog
+from handover.service.requests import TransferRequests
 from handover.service.undo import Undoer
 
 if TYPE_CHECKING:
+    from collections import Counter
+    from pathlib import Path
+
+    from handover.adapters.kafka import KafkaEventSink
+    from handover.adapters.kafka_worker import Worker
     from handover.adapters.sql_queue import QueueWorker
 
 DEFAULT_STORE = "sqlite:///handover.db"
@@ -66,11 +72,30 @@ def bootstrap(store: str | None = None, config: ConfigPaths = None) -> App:
 @dataclass
 class ApiParts:
     """What the HTTP API needs besides the store: where events go, the request log behind the status endpoint
-    (None when the store has none), and the in-process worker (only when events go to the embedded queue)."""
+    (None when the store has none), the request history and failed events behind the console (None where the store
+    keeps none), the queue's backlog, and the in-process worker (only when events go to the embedded queue).
+    ``requests_service`` is the use cases over these ports."""
 
     sink: EventSink
     requests: RequestLog | None
     worker: QueueWorker | None
+    history: RequestHistory | None = None
+    failed: FailedEvents | None = None
+    backlog: Backlog | None = None
+
+    def service(self, app: App) -> TransferRequests:
+        """The request use cases over ``app``'s store and these parts."""
+        return TransferRequests(
+            store=app.store,  # type: ignore[arg-type]
+            sink=self.sink,
+            requests=self.requests,
+            engine=app.engine,
+            undoer=app.undoer,
+            preview_store=getattr(app.store, "preview", None),
+            history_log=self.history,
+            failed_store=self.failed,
+            backlog=self.backlog,
+        )
 
 
 def api_parts(app: App) -> ApiParts:
@@ -79,18 +104,70 @@ def api_parts(app: App) -> ApiParts:
     from handover.adapters.sql_queue import QueueWorker, SqlEventQueue, SqlRequestLog
 
     requests: RequestLog | None = None
+    history: RequestHistory | None = None
     if isinstance(app.store, SqlStore):
-        requests = SqlRequestLog(app.store)
+        requests = history = SqlRequestLog(app.store)
     elif app.store_url.startswith("sunbird:"):
         from handover.adapters.sunbird import SunbirdRequestLog, SunbirdStore
 
         assert isinstance(app.store, SunbirdStore)
-        requests = SunbirdRequestLog(app.store)
+        requests = history = SunbirdRequestLog(app.store)
     if app.settings["kafka.broker-servers"]:
         from handover.adapters.kafka import KafkaEventSink
 
-        return ApiParts(KafkaEventSink(app.settings), requests, None)
+        # failed events are on the Kafka failed topic: `handover redrive` reads them
+        return ApiParts(KafkaEventSink(app.settings), requests, None, history)
     if not isinstance(app.store, SqlStore):
         raise ConfigError(f"store {app.store_url} has no event queue: set kafka.broker-servers")
     queue = SqlEventQueue(app.store)
-    return ApiParts(queue, requests, QueueWorker(queue, app.engine(), app.settings["max_attempts"]))
+    worker = QueueWorker(queue, app.engine(), app.settings["max_attempts"])
+    return ApiParts(queue, requests, worker, history, queue, queue)
+
+
+def kafka_worker(app: App) -> Worker:
+    """The Kafka consumer of the input topics over ``app``'s store (``handover worker``)."""
+    from handover.adapters.kafka_worker import Worker
+
+    return Worker(app)
+
+
+def kafka_sink(app: App) -> KafkaEventSink:
+    """The Kafka producer (``handover publish``); ``ConfigError`` without ``kafka.broker-servers``."""
+    from handover.adapters.kafka import KafkaEventSink
+
+    return KafkaEventSink(app.settings)
+
+
+def redrive(app: App, from_file: Path | None = None) -> Counter[str]:
+    """Process failed events again, from ``from_file`` (failed-topic records or events, one per line) or from
+    the Kafka failed topic (what it gained since the last redrive): counts by outcome."""
+    from handover.adapters import kafka_redrive
+
+    if from_file is not None:
+        return kafka_redrive.redrive_path(app, from_file)
+    return kafka_redrive.redrive_topic(app)
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean the store failed (the CLI's exit 1)."""
+    import sqlalchemy.exc
+
+    from handover.adapters.sql_schema import StoreError
+
+    return (StoreError, sqlalchemy.exc.SQLAlchemyError, ConnectionError, TimeoutError)
+
+
+def poison_errors() -> tuple[type[BaseException], ...]:
+    """Errors that one event's data causes (the store refused a value), as opposed to a store outage."""
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError, UnicodeError)
+
+
+def kafka_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean Kafka failed (the broker cannot be reached; a redrive could not write back)."""
+    from confluent_kafka import KafkaException
+
+    from handover.adapters.kafka_redrive import RedriveError
+
+    return (KafkaException, RedriveError)

@@ -25,11 +25,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from handover.adapters.kafka import FailedRecord, KafkaEventSink, ensure_topics
+from handover.adapters.kafka_redrive import redrive_path, redrive_topic
+from handover.adapters.kafka_worker import Worker
 from handover.adapters.sql import SqlStore
 from handover.bootstrap import App, bootstrap
 from handover.config import Settings, load_settings
-from handover.entrypoints.redrive import redrive_path, redrive_topic
-from handover.entrypoints.worker import Worker
 from handover.service.engine import Engine
 from tests.conftest import EXAMPLES
 from tests.streams import mixed_stream

@@ -196,7 +196,7 @@ def test_a_chain_in_one_kafka_micro_batch(
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    import handover.entrypoints.worker as worker_module
+    import handover.adapters.kafka_worker as worker_module
     from handover.adapters.kafka import KafkaEventSink
     from handover.bootstrap import bootstrap
     from handover.config import load_settings

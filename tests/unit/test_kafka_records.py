@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from handover.adapters.kafka import UNKNOWN_TIME, FailedRecord, Record, Topics, route
+from handover.adapters.kafka_redrive import record_of_line
 from handover.domain.events import routing
-from handover.entrypoints.redrive import record_of_line
 from tests.conftest import EXAMPLES
 
 TOPICS = Topics("env.user.ownership.transfer", "env.delete.user", "env.handover.failed")

@@ -19,9 +19,9 @@ from confluent_kafka.cimpl import NewTopic
 
 from handover.adapters import kafka
 from handover.adapters.kafka import TopicCreationError, ensure_topics
+from handover.adapters.kafka_worker import Worker
 from handover.bootstrap import bootstrap
 from handover.config import load_settings
-from handover.entrypoints.worker import Worker
 
 REFUSED = KafkaError(KafkaError.INVALID_REPLICATION_FACTOR, "Replication factor: 3 larger than available brokers: 1")
 TIMED_OUT = KafkaError(KafkaError.REQUEST_TIMED_OUT, "Timed out", retriable=True)

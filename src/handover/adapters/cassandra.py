@@ -24,6 +24,7 @@ version it used; setting the version skips the probe (and the driver's error lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -341,6 +342,12 @@ class HandoverKeyspace:
             "request_id text, before text, after text, at timestamp, PRIMARY KEY (mid, store, record_key, field))",
             f"CREATE TABLE IF NOT EXISTS {ks}.request_log (request_id text, position int, mid text, action_by text, "
             "asset_information text, created_at timestamp, PRIMARY KEY (request_id, position))",
+            # the request history: one partition per UTC day, newest first; request_days lists the days
+            f"CREATE TABLE IF NOT EXISTS {ks}.request_by_day (day text, created_at timestamp, request_id text, "
+            "action_by text, organisation_id text, from_user text, to_user text, "
+            "PRIMARY KEY (day, created_at, request_id)) WITH CLUSTERING ORDER BY (created_at DESC, request_id DESC)",
+            f"CREATE TABLE IF NOT EXISTS {ks}.request_days (bucket int, day text, PRIMARY KEY (bucket, day)) "
+            "WITH CLUSTERING ORDER BY (day DESC)",
         ]
 
     # request log: the events each API request produced, in order
@@ -365,6 +372,39 @@ class HandoverKeyspace:
 
     def delete_request_log_row(self) -> str:
         return f"DELETE FROM {self.keyspace}.request_log WHERE request_id = ? AND position = ?"
+
+    def select_request_created(self) -> str:
+        return f"SELECT created_at FROM {self.keyspace}.request_log WHERE request_id = ? LIMIT 1"
+
+    # request history: request_by_day (one partition per UTC day) and request_days (the days, newest first)
+    def request_head_statements(self, head: RequestHead) -> list[Statement]:
+        day = request_day(head.created_at)
+        return [
+            (f"INSERT INTO {self.keyspace}.request_days (bucket, day) VALUES (?, ?)", (0, day)),
+            (
+                f"INSERT INTO {self.keyspace}.request_by_day (day, created_at, request_id, action_by, "
+                "organisation_id, from_user, to_user) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (day, head.created_at, head.request_id, head.action_by, head.organisation_id, head.from_user,
+                 head.to_user),
+            ),
+        ]
+
+    def select_request_days(self) -> str:
+        return f"SELECT day FROM {self.keyspace}.request_days WHERE bucket = 0"
+
+    _HEAD = "SELECT created_at, request_id, action_by, organisation_id, from_user, to_user FROM {}.request_by_day "
+
+    def select_requests_of_day(self) -> str:
+        return self._HEAD.format(self.keyspace) + "WHERE day = ? LIMIT ?"
+
+    def select_requests_of_day_before(self) -> str:
+        return self._HEAD.format(self.keyspace) + "WHERE day = ? AND (created_at, request_id) < (?, ?) LIMIT ?"
+
+    def select_request_head(self) -> str:
+        return self._HEAD.format(self.keyspace) + "WHERE day = ? AND created_at = ? AND request_id = ?"
+
+    def delete_request_head(self) -> str:
+        return f"DELETE FROM {self.keyspace}.request_by_day WHERE day = ? AND created_at = ? AND request_id = ?"
 
     # ledger
     def select_ledger(self) -> str:
@@ -775,11 +815,16 @@ class CassandraGateway:
 
     # request log
     def request_log_put(
-        self, request_id: str, action_by: str, events: Sequence[tuple[str, Any]], now: datetime
+        self,
+        request_id: str,
+        action_by: str,
+        events: Sequence[tuple[str, Any]],
+        now: datetime,
+        parties: tuple[str | None, str | None, str | None] = (None, None, None),
     ) -> bool:
-        """Record the request's events; False (nothing written) when the request id is taken. The first row is
-        written with ``IF NOT EXISTS`` (a lightweight transaction), so two requests reusing one id at the same
-        moment cannot both record."""
+        """Record the request's events and its history row (``parties``: organisationId, from-user, to-user);
+        False (nothing written) when the request id is taken. The first row is written with ``IF NOT EXISTS``
+        (a lightweight transaction), so two requests reusing one id at the same moment cannot both record."""
         statements = self.handover.request_log_statements(request_id, action_by, events, now)
         if not statements:
             return True
@@ -787,9 +832,44 @@ class CassandraGateway:
         applied, _ = self.lwt((cql + " IF NOT EXISTS", params), "claiming the request id")
         if not applied:
             return False
-        if rest:
+        rest += self.handover.request_head_statements(RequestHead(request_id, now, action_by, *parties))
+        try:
             self.execute_grouped(rest, "writing the request log")
+        except Exception:  # leave no half-recorded request holding the id (e.g. before `init` made the tables)
+            with contextlib.suppress(Exception):
+                self.request_log_delete(request_id, range(len(statements)))
+            raise
         return True
+
+    def request_created_at(self, request_id: str) -> datetime | None:
+        row = self.execute((self.handover.select_request_created(), (request_id,)), "reading the request log").one()
+        return _utc(row.created_at) if row is not None else None
+
+    def request_head(self, request_id: str) -> RequestHead | None:
+        """The history row of a request (None when the request is not recorded)."""
+        created = self.request_created_at(request_id)
+        if created is None:
+            return None
+        params = (request_day(created), created, request_id)
+        row = self.execute((self.handover.select_request_head(), params), "reading the request history").one()
+        return _head(row) if row is not None else RequestHead(request_id, created, None, None, None, None)
+
+    def request_head_delete(self, request_id: str, created_at: datetime) -> None:
+        params = (request_day(created_at), created_at, request_id)
+        self.execute((self.handover.delete_request_head(), params), "writing the request history")
+
+    def request_days(self) -> list[str]:
+        """The UTC days that have requests, newest first (one row per day)."""
+        rows = self.execute((self.handover.select_request_days(), ()), "reading the request history")
+        return [r.day for r in rows]
+
+    def requests_of_day(self, day: str, before: tuple[datetime, str] | None, limit: int) -> list[RequestHead]:
+        """At most ``limit`` requests of ``day``, newest first, older than ``before`` (created_at, request_id)."""
+        if before is None:
+            statement: Statement = (self.handover.select_requests_of_day(), (day, limit))
+        else:
+            statement = (self.handover.select_requests_of_day_before(), (day, before[0], before[1], limit))
+        return [_head(r) for r in self.execute(statement, "reading the request history")]
 
     def request_log_rows(self, request_id: str) -> list[tuple[int, str, str, dict[str, Any]]]:
         """(position, mid, action_by, assetInformation) of the request's events, in order."""
@@ -863,6 +943,28 @@ class CassandraGateway:
             )
             for r in rows
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A request's row in the history (``request_by_day``)."""
+
+    request_id: str
+    created_at: datetime
+    action_by: str | None
+    organisation_id: str | None
+    from_user: str | None
+    to_user: str | None
+
+
+def request_day(at: datetime) -> str:
+    """The history partition of a request: its UTC day, ``yyyy-mm-dd``."""
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _head(row: Any) -> RequestHead:
+    return RequestHead(row.request_id, _utc(row.created_at) or row.created_at, row.action_by, row.organisation_id,
+                       row.from_user, row.to_user)
 
 
 def _loads(text: str | None) -> Any:

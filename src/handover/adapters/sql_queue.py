@@ -28,7 +28,7 @@ from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
 from handover.service.delivery import deliver
 from handover.service.engine import Engine
-from handover.service.ports import DuplicateRequest, PublishError, RequestStatus
+from handover.service.ports import DuplicateRequest, FailedEvent, PublishError, RequestStatus, RequestSummary
 from handover.service.requests import event_status
 
 log = logging.getLogger(__name__)
@@ -107,40 +107,6 @@ class QueuedEvent:
     id: int
     mid: str
     payload: str
-
-
-@dataclass(frozen=True, slots=True)
-class FailedEvent:
-    """A queued event that processing gave up on after ``max_attempts`` (reason ``PROCESSING_FAILED``)."""
-
-    mid: str
-    request_id: str | None
-    action: str | None
-    organisation_id: str | None
-    from_user: str | None
-    to_user: str | None
-    attempts: int
-    error: str
-    failed_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSummary:
-    """One API request in the history: who, when, and how many of its events ended how (``outcomes``:
-    applied / rejected / duplicate / failed / pending counts; ``reasons``: the rejection and failure reasons)."""
-
-    request_id: str
-    created_at: datetime
-    action_by: str | None
-    organisation_id: str | None
-    from_user: str | None
-    to_user: str | None
-    outcomes: dict[str, int]
-    reasons: list[str]
-
-    @property
-    def events(self) -> int:
-        return sum(self.outcomes.values())
 
 
 class SqlEventQueue:

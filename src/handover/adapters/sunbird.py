@@ -45,6 +45,7 @@ from handover.adapters.cassandra import (
     CourseBatchTable,
     HandoverKeyspace,
     Replication,
+    RequestHead,
 )
 from handover.adapters.elasticsearch import (
     BatchHit,
@@ -73,12 +74,14 @@ from handover.service.ports import (
     Ledger,
     LedgerEntry,
     Outbox,
+    RequestHistory,
     RequestLog,
     RequestStatus,
+    RequestSummary,
     UnitOfWorkFactory,
     UserDirectory,
 )
-from handover.service.requests import event_status
+from handover.service.requests import event_status, parties_of, summary_of
 
 log = logging.getLogger(__name__)
 
@@ -616,9 +619,12 @@ def _decode_cursor(cursor: str | None) -> tuple[str, tuple[str, str, str]] | Non
 
 
 class SunbirdRequestLog:
-    """``RequestLog`` in handover's Cassandra keyspace (table ``request_log``, one partition per request); an
+    """``RequestLog`` and ``RequestHistory`` in handover's Cassandra keyspace (table ``request_log``, one partition
+    per request; ``request_by_day``, one partition per UTC day, newest first, and ``request_days``, the days); an
     event's outcome is its ledger row's. With Kafka, an event that ended in the failed topic has no ledger row and
     shows as pending until it is re-driven."""
+
+    HISTORY_CHUNK = 100  # history rows read per query while looking for a page
 
     def __init__(self, store: SunbirdStore) -> None:
         self._store = store
@@ -629,13 +635,18 @@ class SunbirdRequestLog:
             edata = event.get("edata")
             asset = edata.get("assetInformation") if isinstance(edata, Mapping) else None
             rows.append((str(event["mid"]), dict(asset) if isinstance(asset, Mapping) else {}))
-        if not self._store.cassandra.request_log_put(request_id, action_by, rows, self._store.clock()):
+        parties = parties_of(events[0]) if events else (None, None, None)
+        if not self._store.cassandra.request_log_put(request_id, action_by, rows, self._store.clock(), parties):
             raise DuplicateRequest(request_id)
 
     def forget(self, request_id: str, mids: Sequence[str]) -> None:
         drop = set(mids)
-        rows = self._store.cassandra.request_log_rows(request_id)
-        self._store.cassandra.request_log_delete(request_id, [position for position, mid, _, _ in rows if mid in drop])
+        cassandra = self._store.cassandra
+        created = cassandra.request_created_at(request_id)
+        rows = cassandra.request_log_rows(request_id)
+        cassandra.request_log_delete(request_id, [position for position, mid, _, _ in rows if mid in drop])
+        if created is not None and all(mid in drop for _, mid, _, _ in rows):
+            cassandra.request_head_delete(request_id, created)
 
     def status(self, request_id: str) -> RequestStatus | None:
         rows = self._store.cassandra.request_log_rows(request_id)
@@ -660,8 +671,69 @@ class SunbirdRequestLog:
                 )
         return RequestStatus(request_id, rows[0][2], events)
 
+    def history(
+        self,
+        *,
+        user: str | None = None,
+        outcome: str | None = None,
+        action_by: str | None = None,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> list[RequestSummary]:
+        """As ``RequestHistory.history``. Reads the days newest first and each day in chunks of
+        ``HISTORY_CHUNK`` (keyset on created_at, request_id), and stops as soon as the page is full: a page reads
+        the requests up to it (and, with a filter, the ones the filter leaves out), never the whole history."""
+        out: list[RequestSummary] = []
+        to_skip = offset
+        for head in self._heads():
+            if action_by is not None and head.action_by != action_by:
+                continue
+            if user and user not in (head.action_by, head.from_user, head.to_user):
+                continue
+            if not outcome and to_skip:  # no need to read the events of a request before the page
+                to_skip -= 1
+                continue
+            found = self._summary(head)
+            if found is None or (outcome and not found.outcomes.get(outcome)):
+                continue
+            if to_skip:
+                to_skip -= 1
+                continue
+            out.append(found)
+            if len(out) >= limit:
+                break
+        return out
 
-def _satisfies_the_ports(store: SunbirdStore) -> tuple[UnitOfWorkFactory, RequestLog]:
+    def summary(self, request_id: str) -> RequestSummary | None:
+        head = self._store.cassandra.request_head(request_id)
+        return self._summary(head) if head is not None else None
+
+    def processed_counts(self) -> list[tuple[str | None, str, str | None, int]]:
+        """Not kept on the Sunbird store: the ledger is keyed by mid, and counting it would read every row (the
+        worker's Prometheus counters have the numbers)."""
+        return []
+
+    def _heads(self) -> Iterator[RequestHead]:
+        cassandra = self._store.cassandra
+        for day in cassandra.request_days():
+            before: tuple[datetime, str] | None = None
+            while True:
+                chunk = cassandra.requests_of_day(day, before, self.HISTORY_CHUNK)
+                yield from chunk
+                if len(chunk) < self.HISTORY_CHUNK:
+                    break
+                before = (chunk[-1].created_at, chunk[-1].request_id)
+
+    def _summary(self, head: RequestHead) -> RequestSummary | None:
+        found = self.status(head.request_id)
+        if found is None:
+            return None
+        parties = (head.organisation_id, head.from_user, head.to_user)
+        return summary_of(head.request_id, head.created_at, head.action_by or found.action_by, parties, found.events)
+
+
+def _satisfies_the_ports(store: SunbirdStore) -> tuple[UnitOfWorkFactory, RequestLog, RequestHistory]:
     """For mypy: the store is a ``UnitOfWorkFactory`` (its units of work have every port of ``UnitOfWork``), and
-    its request log a ``RequestLog``."""
-    return store, SunbirdRequestLog(store)
+    its request log a ``RequestLog`` and a ``RequestHistory``."""
+    log = SunbirdRequestLog(store)
+    return store, log, log

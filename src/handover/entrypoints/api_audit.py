@@ -7,7 +7,8 @@
   ``{"request":{"actionBy":{"userId":...}}}``, optional when a token names the caller). Authorization as the
   transfer: the caller must be ``ORG_ADMIN`` of the request's organisation.
 - ``GET /v1/user/ownership/transfer/{requestId}/changes?mid=..&cursor=..&limit=..``: further pages of one
-  event's changed records (the status endpoint shows the first page of each event, see ``with_changes``).
+  event's changed records (the status endpoint shows the first page of each event, see
+  ``TransferRequests.with_changes``).
 
 Each route is also served under Sunbird's gateway prefix ``/api/user/v1/...``.
 """
@@ -15,46 +16,28 @@ Each route is also served under Sunbird's gateway prefix ``/api/user/v1/...``.
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from handover.bootstrap import App
-from handover.domain.events import OWNERSHIP_TRANSFER
-from handover.domain.text import text_problem
-from handover.domain.transfer_request import (
-    CANNOT_TRANSFER_OWNERSHIP,
-    RESTRICTED,
-    InvalidRequest,
-    TransferRequest,
-    build_events,
-    is_org_admin_of,
-    validate,
-)
-from handover.entrypoints.api import (
+from handover.entrypoints.api_common import (
     ERR_FORBIDDEN,
     ERR_INVALID,
-    ERR_NOT_FOUND,
-    ERR_SERVER,
     SECURITY,
     TRANSFER_BODY_SCHEMA,
     TRANSFER_PATHS,
     Api,
     ApiError,
     Envelope,
-    UnitOfWorkDirectory,
     claimed_action_by,
     decode_body,
     envelope,
     read_body,
     request_id_of,
 )
-from handover.service.audit_trail import event_changes
-from handover.service.undo import NotUndoable, UnknownEvent
+from handover.service.requests import DEFAULT_RECORDS
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +49,6 @@ UNDO_PATHS = tuple(p + "/{requestId}/undo" for p in TRANSFER_PATHS)
 CHANGES_PATHS = tuple(p + "/{requestId}/changes" for p in TRANSFER_PATHS)
 ERR_CONFLICT = "UOS_UOWNTRANS0029"
 
-DEFAULT_RECORDS = 20  # changed records shown per event (preview, status)
 MAX_RECORDS = 200
 
 _STATUS_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -110,11 +92,6 @@ def _limit(request: Request) -> int:
     return int(text)
 
 
-def _store_down(exc: Exception) -> ApiError:
-    log.error("store unavailable: %s", exc, exc_info=exc)
-    return ApiError(503, ERR_SERVER, f"The store is unavailable ({type(exc).__name__}).")
-
-
 # --- preview ----------------------------------------------------------------------------------------
 
 
@@ -126,50 +103,15 @@ async def preview(request: Request) -> JSONResponse:
         doc = decode_body(await read_body(request, api.max_body_bytes))
         if user is not None and claimed_action_by(doc) != user:
             raise ApiError(403, ERR_FORBIDDEN, "The token's user is not the actionBy user of the request.")
-        result = await run_in_threadpool(preview_request, api.app, doc, msgid, _limit(request))
+        result = await run_in_threadpool(preview_request, api, doc, msgid, _limit(request))
     except ApiError as exc:
         return envelope(API_PREVIEW, msgid, exc.status, None, exc.err, exc.errmsg, exc.headers)
     return envelope(API_PREVIEW, msgid, 200, result)
 
 
-def validated(app: App, doc: Any) -> TransferRequest:
-    """The transfer's validation, with the transfer's error answers."""
-    try:
-        with app.store() as uow:  # type: ignore[operator]
-            return validate(doc, UnitOfWorkDirectory(uow.users))
-    except InvalidRequest as exc:
-        raise ApiError(400, exc.code, exc.message) from None
-    except Exception as exc:
-        raise _store_down(exc) from None
-
-
-def preview_request(app: App, doc: Any, request_id: str, limit: int) -> dict[str, Any]:
-    """Run the engine on the events the transfer would publish, inside the store's rolled-back preview."""
-    valid = validated(app, doc)
-    try:
-        events = build_events(valid, request_id, int(time.time() * 1000), lambda: str(uuid.uuid4()))
-    except InvalidRequest as exc:
-        raise ApiError(400, exc.code, exc.message) from None
-    open_preview = getattr(app.store, "preview", None)
-    if open_preview is None:
-        raise ApiError(501, ERR_SERVER, "This store cannot preview a transfer.")
-    try:
-        with open_preview() as factory:
-            outcomes = app.engine(sample_limit=limit, uow_factory=factory).process_batch(events)
-    except Exception as exc:
-        raise _store_down(exc) from None
-    per_event = []
-    for event, outcome in zip(events, outcomes, strict=True):
-        report = outcome.report(with_mid=False)
-        per_event.append({"assetInformation": event["edata"]["assetInformation"], **report,
-                          "records": outcome.samples})
-    return {
-        "events": per_event,
-        "changed": {
-            "course_batches": sum(o.changed_batches for o in outcomes),
-            "assets": sum(o.changed_assets for o in outcomes),
-        },
-    }
+def preview_request(api: Api, doc: Any, request_id: str, limit: int) -> dict[str, Any]:
+    """``TransferRequests.preview``, its refusals as HTTP answers."""
+    return api.call(api.service.preview, doc, request_id, limit)
 
 
 # --- undo -------------------------------------------------------------------------------------------
@@ -194,59 +136,11 @@ async def undo(request: Request, requestId: str) -> JSONResponse:
 
 
 def undo_request(api: Api, request_id: str, caller: str) -> dict[str, Any]:
-    for name, value in (("The request id", request_id), ("actionBy.userId", caller)):
-        problem = text_problem(value)
-        if problem is not None:
-            raise ApiError(400, ERR_INVALID, f"{name} contains {problem}.")
-    pending = _pending_events(api, request_id)
-    try:
-        with api.app.store() as uow:  # type: ignore[operator]
-            transfers = [e for e in uow.ledger.by_request(request_id) if e.action == OWNERSHIP_TRANSFER]
-            from_user = uow.users.get(transfers[0].subject_user_id or "") if transfers else None
-            admin = uow.users.get(caller)
-    except Exception as exc:
-        raise _store_down(exc) from None
-    not_yet = ApiError(409, ERR_CONFLICT, f"{pending} event(s) of request {request_id} not processed yet: undo later.")
-    if not transfers:
-        raise not_yet if pending else ApiError(404, ERR_NOT_FOUND, f"Requested {request_id} resource not found")
-    if admin is None or from_user is None or not is_org_admin_of(admin, from_user.rootOrgId):
-        raise ApiError(400, CANNOT_TRANSFER_OWNERSHIP, RESTRICTED)
-    if pending:
-        raise not_yet
-    try:
-        result = api.app.undoer().undo_request(request_id)
-    except UnknownEvent as exc:
-        raise ApiError(404, ERR_NOT_FOUND, str(exc)) from None
-    except NotUndoable as exc:
-        raise ApiError(400, ERR_INVALID, str(exc)) from None
-    except Exception as exc:
-        raise _store_down(exc) from None
-    return {"requestId": request_id, **result.to_json()}
-
-
-def _pending_events(api: Api, request_id: str) -> int:
-    """How many events of the request the request log lists as not yet processed (0 without a log)."""
-    requests = api.parts.requests
-    if requests is None:
-        return 0
-    try:
-        found = requests.status(request_id)
-    except Exception as exc:
-        raise _store_down(exc) from None
-    return 0 if found is None else sum(1 for e in found.events if e.get("outcome") == "pending")
+    """``TransferRequests.undo``, its refusals as HTTP answers."""
+    return api.call(api.service.undo, request_id, caller)
 
 
 # --- changed records --------------------------------------------------------------------------------
-
-
-def with_changes(app: App, events: list[dict[str, Any]], limit: int = DEFAULT_RECORDS) -> list[dict[str, Any]]:
-    """Each event of a status answer with the first page of its changed records and whether it was undone
-    (``changes``, ``nextCursor`` for ``/changes``, ``undone``, ``undoneAt``); 503 when the store fails."""
-    try:
-        with app.store() as uow:  # type: ignore[operator]
-            return [{**e, **event_changes(uow, str(e["mid"]), limit=limit)} for e in events]
-    except Exception as exc:
-        raise _store_down(exc) from None
 
 
 async def changes(request: Request, requestId: str) -> JSONResponse:
@@ -265,17 +159,8 @@ async def changes(request: Request, requestId: str) -> JSONResponse:
 def changes_page(
     api: Api, request_id: str, user: str | None, mid: str, cursor: str | None, limit: int
 ) -> dict[str, Any]:
-    status = api.request_status(request_id, user)  # 404 / 403 / 501 as the status endpoint
-    if mid not in {e["mid"] for e in status["events"]}:
-        raise ApiError(404, ERR_NOT_FOUND, f"Request {request_id} has no event {mid!r}.")
-    try:
-        with api.app.store() as uow:  # type: ignore[operator]
-            page = event_changes(uow, mid, cursor=cursor, limit=limit)
-    except ValueError as exc:
-        raise ApiError(400, ERR_INVALID, str(exc)) from None
-    except Exception as exc:
-        raise _store_down(exc) from None
-    return {"requestId": request_id, "mid": mid, **page}
+    """``TransferRequests.changes`` (404 / 403 / 501 as the status endpoint), its refusals as HTTP answers."""
+    return api.call(api.service.changes, request_id, user, mid, cursor, limit)
 
 
 # --- routes -----------------------------------------------------------------------------------------

@@ -75,18 +75,16 @@ def open_app(store: str | None, config: list[str] | None) -> App:
 
 def store_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean the store failed (exit 1)."""
-    import sqlalchemy.exc
+    from handover.bootstrap import store_errors as of_the_store
 
-    from handover.adapters.sql_schema import StoreError
-
-    return (StoreError, sqlalchemy.exc.SQLAlchemyError, ConnectionError, TimeoutError)
+    return of_the_store()
 
 
 def poison_errors() -> tuple[type[BaseException], ...]:
     """Errors that one event's data causes (the store refused a value), as opposed to a store outage."""
-    import sqlalchemy.exc
+    from handover.bootstrap import poison_errors as of_one_event
 
-    return (sqlalchemy.exc.DataError, sqlalchemy.exc.IntegrityError, UnicodeError)
+    return of_one_event()
 
 
 @app.command()
@@ -321,7 +319,7 @@ def serve(
 @app.command()
 def worker(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Consume the Kafka topics until stopped (SIGTERM/SIGINT: finish the events in hand, commit, exit 0)."""
-    from handover.entrypoints import worker as kafka_worker
+    from handover.entrypoints import run_worker as kafka_worker
 
     handover = open_app(store, config)
     try:
@@ -339,7 +337,7 @@ def publish(
     config: ConfigOpt = None,
 ) -> None:
     """Send events to their Kafka topic (by edata.action), keyed by the user each is about."""
-    from handover.adapters.kafka import KafkaEventSink
+    from handover.bootstrap import kafka_sink
     from handover.service.ports import PublishError
 
     try:
@@ -348,7 +346,7 @@ def publish(
         fail(f"cannot read {events}: {exc.strerror or exc}", EXIT_USAGE)
     handover = open_app(None, config)
     try:
-        sink = KafkaEventSink(handover.settings)
+        sink = kafka_sink(handover)
         counts = sink.publish_raw(lines)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -367,23 +365,19 @@ def redrive(
     config: ConfigOpt = None,
 ) -> None:
     """Process failed events again: from the failed topic (what it gained since the last redrive) or a file."""
-    from confluent_kafka import KafkaException
-
-    from handover.entrypoints import redrive as redriving
+    from handover.bootstrap import kafka_errors
+    from handover.bootstrap import redrive as redriving
 
     if from_file is not None and not from_file.is_file():
         fail(f"cannot read {from_file}: no such file", EXIT_USAGE)
     handover = open_app(store, config)
     try:
-        if from_file is not None:
-            counts = redriving.redrive_path(handover, from_file)
-        else:
-            counts = redriving.redrive_topic(handover)
+        counts = redriving(handover, from_file)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     except OSError as exc:
         fail(f"cannot read {from_file}: {exc.strerror or exc}", EXIT_USAGE)
-    except (KafkaException, redriving.RedriveError) as exc:
+    except kafka_errors() as exc:
         fail(f"kafka: {exc}", EXIT_STORE)
     except store_errors() as exc:
         fail(f"store: {exc}", EXIT_STORE)

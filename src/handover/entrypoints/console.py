@@ -1,9 +1,10 @@
 """The admin console (SPEC 11) at ``/admin``: server-rendered pages over the HTTP API's own handlers.
 
-Nothing here validates, previews, submits or undoes by itself: the pages call ``Api.submit``,
-``api_audit.preview_request``, ``Api.request_status`` and ``api_audit.undo_request`` (so the console answers
-what the API answers, with the API's error messages, shown next to the field they concern), and read the
-history and failed events from the embedded store's request log and queue (``adapters.sql_queue``).
+Nothing here validates, previews, submits or undoes by itself: the pages call the use cases of
+``service.requests.TransferRequests`` through ``Api`` (so the console answers what the API answers, with the API's
+error messages, shown next to the field they concern): submit, preview, status, undo, the history and the failed
+events (ports ``RequestHistory`` and ``FailedEvents``: the SQL store's request log and queue, the Sunbird store's
+keyspace; with Kafka the failed events are on the failed topic, and the page says so).
 
 Authentication as the API: with ``auth.mode = jwt`` the console asks once for a token, keeps it in an HttpOnly,
 SameSite=Strict session cookie (``Secure`` by the request's scheme, or as ``auth.cookie.secure`` says behind a
@@ -32,12 +33,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from handover import metrics
-from handover.adapters.sql_queue import SqlEventQueue, SqlRequestLog
 from handover.domain.events import Reason
-from handover.domain.text import text_problem
-from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, RESTRICTED, is_org_admin_of
-from handover.entrypoints.api import ERR_INVALID, Api, ApiError
+from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, RESTRICTED
 from handover.entrypoints.api_audit import preview_request, undo_request
+from handover.entrypoints.api_common import Api, ApiError
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, token_of
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
 
@@ -380,22 +379,6 @@ class TransferFields:
 Fields = Annotated[TransferFields, Depends()]
 
 
-def _roles_reader(api: Api) -> Callable[[str], list[dict[str, Any]]]:
-    def roles_of(user_id: str) -> list[dict[str, Any]]:
-        if not user_id:
-            return []
-        try:
-            with api.app.store() as uow:  # type: ignore[operator]
-                user = uow.users.get(user_id)
-        except Exception:
-            return []  # the API's validation reports the unavailable directory in its own words
-        if user is None:
-            return []
-        return [{"role": r, "scope": [{"organisationId": user.rootOrgId}]} for r in user.roles]
-
-    return roles_of
-
-
 @router.post("/transfer/edit")
 def transfer_edit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
@@ -411,7 +394,7 @@ def transfer_preview(request: Request, fields: Fields) -> Response:
         api = api_of(request)
         form = fields.form(caller)
         try:
-            result = preview_request(api.app, form.request_doc(_roles_reader(api)), str(uuid.uuid4()),
+            result = preview_request(api, form.request_doc(api.service.roles_of), str(uuid.uuid4()),
                                      PREVIEW_RECORDS)
         except ApiError as exc:
             return _form_page(request, caller, form, errors_of(exc), exc.status)
@@ -428,7 +411,7 @@ def transfer_submit(request: Request, fields: Fields) -> Response:
         api = api_of(request)
         form = fields.form(caller)
         try:
-            result = api.submit(form.request_doc(_roles_reader(api)), str(uuid.uuid4()))
+            result = api.submit(form.request_doc(api.service.roles_of), str(uuid.uuid4()))
         except ApiError as exc:
             return _form_page(request, caller, form, errors_of(exc), exc.status)
         return see(request, f"/requests/{quote(result['requestId'], safe='')}", submitted=result["events"])
@@ -439,33 +422,22 @@ def transfer_submit(request: Request, fields: Fields) -> Response:
 # --- history and one request --------------------------------------------------------------------------
 
 
-def _request_log(api: Api) -> SqlRequestLog | None:
-    requests = api.parts.requests
-    return requests if isinstance(requests, SqlRequestLog) else None
-
-
-def _queue(api: Api) -> SqlEventQueue | None:
-    worker = api.parts.worker
-    return worker.queue if worker is not None else None
-
-
 @router.get("/requests")
 def history(request: Request, user: str = "", outcome: str = "") -> Response:
     def build(caller: Caller) -> Response:
-        log = _request_log(api_of(request))
+        service = api_of(request).service
         number = _page_number(request.query_params.get("page"))
         errors = {}
         wanted = outcome if outcome in OUTCOMES else ""
         if outcome and not wanted:
             errors["outcome"] = f"Outcome must be one of {', '.join(OUTCOMES)}."
-        rows = []
-        if log is not None:
-            rows = log.history(user=user.strip() or None, outcome=wanted or None, action_by=caller.user,
-                               limit=HISTORY_PAGE + 1, offset=(number - 1) * HISTORY_PAGE)
+        found = service.history(user=user.strip() or None, outcome=wanted or None, action_by=caller.user,
+                                limit=HISTORY_PAGE + 1, offset=(number - 1) * HISTORY_PAGE)
+        rows = found or []
         more = len(rows) > HISTORY_PAGE
         query = {k: v for k, v in {"user": user.strip(), "outcome": wanted}.items() if v}
         return render(request, "history.html", caller, 400 if errors else 200, title="Request history",
-                      rows=rows[:HISTORY_PAGE], kept=log is not None, user=user.strip(), outcome=wanted,
+                      rows=rows[:HISTORY_PAGE], kept=found is not None, user=user.strip(), outcome=wanted,
                       outcomes=OUTCOMES, errors=errors, nav="requests", page=number,
                       newer=urlencode({**query, "page": number - 1}) if number > 1 else None,
                       older=urlencode({**query, "page": number + 1}) if more else None)
@@ -492,9 +464,8 @@ def request_detail(request: Request, request_id: str) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
         status = _status(api, request_id, caller)
-        log, queue = _request_log(api), _queue(api)
-        summary = log.summary(request_id) if log is not None else None
-        errors = {f.mid: f.error for f in queue.failed(request_id=request_id)} if queue is not None else {}
+        summary = api.service.summary(request_id)
+        errors = {f.mid: f.error for f in api.service.failed_events(caller.user, request_id=request_id) or []}
         events = status["events"]
         pending = any(e["outcome"] == "pending" for e in events)
         undoable = not pending and any(e["outcome"] == "applied" and not e.get("undone") for e in events)
@@ -525,8 +496,7 @@ def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | N
                status: int) -> Response:
     api = api_of(request)
     found = _status(api, request_id, caller)
-    log = _request_log(api)
-    summary = log.summary(request_id) if log is not None else None
+    summary = api.service.summary(request_id)
     if admin is None:
         admin = caller.user or (summary.action_by if summary is not None else "") or ""
     changes = sum(len(e.get("changes", [])) for e in found["events"])
@@ -557,25 +527,14 @@ def undo(request: Request, request_id: str, actionBy: Text = "") -> Response:
 # --- failed events ------------------------------------------------------------------------------------
 
 
-def _admin_filter(api: Api, caller: Caller) -> Callable[[str | None], bool]:
-    """With a token: only events of the organisation the caller is ``ORG_ADMIN`` of (as undo)."""
-    if caller.user is None:
-        return lambda org: True
-    with api.app.store() as uow:  # type: ignore[operator]
-        admin = uow.users.get(caller.user)
-    return lambda org: admin is not None and org is not None and is_org_admin_of(admin, org)
-
-
 @router.get("/failed")
 def failed(request: Request) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
-        queue = _queue(api)
-        allowed = _admin_filter(api, caller)
-        rows = [f for f in queue.failed(limit=FAILED_PAGE) if allowed(f.organisation_id)] if queue else []
+        found = api.service.failed_events(caller.user, limit=FAILED_PAGE)
         q = request.query_params
-        return render(request, "failed.html", caller, title="Failed events", rows=rows, queue=queue is not None,
-                      topic=api.app.settings["kafka.output.failed.topic"], nav="failed",
+        return render(request, "failed.html", caller, title="Failed events", rows=found or [],
+                      queue=found is not None, topic=api.app.settings["kafka.output.failed.topic"], nav="failed",
                       redriven=q.get("redriven"), missing=q.get("missing"))
 
     return page(request, build)
@@ -585,17 +544,7 @@ def failed(request: Request) -> Response:
 def redrive(request: Request, mid: Text = "") -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
-        queue = _queue(api)
-        if queue is None:
-            raise ApiError(501, "", "Failed events are on the Kafka failed topic here: use `handover redrive`.")
-        allowed = _admin_filter(api, caller)
-        problem = text_problem(mid)
-        if problem is not None:
-            raise ApiError(400, ERR_INVALID, f"The mid contains {problem}.")
-        found = next(iter(queue.failed(mid=mid, limit=1)), None)
-        if found is not None and not allowed(found.organisation_id):
-            raise ApiError(403, "", RESTRICTED)
-        if found is None or not queue.redrive(mid):
+        if not api.call(api.service.redrive, caller.user, mid):
             return see(request, "/failed", missing=mid)
         return see(request, "/failed", redriven=mid)
 
@@ -643,14 +592,13 @@ def read_counters(api: Api) -> Counters:
         rejected_by_reason=by_reason,
         consumer_lag=int(sum(lag_samples)) if lag_samples else None,
     )
-    queue, log = _queue(api), _request_log(api)
-    if queue is not None:
-        out.queue = queue.counts()
-        oldest = queue.oldest_pending_at()
+    backlog = api.service.backlog
+    if backlog is not None:
+        out.queue = backlog.counts()
+        oldest = backlog.oldest_pending_at()
         if oldest is not None:
             out.oldest_waiting_seconds = max(0, math.floor((datetime.now(UTC) - oldest).total_seconds()))
-    if log is not None:
-        out.ledger = log.processed_counts()
+    out.ledger = api.service.processed_counts()
     return out
 
 

@@ -274,3 +274,89 @@ class RequestLog(Protocol):
     def status(self, request_id: str) -> RequestStatus | None:
         """None when no request has this id."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """A queued event that processing gave up on after ``max_attempts`` (reason ``PROCESSING_FAILED``)."""
+
+    mid: str
+    request_id: str | None
+    action: str | None
+    organisation_id: str | None
+    from_user: str | None
+    to_user: str | None
+    attempts: int
+    error: str
+    failed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """One API request in the history: who, when, and how many of its events ended how (``outcomes``:
+    applied / rejected / duplicate / failed / pending counts; ``reasons``: the rejection and failure reasons)."""
+
+    request_id: str
+    created_at: datetime
+    action_by: str | None
+    organisation_id: str | None
+    from_user: str | None
+    to_user: str | None
+    outcomes: dict[str, int]
+    reasons: list[str]
+
+    @property
+    def events(self) -> int:
+        return sum(self.outcomes.values())
+
+
+class RequestHistory(Protocol):
+    """The API requests of the past, newest first, for the console's history (SQL: ``request_log`` and
+    ``request_summary``; Sunbird: handover's keyspace, ``request_by_day``)."""
+
+    def history(
+        self,
+        *,
+        user: str | None = None,
+        outcome: str | None = None,
+        action_by: str | None = None,
+        limit: int = 25,
+        offset: int = 0,
+    ) -> list[RequestSummary]:
+        """At most ``limit`` requests after the first ``offset`` that match, newest first. ``user``: the request's
+        admin, from-user or to-user; ``outcome``: at least one event ended so (applied, rejected, duplicate,
+        failed, pending); ``action_by``: only that admin's."""
+        ...
+
+    def summary(self, request_id: str) -> RequestSummary | None:
+        """None when no request has this id."""
+        ...
+
+    def processed_counts(self) -> list[tuple[str | None, str, str | None, int]]:
+        """(action, outcome, reason, count) over every processed event, for the console's counters."""
+        ...
+
+
+class FailedEvents(Protocol):
+    """Events processing gave up on, where the store keeps them (the embedded queue; with Kafka they are on the
+    failed topic, read by ``handover redrive``)."""
+
+    def failed(self, *, request_id: str | None = None, mid: str | None = None, limit: int = 100) -> list[FailedEvent]:
+        """Of one request, or the one ``mid``; the most recent failure first."""
+        ...
+
+    def redrive(self, mid: str) -> bool:
+        """Queue the failed event ``mid`` again; False when no failed event has this ``mid``."""
+        ...
+
+
+class Backlog(Protocol):
+    """How many events wait in the embedded queue, for the console's counters."""
+
+    def counts(self) -> dict[str, int]:
+        """Events by queue status (pending, processing, done, failed)."""
+        ...
+
+    def oldest_pending_at(self) -> datetime | None:
+        """When the oldest event still waiting was queued."""
+        ...

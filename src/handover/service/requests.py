@@ -1,15 +1,52 @@
-"""API requests: what became of each event a request produced (SPEC 5, the status endpoint).
+"""API requests: the use cases behind the HTTP API and the console (SPEC 5, 10, 11), over the ports.
 
-``event_status`` is the one place that turns an event's ledger row (or its absence) into the status entry the API,
-the console and the CLI show; every request log (SQL store, Sunbird keyspace) answers through it.
+``TransferRequests`` submits, previews, shows, undoes and lists requests and their failed events; the entry
+points only parse input, call it and map its ``ServiceError`` subclasses to their answers. ``event_status`` is the
+one place that turns an event's ledger row (or its absence) into the status entry the API, the console and the CLI
+show; every request log (SQL store, Sunbird keyspace) answers through it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
-from handover.domain.events import Reason
+from handover.domain.events import OWNERSHIP_TRANSFER, Reason
+from handover.domain.model import User
+from handover.domain.text import text_problem
+from handover.domain.transfer_request import (
+    CANNOT_TRANSFER_OWNERSHIP,
+    RESTRICTED,
+    SUBMITTED,
+    InvalidRequest,
+    TransferRequest,
+    build_events,
+    is_org_admin_of,
+    validate,
+)
+from handover.service.audit_trail import event_changes
+from handover.service.engine import Engine
+from handover.service.ports import (
+    Backlog,
+    DuplicateRequest,
+    EventSink,
+    FailedEvent,
+    FailedEvents,
+    PublishError,
+    RequestHistory,
+    RequestLog,
+    RequestSummary,
+    UnitOfWorkFactory,
+)
+from handover.service.undo import NotUndoable, Undoer, UnknownEvent
+
+log = logging.getLogger(__name__)
 
 PENDING = "pending"  # not processed yet
 FAILED = "failed"  # processing gave up after max_attempts (embedded queue)
@@ -41,3 +78,381 @@ def event_status(
         "skipped": sorted(skipped),
         "changed": {"course_batches": changed_batches, "assets": changed_assets},
     }
+
+
+def parties_of(event: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(organisationId, from-user id, to-user id) of an ownership-transfer event (None where absent), for the
+    request history."""
+    edata = event.get("edata")
+    edata = edata if isinstance(edata, Mapping) else {}
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    def user_id(key: str) -> str | None:
+        profile = edata.get(key)
+        return text(profile.get("userId")) if isinstance(profile, Mapping) else None
+
+    from_user = user_id("fromUserProfile") or text(edata.get("userId"))
+    return text(edata.get("organisationId")), from_user, user_id("toUserProfile")
+
+
+def summary_of(
+    request_id: str,
+    created_at: datetime,
+    action_by: str | None,
+    parties: tuple[str | None, str | None, str | None],
+    events: Iterable[Mapping[str, Any]],
+) -> RequestSummary:
+    """A request's history entry from the status entries of its events (``event_status``): outcome counts,
+    and the rejection and failure reasons."""
+    outcomes: dict[str, int] = {}
+    reasons: set[str] = set()
+    for event in events:
+        outcome = str(event.get("outcome"))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        reason = event.get("reason")
+        if outcome in (FAILED, "rejected") and isinstance(reason, str) and reason:
+            reasons.add(reason)
+    return RequestSummary(request_id, created_at, action_by, *parties, outcomes, sorted(reasons))
+
+
+# --- errors: what a use case refuses, for the entry points to map (HTTP status, CLI exit code) -----------
+
+
+class ServiceError(Exception):
+    """A use case refused or could not answer. ``message`` is for the user; ``code`` the Sunbird error code when
+    the refusal has one of its own (``domain.transfer_request``), else None (the entry point picks its own)."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class Invalid(ServiceError):
+    """Bad input: HTTP 400, CLI exit 2."""
+
+
+class Forbidden(ServiceError):
+    """The caller may not see or do this: HTTP 403."""
+
+
+class NotFound(ServiceError):
+    """No such request or event: HTTP 404."""
+
+
+class Conflict(ServiceError):
+    """Not now: a request id used before, events not processed yet: HTTP 409."""
+
+
+class NotSupported(ServiceError):
+    """The store cannot do this (e.g. a preview where the store has none): HTTP 501."""
+
+
+class Unavailable(ServiceError):
+    """The store, the user directory or the event sink failed: HTTP 503, CLI exit 1."""
+
+
+def _store_down(exc: Exception) -> Unavailable:
+    log.error("store unavailable: %s", exc, exc_info=exc)
+    return Unavailable(f"The store is unavailable ({type(exc).__name__}).")
+
+
+# --- the use cases ------------------------------------------------------------------------------------
+
+DEFAULT_RECORDS = 20  # changed records shown per event (preview, status)
+
+
+class UnitOfWorkDirectory:
+    """``transfer_request.Directory`` over a unit of work's user directory."""
+
+    def __init__(self, users: Any) -> None:
+        self._users = users
+
+    def user(self, user_id: str) -> User | None:
+        found: User | None = self._users.get(user_id)
+        return found
+
+    def organisation_exists(self, organisation_id: str) -> bool:
+        check: Callable[[str], bool] | None = getattr(self._users, "organisation_exists", None)
+        if check is None:  # a directory that cannot tell: let the request through, as before the check existed
+            return True
+        return bool(check(organisation_id))
+
+
+class EngineFactory(Protocol):
+    def __call__(self, *, sample_limit: int = 0, uow_factory: object | None = None) -> Engine: ...
+
+
+PreviewOpener = Callable[[], AbstractContextManager[UnitOfWorkFactory]]
+
+
+@dataclass
+class TransferRequests:
+    """The use cases of API requests (SPEC 5, 10, 11) over the ports a store gives: submit (validate, record,
+    publish, forget what could not be published), preview, status with the changed records of each event, undo,
+    history, failed events and their redrive. The HTTP API, the console and the CLI call these and map
+    ``ServiceError`` to their answers. Ports that a store does not have are None (``NotSupported``, or an empty
+    answer where the console says why)."""
+
+    store: UnitOfWorkFactory
+    sink: EventSink
+    requests: RequestLog | None
+    engine: EngineFactory
+    undoer: Callable[[], Undoer]
+    preview_store: PreviewOpener | None = None
+    history_log: RequestHistory | None = None
+    failed_store: FailedEvents | None = None
+    backlog: Backlog | None = None
+    clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+    # submit
+
+    def validated(self, doc: Any) -> TransferRequest:
+        """The transfer's validation (``Invalid`` with the upstream code and message; ``Unavailable``)."""
+        try:
+            with self.store() as uow:
+                return validate(doc, UnitOfWorkDirectory(uow.users))
+        except InvalidRequest as exc:
+            raise Invalid(exc.message, exc.code) from None
+        except Exception as exc:
+            log.exception("user directory unavailable")
+            raise Unavailable(f"The user directory is unavailable ({type(exc).__name__}).") from None
+
+    def submit(self, doc: Any, request_id: str) -> dict[str, Any]:
+        """Validate the Lern request body ``doc``, record it under ``request_id`` and publish one event per object:
+        ``{"status", "requestId", "events"}``. ``Invalid``, ``Conflict`` (request id used before),
+        ``Unavailable``."""
+        valid = self.validated(doc)
+        try:
+            events = build_events(valid, request_id, self.clock_ms(), self.new_id)
+        except InvalidRequest as exc:
+            raise Invalid(exc.message, exc.code) from None
+        try:
+            self.publish(request_id, valid.action_by.userId, events)
+        except DuplicateRequest:
+            raise Conflict(f"Request id {request_id} was used by an earlier request: send a new "
+                           "X-Request-ID (or none).") from None
+        return {"status": SUBMITTED, "requestId": request_id, "events": len(events)}
+
+    def publish(self, request_id: str, action_by: str, events: list[dict[str, Any]]) -> None:
+        """Record the request and publish its events: in one transaction where the sink is the store's own queue
+        (a failure leaves nothing pending); else record, publish, and forget the record when publishing fails.
+        ``DuplicateRequest`` for a request id already used; ``Unavailable`` when the store or sink fails."""
+        requests = self.requests
+        together = getattr(self.sink, "publish_request", None)
+        mids = [str(e["mid"]) for e in events]
+        recorded = False
+        try:
+            if requests is not None and requests.status(request_id) is not None:
+                raise DuplicateRequest(request_id)
+            if requests is not None and together is not None:
+                together(request_id, action_by, events)
+                return
+            if requests is not None:
+                requests.record(request_id, action_by, events)
+                recorded = True
+            self.sink.publish(events)
+        except DuplicateRequest:
+            raise
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, PublishError) else type(exc).__name__
+            log.error("request %s: events not published: %s", request_id, exc, exc_info=True)
+            if requests is not None and recorded:
+                try:
+                    requests.forget(request_id, mids)
+                except Exception:
+                    log.exception("request %s: could not forget the unpublished events", request_id)
+            raise Unavailable(
+                f"Ownership transfer could not be submitted: events not published ({reason})."
+            ) from None
+
+    # preview
+
+    def preview(self, doc: Any, request_id: str, limit: int = DEFAULT_RECORDS) -> dict[str, Any]:
+        """Run the engine on the events the transfer would publish, inside the store's rolled-back preview:
+        ``{"events": [{assetInformation, outcome, reason, skipped, changed, records}], "changed"}``."""
+        valid = self.validated(doc)
+        try:
+            events = build_events(valid, request_id, self.clock_ms(), self.new_id)
+        except InvalidRequest as exc:
+            raise Invalid(exc.message, exc.code) from None
+        if self.preview_store is None:
+            raise NotSupported("This store cannot preview a transfer.")
+        try:
+            with self.preview_store() as factory:
+                outcomes = self.engine(sample_limit=limit, uow_factory=factory).process_batch(events)
+        except Exception as exc:
+            raise _store_down(exc) from None
+        per_event = []
+        for event, outcome in zip(events, outcomes, strict=True):
+            report = outcome.report(with_mid=False)
+            per_event.append({"assetInformation": event["edata"]["assetInformation"], **report,
+                              "records": outcome.samples})
+        return {
+            "events": per_event,
+            "changed": {
+                "course_batches": sum(o.changed_batches for o in outcomes),
+                "assets": sum(o.changed_assets for o in outcomes),
+            },
+        }
+
+    # status and changed records
+
+    def status(self, request_id: str, user: str | None, limit: int = DEFAULT_RECORDS) -> dict[str, Any]:
+        """``{"requestId", "events"}``: each event's status (``event_status``) with the first page of its changed
+        records (``with_changes``). ``user``: the token's user (None: no check), who must be the request's
+        actionBy. ``NotSupported``, ``Unavailable``, ``NotFound``, ``Forbidden``."""
+        requests = self.requests
+        if requests is None:
+            raise NotSupported("Request status is not kept by this store.")
+        try:
+            found = requests.status(request_id)
+        except Exception as exc:
+            log.exception("request log unavailable")
+            raise Unavailable(f"The store is unavailable ({type(exc).__name__}).") from None
+        if found is None:
+            raise NotFound(f"Requested {request_id} resource not found")
+        if user is not None and found.action_by != user:
+            raise Forbidden("The token's user is not the actionBy user of this request.")
+        return {"requestId": found.request_id, "events": self.with_changes(found.events, limit)}
+
+    def with_changes(self, events: list[dict[str, Any]], limit: int = DEFAULT_RECORDS) -> list[dict[str, Any]]:
+        """Each event of a status answer with the first page of its changed records and whether it was undone
+        (``changes``, ``nextCursor`` for ``changes``, ``undone``, ``undoneAt``); ``Unavailable``."""
+        try:
+            with self.store() as uow:
+                return [{**e, **event_changes(uow, str(e["mid"]), limit=limit)} for e in events]
+        except Exception as exc:
+            raise _store_down(exc) from None
+
+    def changes(self, request_id: str, user: str | None, mid: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        """A further page of the changed records of event ``mid`` of the request: ``{"requestId", "mid",
+        "changes", "nextCursor", ...}``. Errors as ``status``; ``NotFound`` for an event not of the request,
+        ``Invalid`` for a bad cursor."""
+        status = self.status(request_id, user)
+        if mid not in {e["mid"] for e in status["events"]}:
+            raise NotFound(f"Request {request_id} has no event {mid!r}.")
+        try:
+            with self.store() as uow:
+                page = event_changes(uow, mid, cursor=cursor, limit=limit)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+        except Exception as exc:
+            raise _store_down(exc) from None
+        return {"requestId": request_id, "mid": mid, **page}
+
+    # undo
+
+    def undo(self, request_id: str, caller: str) -> dict[str, Any]:
+        """Undo every processed ownership transfer of the request: ``{"requestId", "reverted", "conflicts",
+        "events"}``. ``caller`` must be ``ORG_ADMIN`` of the from-user's root organisation (else ``Invalid`` with
+        upstream's ``CANNOT_TRANSFER_OWNERSHIP``); ``Conflict`` while events are pending; ``NotFound``."""
+        for name, value in (("The request id", request_id), ("actionBy.userId", caller)):
+            problem = text_problem(value)
+            if problem is not None:
+                raise Invalid(f"{name} contains {problem}.")
+        pending = self._pending_events(request_id)
+        try:
+            with self.store() as uow:
+                transfers = [e for e in uow.ledger.by_request(request_id) if e.action == OWNERSHIP_TRANSFER]
+                from_user = uow.users.get(transfers[0].subject_user_id or "") if transfers else None
+                admin = uow.users.get(caller)
+        except Exception as exc:
+            raise _store_down(exc) from None
+        not_yet = Conflict(f"{pending} event(s) of request {request_id} not processed yet: undo later.")
+        if not transfers:
+            raise not_yet if pending else NotFound(f"Requested {request_id} resource not found")
+        if admin is None or from_user is None or not is_org_admin_of(admin, from_user.rootOrgId):
+            raise Invalid(RESTRICTED, CANNOT_TRANSFER_OWNERSHIP)
+        if pending:
+            raise not_yet
+        try:
+            result = self.undoer().undo_request(request_id)
+        except UnknownEvent as exc:
+            raise NotFound(str(exc)) from None
+        except NotUndoable as exc:
+            raise Invalid(str(exc)) from None
+        except Exception as exc:
+            raise _store_down(exc) from None
+        return {"requestId": request_id, **result.to_json()}
+
+    def _pending_events(self, request_id: str) -> int:
+        """How many events of the request the request log lists as not yet processed (0 without a log)."""
+        if self.requests is None:
+            return 0
+        try:
+            found = self.requests.status(request_id)
+        except Exception as exc:
+            raise _store_down(exc) from None
+        return 0 if found is None else sum(1 for e in found.events if e.get("outcome") == PENDING)
+
+    # history
+
+    def history(
+        self, *, user: str | None, outcome: str | None, action_by: str | None, limit: int, offset: int
+    ) -> list[RequestSummary] | None:
+        """A page of the request history (``RequestHistory.history``); None when the store keeps none."""
+        if self.history_log is None:
+            return None
+        return self.history_log.history(user=user, outcome=outcome, action_by=action_by, limit=limit, offset=offset)
+
+    def summary(self, request_id: str) -> RequestSummary | None:
+        """Who and when of one request (None when not kept)."""
+        return self.history_log.summary(request_id) if self.history_log is not None else None
+
+    def processed_counts(self) -> list[tuple[str | None, str, str | None, int]]:
+        return self.history_log.processed_counts() if self.history_log is not None else []
+
+    # failed events
+
+    def admin_filter(self, caller: str | None) -> Callable[[str | None], bool]:
+        """With a caller: only events of the organisation the caller is ``ORG_ADMIN`` of (as undo)."""
+        if caller is None:
+            return lambda org: True
+        with self.store() as uow:
+            admin = uow.users.get(caller)
+        return lambda org: admin is not None and org is not None and is_org_admin_of(admin, org)
+
+    def failed_events(self, caller: str | None, *, request_id: str | None = None,
+                      limit: int = 200) -> list[FailedEvent] | None:
+        """The failed events the caller may see (of one request, or all), most recent first; None when the store
+        keeps none (with Kafka: the failed topic, ``handover redrive``)."""
+        if self.failed_store is None:
+            return None
+        if request_id is not None:
+            return self.failed_store.failed(request_id=request_id)
+        allowed = self.admin_filter(caller)
+        return [f for f in self.failed_store.failed(limit=limit) if allowed(f.organisation_id)]
+
+    def redrive(self, caller: str | None, mid: str) -> bool:
+        """Queue failed event ``mid`` again: True when done, False when no failed event has this mid.
+        ``NotSupported`` where failed events are on the Kafka failed topic; ``Invalid``; ``Forbidden`` when the
+        caller is not ``ORG_ADMIN`` of the event's organisation."""
+        if self.failed_store is None:
+            raise NotSupported("Failed events are on the Kafka failed topic here: use `handover redrive`.")
+        allowed = self.admin_filter(caller)
+        problem = text_problem(mid)
+        if problem is not None:
+            raise Invalid(f"The mid contains {problem}.")
+        found = next(iter(self.failed_store.failed(mid=mid, limit=1)), None)
+        if found is not None and not allowed(found.organisation_id):
+            raise Forbidden(RESTRICTED)
+        return found is not None and self.failed_store.redrive(mid)
+
+    # the console's form
+
+    def roles_of(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's roles as the Lern request body gives them (``[{"role", "scope": [{"organisationId"}]}]``),
+        from the user directory; [] when unknown or the directory fails (validation then says why)."""
+        if not user_id:
+            return []
+        try:
+            with self.store() as uow:
+                user = uow.users.get(user_id)
+        except Exception:
+            return []
+        if user is None:
+            return []
+        return [{"role": r, "scope": [{"organisationId": user.rootOrgId}]} for r in user.roles]

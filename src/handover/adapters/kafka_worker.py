@@ -1,4 +1,4 @@
-"""``handover worker``: the long-running Kafka consumer that replaces the two upstream Flink jobs (SPEC 6).
+"""The long-running Kafka consumer behind ``handover worker`` that replaces the two upstream Flink jobs (SPEC 6).
 
 At-least-once with effects exactly once: events are taken in micro-batches, processed with
 ``service.batch_delivery.deliver_batch`` (one store transaction per batch, ``deliver``'s retries as the
@@ -26,15 +26,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
-import sys
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -49,11 +46,11 @@ from handover.adapters.kafka import (
     ensure_topics,
     upstream_offsets,
 )
-from handover.bootstrap import App
-from handover.config import ConfigError
+from handover.config import Settings
 from handover.domain.events import Reason, parse_event
 from handover.service.batch_delivery import deliver_batch
 from handover.service.delivery import Delivery
+from handover.service.engine import Engine
 from handover.service.ports import UnitOfWorkFactory
 
 log = logging.getLogger("handover.worker")
@@ -66,39 +63,16 @@ SEEN_MIDS = 100_000
 Partition = tuple[str, int]
 
 
+class Wired(Protocol):
+    """What the consumers need of ``bootstrap.App``: the settings, the store and an engine over it."""
+
+    settings: Settings
+    store: object
+
+    def engine(self) -> Engine: ...
+
+
 # --- JSON logs ----------------------------------------------------------------------------------------
-
-_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and every ``extra=`` field (``mid``, ...)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                doc[key] = value
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
-
-
-def configure_json_logging(level: str) -> None:
-    number = logging.getLevelName(level.strip().upper())
-    if not isinstance(number, int):
-        raise ConfigError(f"log.level: expected DEBUG, INFO, WARNING or ERROR, got {level!r}")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(number)
-
 
 # --- /metrics and /health -----------------------------------------------------------------------------
 
@@ -150,7 +124,7 @@ class StatusServer:
 class Worker:
     """Consume the input topics until ``stop()``; ``run()`` returns the exit code."""
 
-    def __init__(self, app: App, *, metrics_port: int | None = None) -> None:
+    def __init__(self, app: Wired, *, metrics_port: int | None = None) -> None:
         self._app = app
         settings = app.settings
         self._settings = settings
@@ -511,12 +485,3 @@ def _offsets(offsets: dict[Partition, int]) -> dict[str, int]:
 
 def _mid_of(value: bytes | None) -> str | None:
     return parse_event(value or b"").mid
-
-
-def run(app: App) -> int:
-    """``handover worker``: JSON logs, signal handling, the loop. The exit code."""
-    configure_json_logging(app.settings["log.level"])
-    worker = Worker(app)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
-    return worker.run()

@@ -1,4 +1,4 @@
-"""``handover redrive``: process failed events again, from the failed topic or from a file.
+"""Behind ``handover redrive``: process failed events again, from the failed topic or from a file.
 
 From the topic, a consumer group of its own (``<kafka.groupId>-redrive``) reads what was added since the last
 redrive, up to the end of each partition or the first record that failed after the redrive started, and
@@ -25,7 +25,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from handover.adapters.kafka import FailedRecord, FailedTopic, consumer_config
-from handover.bootstrap import App
+from handover.adapters.kafka_worker import Wired
 from handover.domain.events import Reason
 from handover.service.batch_delivery import deliver_batch
 from handover.service.delivery import Delivery
@@ -58,7 +58,7 @@ def record_of_line(line: bytes) -> FailedRecord:
         return FailedRecord(event=line, reason=Reason.PROCESSING_FAILED.value, attempts=0)
 
 
-def redrive_file(app: App, lines: Iterable[bytes]) -> Counter[str]:
+def redrive_file(app: Wired, lines: Iterable[bytes]) -> Counter[str]:
     engine = app.engine()
     counts: Counter[str] = Counter()
     chunk: list[FailedRecord] = []
@@ -79,12 +79,12 @@ def redrive_file(app: App, lines: Iterable[bytes]) -> Counter[str]:
     return counts
 
 
-def redrive_path(app: App, path: Path) -> Counter[str]:
+def redrive_path(app: Wired, path: Path) -> Counter[str]:
     with path.open("rb") as source:
         return redrive_file(app, source)
 
 
-def redrive_topic(app: App, stop: threading.Event | None = None) -> Counter[str]:
+def redrive_topic(app: Wired, stop: threading.Event | None = None) -> Counter[str]:
     """Re-drive the failed topic's records from this redrive group's committed offsets to the end of each
     partition, leaving records that failed after the redrive started (its own included) for the next one.
     Raises ``KafkaException`` when the broker cannot be reached."""

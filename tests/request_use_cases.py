@@ -1,0 +1,121 @@
+"""The request use cases (``service.requests.TransferRequests``) run the same way on every store: the tests of
+the SQL stores (``tests/integration/test_request_use_cases.py``) and of the Sunbird store
+(``tests/sunbird/test_request_use_cases.py``) call ``exercise`` with the store's service and a way to process
+what was published (the embedded queue's worker; on Sunbird, the engine over the events the sink was given, as the
+Kafka worker would take them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from handover.domain.events import Reason
+from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, SUBMITTED
+from handover.service.ports import RequestSummary
+from handover.service.requests import Conflict, Forbidden, Invalid, NotFound, TransferRequests
+from tests.e2e.api_support import BODY, body
+from tests.e2e.console_support import ravi_to_ann
+
+
+class RecordingSink:
+    """An ``EventSink`` that keeps what it is given, for a test to hand to the engine (a Kafka topic's part)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
+        self.events.extend(dict(e) for e in events)
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.events = self.events, []
+        return taken
+
+
+def ids(found: list[RequestSummary] | None) -> list[str]:
+    assert found is not None, "the store keeps a request history"
+    return [s.request_id for s in found]
+
+
+def exercise(service: TransferRequests, process: Callable[[], int]) -> None:
+    """Preview, submit (and its refusals), status and its changed-records pages, history with its filters and
+    paging, undo (and its refusals), on the store behind ``service``."""
+    preview = service.preview(BODY, "p-1")
+    assert preview["changed"]["course_batches"] > 0 and preview["changed"]["assets"] > 0
+    with pytest.raises(NotFound):
+        service.status("p-1", None)  # a preview records and publishes nothing
+
+    assert service.submit(BODY, "r1") == {"status": SUBMITTED, "requestId": "r1", "events": 1}
+    with pytest.raises(Conflict, match="r1 was used by an earlier request"):
+        service.submit(BODY, "r1")
+    with pytest.raises(Invalid) as bad:
+        service.submit(body(fromUser={"userId": "u-ravi", "roles": []}), "r-bad")
+    assert bad.value.code is not None and bad.value.code.startswith("UOS_UOWNTRANS")
+    with pytest.raises(NotFound):
+        service.status("r-bad", None)
+    service.submit(ravi_to_ann(), "r2")
+
+    (pending,) = service.status("r1", None)["events"]
+    assert pending["outcome"] == "pending" and pending["changes"] == []
+    assert [s.outcomes for s in service.history(user=None, outcome=None, action_by=None, limit=5, offset=0) or []] == [
+        {"pending": 1}, {"pending": 1}]
+    with pytest.raises(Conflict, match="not processed yet"):
+        service.undo("r1", "u-admin")
+
+    assert process() == 2
+    status = service.status("r1", "u-admin")
+    (event,) = status["events"]
+    assert event["outcome"] == "applied" and event["undone"] is False
+    assert event["changed"]["course_batches"] > 0 and len(event["changes"]) > 1
+    with pytest.raises(Forbidden):
+        service.status("r1", "u-ravi")
+    with pytest.raises(NotFound):
+        service.status("r-none", None)
+    (rejected,) = service.status("r2", None)["events"]
+    assert rejected["outcome"] == "rejected" and rejected["reason"] == Reason.USER_DELETED.value
+
+    first = service.changes("r1", None, event["mid"], None, 1)
+    assert len(first["changes"]) == 1 and first["nextCursor"]
+    second = service.changes("r1", None, event["mid"], first["nextCursor"], 1)
+    assert len(second["changes"]) == 1 and second["changes"] != first["changes"]
+    with pytest.raises(NotFound):
+        service.changes("r1", None, "LP.nope", None, 1)
+    with pytest.raises(Invalid):
+        service.changes("r1", None, event["mid"], "not a cursor", 1)
+
+    def history(**filters: Any) -> list[str]:
+        page = {"user": None, "outcome": None, "action_by": None, "limit": 25, "offset": 0, **filters}
+        return ids(service.history(**page))
+
+    assert history() == ["r2", "r1"]
+    assert history(limit=1) == ["r2"]
+    assert history(limit=1, offset=1) == ["r1"]
+    assert history(offset=2) == []
+    assert history(user="u-ann") == ["r2", "r1"]  # from-user of r1, to-user of r2
+    assert history(user="u-admin") == ["r2", "r1"]
+    assert history(user="u-nobody") == []
+    assert history(outcome="applied") == ["r1"]
+    assert history(outcome="rejected") == ["r2"]
+    assert history(outcome="rejected", offset=1) == []
+    assert history(action_by="u-admin") == ["r2", "r1"]
+    assert history(action_by="u-admin2") == []
+    one = service.summary("r1")
+    assert one is not None
+    assert (one.action_by, one.organisation_id, one.from_user, one.to_user) == ("u-admin", "org-1", "u-ann", "u-ravi")
+    assert one.outcomes == {"applied": 1} and one.reasons == []
+    two = service.summary("r2")
+    assert two is not None and two.outcomes == {"rejected": 1} and two.reasons == [Reason.USER_DELETED.value]
+    assert service.summary("r-none") is None
+
+    with pytest.raises(Invalid) as refused:
+        service.undo("r1", "u-ravi")  # not ORG_ADMIN of the from-user's organisation
+    assert refused.value.code == CANNOT_TRANSFER_OWNERSHIP
+    with pytest.raises(NotFound):
+        service.undo("r-none", "u-admin")
+    with pytest.raises(Invalid):
+        service.undo("r1\x00", "u-admin")
+    undone = service.undo("r1", "u-admin")
+    assert undone["requestId"] == "r1" and undone["reverted"] > 0 and undone["conflicts"] == 0
+    (after,) = service.status("r1", None)["events"]
+    assert after["undone"] is True
