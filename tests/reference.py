@@ -125,7 +125,10 @@ class Reference:
         assets = {a["identifier"]: a for a in self.state["assets"]}
         if single:
             a = assets.get(ident)
-            if a is None:
+            owner = self.users().get(a["createdBy"]) if a is not None and a["createdBy"] else None
+            in_org = owner is not None and owner["rootOrgId"] == e["organisationId"]
+            outside = a is not None and a["createdBy"] != frm and not in_org
+            if a is None or outside:  # an asset of another organisation looks absent (issue 13 item 9)
                 out["skipped"] = ["ASSET_NOT_FOUND"]
                 return
             if not _configured(a):

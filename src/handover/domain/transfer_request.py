@@ -5,7 +5,9 @@ Validation follows upstream's ``UserOwnershipTransferActor`` order, codes and me
 and known; ``actionBy`` must be an org admin, the other two need a non-empty ``roles`` list). This project's
 fixes come after those checks: a user value that is not an object, a missing ``context``, ``objects`` that is
 not a list of objects, an object without an identifier and ``fromUser == toUser`` are client errors (upstream
-answered 500 or accepted them), and ``actionBy`` must be ``ORG_ADMIN`` of ``organisationId`` itself.
+answered 500 or accepted them), and ``actionBy`` must be ``ORG_ADMIN`` of ``organisationId`` itself. What the
+worker would reject is refused here (SPEC 5, "More fixes"): a ``fromUser`` or ``toUser`` outside ``organisationId``
+gets the very answer of an unknown id (no probing of other organisations' users), a deleted ``toUser`` a 0028.
 
 Pure: the user directory is passed in; nothing here does I/O.
 """
@@ -61,6 +63,7 @@ class UserProfile:
     roles: tuple[str, ...] | None = None  # from/to: role names scoped to the organisation
     firstName: str | None = None  # to-user only
     lastName: str | None = None
+    deleted: bool = False  # the directory marks the user deleted (not part of the event)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"userId": self.userId, "userName": self.userName}
@@ -112,6 +115,8 @@ def validate(body: Any, directory: Directory) -> TransferRequest:
     objects = _objects(data)
     if from_user.userId == to_user.userId:
         raise invalid("fromUser and toUser must be different users.")
+    if to_user.deleted:  # the worker would reject the event (USER_DELETED): refused up front
+        raise invalid(f"given user id under {TO_USER} is a deleted user")
     return TransferRequest(org_id, context, action_by, from_user, to_user, objects)
 
 
@@ -139,7 +144,8 @@ def _user(data: Mapping[str, Any], key: str, org_id: str, directory: Directory) 
     if problem is not None:
         raise invalid(f"given user id under {key} {problem}")
     user = directory.user(user_id) if user_id else None
-    if user is None:
+    if user is None or (key != ACTION_BY and user.rootOrgId != org_id):
+        # a user of another organisation answers exactly as an unknown one: no probing across organisations
         raise invalid(f"given user id under {key} is not present or blank")
     if key == ACTION_BY:
         if not is_org_admin_of(user, org_id):
@@ -147,7 +153,7 @@ def _user(data: Mapping[str, Any], key: str, org_id: str, directory: Directory) 
         return UserProfile(user.id, user.userName)
     roles = _roles(node, key, org_id)
     if key == TO_USER:
-        return UserProfile(user.id, user.userName, roles, user.firstName, user.lastName)
+        return UserProfile(user.id, user.userName, roles, user.firstName, user.lastName, user.isDeleted)
     return UserProfile(user.id, user.userName, roles)
 
 

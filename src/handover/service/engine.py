@@ -186,7 +186,11 @@ class Engine:
     def _transfer_one_asset(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
         assert event.asset is not None
         asset = uow.assets.get(event.asset.identifier)
-        skip = rules.single_asset_skip(asset, event.from_user_id, self.policy)
+        owner_in_org = True
+        if asset is not None and asset.createdBy != event.from_user_id:
+            owner = uow.users.get(asset.createdBy) if asset.createdBy else None
+            owner_in_org = owner is not None and owner.rootOrgId == event.organisation_id
+        skip = rules.single_asset_skip(asset, event.from_user_id, self.policy, owner_in_org=owner_in_org)
         if skip is not None:
             outcome.skipped.append(skip.value)
             return
