@@ -45,6 +45,7 @@ class App:
             self.store,  # type: ignore[arg-type]
             page_size=self.settings["page_size"],
             audit=self.settings["audit.enabled"],
+            replacement=self.settings.policy().replacement_value,
         )
 
 

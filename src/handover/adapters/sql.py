@@ -490,6 +490,29 @@ class SqlAudit:
             replaced += int(self._conn.execute(stmt).rowcount)
         return replaced
 
+    def recorded_names(self, user_id: str) -> list[str]:
+        """One SELECT per direction: the createdBy rows naming the user (a scan of the audit, as ``redact``; deletions
+        are rare), joined to the other rows of the same event and record by the (mid, id) index."""
+        forms = sorted({json.dumps(user_id), json.dumps(user_id, ensure_ascii=False)})
+        owner, other = audit.alias("owner"), audit.alias("other")
+        names: set[str] = set()
+        for side in ("before", "after"):
+            value = sa.cast(other.c[side], sa.Text)
+            query = (
+                sa.select(value)
+                .distinct()
+                .select_from(owner.join(other, sa.and_(other.c.mid == owner.c.mid,
+                                                       other.c.record_key == owner.c.record_key,
+                                                       other.c.store == owner.c.store)))
+                .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
+                       sa.cast(owner.c[side], sa.Text).in_(forms), other.c.field != "createdBy")
+            )
+            for (text,) in self._conn.execute(query):
+                decoded = json.loads(text) if text is not None else None
+                if isinstance(decoded, str):
+                    names.add(decoded)
+        return sorted(names)
+
     def page(
         self,
         *,

@@ -564,6 +564,10 @@ class SunbirdAudit:
             )
         return 0
 
+    def recorded_names(self, user_id: str) -> list[str]:
+        """None found: finding them needs the same scan of every partition as ``redact`` (not implemented)."""
+        return []
+
     def page(
         self,
         *,

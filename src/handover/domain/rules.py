@@ -58,10 +58,11 @@ def display_name(user: User) -> str:
     return name or (user.userName or "")
 
 
-def personal_values(user: User | None, user_name: str | None) -> tuple[str, ...]:
-    """The values a transfer can have audited about a user that must go when the user is deleted: the
-    display name written into PII fields, and the login."""
-    values = {user_name or ""}
+def personal_values(user: User | None, *names: str | None) -> tuple[str, ...]:
+    """The values a transfer can have audited about a user that must go when the user is deleted: the display
+    name written into PII fields and the login, as far as the directory still holds them, plus ``names`` (the
+    event's ``userName``, the names the audit recorded for the user); blank ones left out."""
+    values = {n for n in names if n}
     if user is not None:
         values |= {display_name(user), user.userName or ""}
     return tuple(sorted(v for v in values if v.strip()))

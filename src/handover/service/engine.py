@@ -15,6 +15,7 @@ from handover.domain.model import Asset, CourseBatch, User
 from handover.domain.notification import AffectedAssets, build_notification
 from handover.domain.policy import Policy
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
+from handover.service.audit_trail import iter_pages
 from handover.service.ports import (
     STORE_ASSET,
     STORE_COURSE_BATCH,
@@ -207,19 +208,35 @@ class Engine:
             return Outcome(event.mid, "rejected", reason.value, "user is not marked deleted", **_ids(event))
         outcome = Outcome(event.mid, "applied", **_ids(event))
         affected = AffectedAssets()
+        # the email lists only what this event cleaned (issue 13 item 11): what it changes now, and, on a store
+        # without transactions, what an earlier attempt of this very event changed (its audit rows say which)
+        earlier = self._changed_before(uow, event.mid)
         for page in self._asset_pages(uow, event.user_id):
             updates = [rules.clean_asset(a, self.policy) for a in page]
             self._write_assets(uow, event, updates, outcome)
-            for asset in page:
-                affected.add(asset)
-        user_name = user.userName if user is not None else _str_or_none(event.raw, "userName")
+            for asset, update in zip(page, updates, strict=True):
+                if update.changes or asset.identifier in earlier:
+                    affected.add(asset)
+        event_name = _str_or_none(event.raw, "userName")
+        user_name = (user.userName if user is not None else None) or event_name
         note = build_notification(event.mid, event.user_id, user_name, event.admin_ids, affected, self.policy)
         if note is not None:
             uow.outbox.record(note)
-        uow.audit.redact(rules.personal_values(user, user_name), self.policy.replacement_value)
+        # the names to redact: the directory's (it may have blanked them already), the event's userName and the
+        # names the audit itself recorded for this user (issue 13 item 10)
+        names = rules.personal_values(user, user_name, event_name, *uow.audit.recorded_names(event.user_id))
+        uow.audit.redact(names, self.policy.replacement_value)
         return outcome
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    def _changed_before(self, uow: UnitOfWork, mid: str) -> set[str]:
+        """The assets the audit says an earlier attempt of event ``mid`` changed (none on a transactional store,
+        where a failed attempt left nothing; none without the audit)."""
+        if not self.settings.audit:
+            return set()
+        read = lambda cursor: uow.audit.page(mid=mid, cursor=cursor, limit=self.settings.page_size)  # noqa: E731
+        return {r.record_key for page in iter_pages(read) for r in page if r.store == STORE_ASSET}
 
     def _bulk(self, uow: UnitOfWork) -> BulkWrites | None:
         """The store's set-based writes, unless they are switched off or the outcome must carry records."""

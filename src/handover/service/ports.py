@@ -122,6 +122,13 @@ class AuditLog(Protocol):
         deletion. Returns how many values were replaced."""
         ...
 
+    def recorded_names(self, user_id: str) -> Sequence[str]:
+        """The string values the audit recorded for ``user_id`` beside a change of an asset's ``createdBy``
+        (same mid and record): of the other fields of that change, the value before when ``createdBy`` was
+        ``user_id`` before, the value after when it became ``user_id``. These are the names a transfer replaced
+        or wrote for that user, whatever the user directory holds now."""
+        ...
+
     def page(
         self,
         *,

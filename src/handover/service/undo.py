@@ -18,7 +18,8 @@ from typing import Any
 
 from handover.domain.events import DELETE_USER
 from handover.domain.model import Asset, CourseBatch
-from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange, get_path, has_path, set_path
+from handover.domain.policy import DEFAULT_REPLACEMENT
+from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate, FieldChange, get_path, has_path, set_path
 from handover.service.audit_trail import UNDO_ACTION, PageReader, iter_pages, undo_mid
 from handover.service.ports import (
     STORE_ASSET,
@@ -107,12 +108,16 @@ def _utcnow() -> datetime:
 
 class Undoer:
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, *, page_size: int = 1000, audit: bool = True, clock: Clock = _utcnow
+        self, uow_factory: UnitOfWorkFactory, *, page_size: int = 1000, audit: bool = True, clock: Clock = _utcnow,
+        replacement: str = DEFAULT_REPLACEMENT,
     ) -> None:
+        """``replacement``: what an undo writes instead of a deleted user's personal data (``user_pii_replacement
+        _value``, SPEC 10)."""
         self._uow_factory = uow_factory
         self._page_size = page_size
         self._audit = audit
         self._clock = clock
+        self._replacement = replacement
 
     def undo_event(self, mid: str) -> UndoResult:
         """Undo one event. ``UnknownEvent`` / ``NotUndoable`` when it cannot be undone."""
@@ -164,7 +169,9 @@ class Undoer:
                 results[entry.mid] = EventUndo(entry.mid)
                 targets[entry.mid] = entry
         if targets:
-            seen = self._revert_pages(uow, targets, results, read)
+            # the events whose from-user is deleted now: the values before them were that user's (SPEC 10)
+            deleted = {mid for mid, entry in targets.items() if _is_deleted(uow, entry.subject_user_id)}
+            seen = self._revert_pages(uow, targets, results, read, deleted)
             now = self._clock()
             for mid, entry in targets.items():
                 if mid not in seen and entry.changed_batches + entry.changed_assets > 0:
@@ -178,6 +185,7 @@ class Undoer:
         targets: dict[str, LedgerEntry],
         results: dict[str, EventUndo],
         read: PageReader,
+        deleted: set[str],
     ) -> set[str]:
         """Revert page after page (each page written before the next is read); the events seen."""
         seen: set[str] = set()
@@ -186,7 +194,7 @@ class Undoer:
             rows = [r for r in page if r.mid in targets]
             seen.update(r.mid for r in rows)
             if rows:
-                self._revert_page(uow, rows, results, last_record)
+                self._revert_page(uow, [self._private(r, deleted) for r in rows], results, last_record)
         return seen
 
     def _revert_page(
@@ -233,6 +241,36 @@ class Undoer:
                 )
                 for r in reverted
             ])
+
+
+    def _private(self, row: AuditRecord, deleted: set[str]) -> AuditRecord:
+        """The row with the replacement value in its ``before`` where that is a deleted user's personal data: in an
+        event whose from-user is deleted, the text the transfer replaced in an asset field other than ``createdBy``
+        (in a whole object put back because the PII path did not exist, the texts on the way to that path)."""
+        change = row.change
+        if row.mid not in deleted or row.store != STORE_ASSET or change.field == CREATED_BY:
+            return row
+        before = _scrub(change.before, change.after, self._replacement)
+        if before == change.before:
+            return row
+        return AuditRecord(row.mid, row.request_id, row.store, row.record_key,
+                           FieldChange(change.field, before, change.after), row.at)
+
+
+def _scrub(before: Any, after: Any, replacement: str) -> Any:
+    """``before`` with each text that ``after`` replaced (following the keys where the two objects differ) set to
+    ``replacement``; other values kept."""
+    if isinstance(before, str):
+        return replacement if before != after else before
+    if isinstance(before, dict) and isinstance(after, dict):
+        return {k: _scrub(v, after[k], replacement) if k in after and after[k] != v else v
+                for k, v in before.items()}
+    return before
+
+
+def _is_deleted(uow: UnitOfWork, user_id: str | None) -> bool:
+    user = uow.users.get(user_id) if user_id else None
+    return user is not None and user.isDeleted
 
 
 def _check_undoable(entry: LedgerEntry) -> None:
