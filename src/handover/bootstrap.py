@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from handover.config import ConfigError, ConfigPaths, Settings, config_paths_from_env, load_settings
 from handover.service.engine import Engine, EngineSettings
-from handover.service.ports import EventSink, RequestLog
+from handover.service.ports import EventSink, RequestLog, UnitOfWork
 from handover.service.undo import Undoer
 
 if TYPE_CHECKING:
@@ -39,6 +39,11 @@ class App:
                 sample_limit=sample_limit,
             ),
         )
+
+    def reader(self) -> UnitOfWork:
+        """A unit of work for reads only (validation, status, console pages): no write lock on SQLite."""
+        unit: UnitOfWork = self.store.read_only()  # type: ignore[attr-defined]
+        return unit
 
     def undoer(self) -> Undoer:
         return Undoer(

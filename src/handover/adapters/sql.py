@@ -30,6 +30,7 @@ from handover.adapters.sql_schema import (
     metadata,
     notification,
     probe_writes,
+    reader,
     store_probe,
     users,
 )
@@ -620,11 +621,16 @@ class SqlUnitOfWork:
     ledger: SqlLedger
     outbox: SqlOutbox
     audit: SqlAudit
-    bulk: SqlBulk
+    bulk: SqlBulk | None  # None in a preview
 
-    def __init__(self, engine: Engine, shared: Connection | None = None) -> None:
+    def __init__(
+        self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None
+    ) -> None:
+        """``preview``: a unit of work that writes nothing (the ledger rows it would write are kept in this dict,
+        so that a repeated mid is still a duplicate); give it the ``reader`` engine, and it takes no lock."""
         self._engine = engine
         self._shared = shared
+        self._preview = preview
         self._conn: Connection | None = None
         self._tx: Any = None
 
@@ -639,7 +645,13 @@ class SqlUnitOfWork:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
         conn = self._conn
-        self.users, self.batches, self.assets = SqlUsers(conn), SqlBatches(conn), SqlAssets(conn)
+        self.users = SqlUsers(conn)
+        if self._preview is not None:
+            self.batches, self.assets = _PreviewBatches(conn), _PreviewAssets(conn)
+            self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
+            self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
+            return self
+        self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
         self.bulk = SqlBulk(conn)
         return self
@@ -659,6 +671,41 @@ class SqlUnitOfWork:
         self._conn = None
 
 
+class _PreviewBatches(SqlBatches):
+    def write(self, updates: Sequence[BatchUpdate]) -> None:
+        return None
+
+
+class _PreviewAssets(SqlAssets):
+    def write(self, updates: Sequence[AssetUpdate]) -> None:
+        return None
+
+
+class _PreviewLedger(SqlLedger):
+    def __init__(self, conn: Connection, kept: dict[str, LedgerEntry]) -> None:
+        super().__init__(conn)
+        self._kept = kept
+
+    def get(self, mid: str) -> LedgerEntry | None:
+        return self._kept.get(mid) or super().get(mid)
+
+    def record(self, entry: LedgerEntry) -> None:
+        self._kept[entry.mid] = entry
+
+
+class _PreviewOutbox(SqlOutbox):
+    def record(self, note: Notification) -> bool:
+        return True
+
+
+class _PreviewAudit(SqlAudit):
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        return None
+
+    def redact(self, values: Sequence[str], replacement: str) -> int:
+        return 0
+
+
 class SqlStore:
     """The embedded / SQL store: schema, fixtures, dumps, and units of work for the engine."""
 
@@ -669,9 +716,15 @@ class SqlStore:
             self.engine = create_engine(url)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"bad store URL {url!r}: {exc}") from exc
+        self.reader = reader(self.engine)  # reads that must not take SQLite's write lock
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
+
+    def read_only(self) -> SqlUnitOfWork:
+        """A unit of work for reads (validation, status, console pages): on SQLite it takes no write lock, so it
+        neither waits for the worker nor makes a submit wait; rolled back at the end, it must not write."""
+        return SqlUnitOfWork(self.reader)
 
     def probe(self) -> None:
         """A real, cheap write (one row of ``store_probe``, committed): ``StoreError`` when the store cannot write
@@ -690,8 +743,16 @@ class SqlStore:
             raise StoreError(f"store cannot write: {getattr(exc, 'orig', exc)}") from exc
 
     @contextmanager
-    def preview(self) -> Iterator[Any]:
-        """A unit-of-work factory whose work is all rolled back at the end (dry runs)."""
+    def preview(self, *, carry_changes: bool = False) -> Iterator[Any]:
+        """A unit-of-work factory whose units change nothing. By default they read through ``reader`` and write
+        nothing (no write lock on SQLite, however large the preview; one event's changes are not seen by the next,
+        as on ``sunbird://``: exact for the events of one API request). ``carry_changes``: they write inside one
+        transaction rolled back at the end, so each event sees the changes of those before it (``replay
+        --dry-run``); on SQLite that holds the write lock from the first write to the end."""
+        if not carry_changes:
+            ledger: dict[str, LedgerEntry] = {}
+            yield lambda: SqlUnitOfWork(self.reader, preview=ledger)
+            return
         with self.connect() as conn:
             outer = conn.begin()
             try:

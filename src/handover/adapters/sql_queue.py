@@ -149,6 +149,7 @@ class SqlEventQueue:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
         self._engine = store.engine
+        self._reader = store.reader
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -184,7 +185,7 @@ class SqlEventQueue:
         except DuplicateRequest:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            if isinstance(exc, sa.exc.IntegrityError) and _request_exists(self._engine, request_id):
+            if isinstance(exc, sa.exc.IntegrityError) and _request_exists(self._reader, request_id):
                 raise DuplicateRequest(request_id) from None
             raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
         self.wakeup.set()
@@ -242,14 +243,14 @@ class SqlEventQueue:
             return int(result.rowcount or 0)
 
     def counts(self) -> dict[str, int]:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(sa.select(event_queue.c.status, sa.func.count()).group_by(event_queue.c.status)).all()
         return {str(status): int(n) for status, n in rows}
 
     def oldest_pending_at(self) -> datetime | None:
         """When the oldest event still waiting (pending or in hand) was queued: the queue's lag in time."""
         q = event_queue
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             value = conn.execute(sa.select(sa.func.min(q.c.created_at)).where(q.c.status.in_([PENDING, PROCESSING])))
             return _aware(value.scalar())
 
@@ -261,7 +262,7 @@ class SqlEventQueue:
             stmt = stmt.where(q.c.request_id == request_id)
         if mid is not None:
             stmt = stmt.where(q.c.mid == mid)
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(stmt).all()
         out = []
         for row in rows:
@@ -364,13 +365,14 @@ class SqlRequestLog:
 
     def __init__(self, store: SqlStore) -> None:
         self._engine = store.engine
+        self._reader = store.reader
 
     def record(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
         try:
             with self._engine.begin() as conn:
                 _insert_request(conn, request_id, action_by, events)
         except sa.exc.IntegrityError:
-            if _request_exists(self._engine, request_id):
+            if _request_exists(self._reader, request_id):
                 raise DuplicateRequest(request_id) from None
             raise
 
@@ -402,7 +404,7 @@ class SqlRequestLog:
             .where(rl.c.request_id == request_id)
             .order_by(rl.c.position, rl.c.mid)
         )
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(stmt).all()
         if not rows:
             return None
@@ -441,12 +443,12 @@ class SqlRequestLog:
                 .where(_outcome_of(lg, q) == outcome)
             )
             stmt = stmt.where(rl.c.request_id.in_(ended))
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             page = conn.execute(stmt).all()
             return self._summaries(conn, [(r.request_id, _aware(r.created_at) or _now()) for r in page])
 
     def summary(self, request_id: str) -> RequestSummary | None:
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             first = conn.execute(
                 sa.select(sa.func.min(request_log.c.created_at)).where(request_log.c.request_id == request_id)
             ).scalar()
@@ -493,7 +495,7 @@ class SqlRequestLog:
         """(action, outcome, reason, count) over every processed event (the ledger; undos have action
         ``undo``), for the console's counters."""
         lg = ledger
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(
                 sa.select(lg.c.action, lg.c.outcome, lg.c.reason, sa.func.count())
                 .group_by(lg.c.action, lg.c.outcome, lg.c.reason)

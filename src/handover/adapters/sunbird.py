@@ -207,11 +207,15 @@ class SunbirdStore:
     def __call__(self) -> SunbirdUnitOfWork:
         return SunbirdUnitOfWork(self, writes=True)
 
+    def read_only(self) -> SunbirdUnitOfWork:
+        """A unit of work for reads (no lock is taken on these stores anyway)."""
+        return self()
+
     @contextmanager
-    def preview(self) -> Iterator[Callable[[], SunbirdUnitOfWork]]:
+    def preview(self, *, carry_changes: bool = False) -> Iterator[Callable[[], SunbirdUnitOfWork]]:
         """A factory whose units of work read the stores and write nothing. Ledger rows they would write are
         kept in memory for the preview, so a repeated ``mid`` is still a duplicate; record changes are not
-        carried from one event to the next."""
+        carried from one event to the next (``carry_changes`` cannot be had here and is ignored)."""
         ledger: dict[str, LedgerEntry] = {}
         yield lambda: SunbirdUnitOfWork(self, writes=False, preview_ledger=ledger)
 

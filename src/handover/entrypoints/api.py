@@ -337,7 +337,7 @@ class Api:
 
     def submit(self, doc: Any, request_id: str) -> dict[str, Any]:
         try:
-            with self.app.store() as uow:  # type: ignore[operator]
+            with self.app.reader() as uow:
                 valid = validate(doc, UnitOfWorkDirectory(uow.users))
             events = build_events(valid, request_id, int(time.time() * 1000), lambda: str(uuid.uuid4()))
         except InvalidRequest as exc:
@@ -418,7 +418,7 @@ class Api:
             if probe is not None:
                 probe()  # a real write: unhealthy while writes fail (read-only file, full disk)
             else:
-                with self.app.store() as uow:  # type: ignore[operator]
+                with self.app.reader() as uow:
                     uow.users.get("")
             checks.append({"name": "store", "healthy": True})
         except Exception as exc:

@@ -385,7 +385,7 @@ def _roles_reader(api: Api) -> Callable[[str], list[dict[str, Any]]]:
         if not user_id:
             return []
         try:
-            with api.app.store() as uow:  # type: ignore[operator]
+            with api.app.reader() as uow:
                 user = uow.users.get(user_id)
         except Exception:
             return []  # the API's validation reports the unavailable directory in its own words
@@ -561,7 +561,7 @@ def _admin_filter(api: Api, caller: Caller) -> Callable[[str | None], bool]:
     """With a token: only events of the organisation the caller is ``ORG_ADMIN`` of (as undo)."""
     if caller.user is None:
         return lambda org: True
-    with api.app.store() as uow:  # type: ignore[operator]
+    with api.app.reader() as uow:
         admin = uow.users.get(caller.user)
     return lambda org: admin is not None and org is not None and is_org_admin_of(admin, org)
 
