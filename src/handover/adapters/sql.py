@@ -7,6 +7,7 @@ large transfers are written set-based (``SqlBulk``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,7 +46,15 @@ from handover.domain.model import (
 )
 from handover.domain.notification import Notification
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
-from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH, AuditPage, AuditRecord, AuditStamp, LedgerEntry
+from handover.service.ports import (
+    STORE_ASSET,
+    STORE_COURSE_BATCH,
+    AuditPage,
+    AuditRecord,
+    AuditStamp,
+    LedgerEntry,
+    StoreContention,
+)
 
 # The tables and the engine are defined in sql_schema; they are part of this module's interface too.
 __all__ = [
@@ -656,6 +665,14 @@ class SqlUnitOfWork:
         self.bulk = SqlBulk(conn)
         return self
 
+    def lock_users(self, user_ids: Iterable[str]) -> None:
+        """PostgreSQL: ``pg_advisory_xact_lock`` on each user id (hashed to 64 bits), sorted; outside previews."""
+        assert self._conn is not None
+        if self._preview is not None or self._conn.dialect.name != "postgresql":
+            return
+        for user_id in sorted(set(user_ids)):
+            self._conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(user_id))))
+
     def commit(self) -> None:
         self._tx.commit()
         self._tx = None
@@ -663,6 +680,15 @@ class SqlUnitOfWork:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Roll back what was not committed; a deadlock, a serialization failure or a unique violation (PostgreSQL
+        40P01, 40001, 23505) comes out as ``StoreContention`` (the caller runs the work again)."""
+        try:
+            self._end()
+        finally:
+            if isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONTENTION:
+                raise StoreContention(str(exc.orig)) from exc
+
+    def _end(self) -> None:
         if self._tx is not None and self._tx.is_active:
             self._tx.rollback()
         self._tx = None
@@ -704,6 +730,14 @@ class _PreviewAudit(SqlAudit):
 
     def redact(self, values: Sequence[str], replacement: str) -> int:
         return 0
+
+
+CONTENTION = frozenset({"40P01", "40001", "23505"})  # deadlock, serialization failure, unique violation
+
+
+def _lock_key(user_id: str) -> int:
+    """A signed 64-bit advisory lock key for a user id (the first 8 bytes of its SHA-256)."""
+    return int.from_bytes(hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
 
 
 class SqlStore:

@@ -337,6 +337,10 @@ class SunbirdUnitOfWork:
         self.audit = SunbirdAudit(self)
         return self
 
+    def lock_users(self, user_ids: Iterable[str]) -> None:
+        """Nothing: these stores have no transactions to serialise (a redelivered or concurrent event converges)."""
+        return None
+
     def hold(self, write: Callable[[], None]) -> None:
         if self.writes:
             self._pending.append(write)

@@ -4,6 +4,7 @@ write, all in one unit of work. ``replay``, the worker and the API's in-process 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from handover.domain.policy import Policy
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
 from handover.service.audit_trail import iter_pages
 from handover.service.ports import (
+    CONTENTION_ATTEMPTS,
     STORE_ASSET,
     STORE_COURSE_BATCH,
     AuditRecord,
@@ -24,6 +26,7 @@ from handover.service.ports import (
     BulkWrites,
     LedgerEntry,
     Outcome,
+    StoreContention,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -70,14 +73,21 @@ class Engine:
         parsed = [parse_event(item) for item in items]
         if all(isinstance(p, Rejection) and p.mid is None for p in parsed):
             return [_rejected(p) for p in parsed if isinstance(p, Rejection)]
-        outcomes: list[Outcome] = []
-        with self._uow_factory() as uow:
-            for event in parsed:
-                if outcomes and should_stop is not None and should_stop():
-                    break
-                outcomes.append(self._handle(uow, event))
-            uow.commit()
-        return outcomes
+        for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+            outcomes: list[Outcome] = []
+            try:
+                with self._uow_factory() as uow:
+                    for event in parsed:
+                        if outcomes and should_stop is not None and should_stop():
+                            break
+                        outcomes.append(self._handle(uow, event))
+                    uow.commit()
+                return outcomes
+            except StoreContention:  # a concurrent unit of work won (a deadlock, ...): nothing committed, again
+                if attempt == CONTENTION_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
 
     # --- one event ---------------------------------------------------------------------------------
 
@@ -85,6 +95,10 @@ class Engine:
         if event.mid is None:
             assert isinstance(event, Rejection)
             return _rejected(event)
+        if isinstance(event, OwnershipTransfer):  # before anything is read: see UnitOfWork.lock_users
+            uow.lock_users((event.from_user_id, event.to_user_id))
+        elif isinstance(event, DeleteUser):
+            uow.lock_users((event.user_id,))
         if uow.ledger.get(event.mid) is not None:
             return Outcome(event.mid, "duplicate", detail="mid already processed", **_ids(event))
         if isinstance(event, Rejection):

@@ -11,6 +11,7 @@ written before the next is read, so memory does not grow with the size of the tr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,11 +23,13 @@ from handover.domain.policy import DEFAULT_REPLACEMENT
 from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate, FieldChange, get_path, has_path, set_path
 from handover.service.audit_trail import UNDO_ACTION, PageReader, iter_pages, undo_mid
 from handover.service.ports import (
+    CONTENTION_ATTEMPTS,
     STORE_ASSET,
     STORE_COURSE_BATCH,
     AuditPage,
     AuditRecord,
     LedgerEntry,
+    StoreContention,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -121,7 +124,8 @@ class Undoer:
 
     def undo_event(self, mid: str) -> UndoResult:
         """Undo one event. ``UnknownEvent`` / ``NotUndoable`` when it cannot be undone."""
-        with self._uow_factory() as uow:
+
+        def run(uow: UnitOfWork) -> UndoResult:
             entry = uow.ledger.get(mid)
             if entry is None:
                 raise UnknownEvent(f"no event with mid {mid!r} was processed")
@@ -130,13 +134,14 @@ class Undoer:
             def read(cursor: str | None) -> AuditPage:
                 return uow.audit.page(mid=mid, newest_first=True, cursor=cursor, limit=self._page_size)
 
-            result = self._undo(uow, [entry], read)
-            uow.commit()
-        return result
+            return self._undo(uow, [entry], read)
+
+        return self._retrying(run)
 
     def undo_request(self, request_id: str) -> UndoResult:
         """Undo every event of an API request, newest change first, in one unit of work."""
-        with self._uow_factory() as uow:
+
+        def run(uow: UnitOfWork) -> UndoResult:
             entries = [e for e in uow.ledger.by_request(request_id) if e.action != UNDO_ACTION]
             if not entries:
                 raise UnknownEvent(f"no event of request {request_id!r} was processed")
@@ -146,15 +151,36 @@ class Undoer:
             def read(cursor: str | None) -> AuditPage:
                 return uow.audit.page(request_id=request_id, newest_first=True, cursor=cursor, limit=self._page_size)
 
-            result = self._undo(uow, entries, read)
-            uow.commit()
-        return result
+            return self._undo(uow, entries, read)
+
+        return self._retrying(run)
+
+    def _retrying(self, run: Callable[[UnitOfWork], UndoResult]) -> UndoResult:
+        """``run`` in a unit of work, committed; again (a few times) when a concurrent unit of work won."""
+        for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+            try:
+                with self._uow_factory() as uow:
+                    result = run(uow)
+                    uow.commit()
+                return result
+            except StoreContention:
+                if attempt == CONTENTION_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
 
     # --- one unit of work --------------------------------------------------------------------------
 
     def _undo(
         self, uow: UnitOfWork, entries: Sequence[LedgerEntry], read: PageReader
     ) -> UndoResult:
+        # the users whose records the undo writes, locked before any is read (see UnitOfWork.lock_users): the
+        # from-users, and the to-users the newest audit rows name as createdBy's new value
+        first = read(None).records
+        users = {e.subject_user_id for e in entries if e.subject_user_id}
+        users |= {r.change.after for r in first
+                  if r.change.field.lower() == "createdby" and isinstance(r.change.after, str)}
+        uow.lock_users(users)
         results: dict[str, EventUndo] = {}
         targets: dict[str, LedgerEntry] = {}
         for entry in entries:
