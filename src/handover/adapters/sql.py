@@ -806,8 +806,12 @@ class SqlStore:
             conn.close()
 
     def init_schema(self) -> None:
+        """Create the tables and indexes that are missing (an index added to an existing table too)."""
         try:
             metadata.create_all(self.engine)
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
 

@@ -95,8 +95,10 @@ def data_type_error(key: str, expected: str) -> InvalidRequest:
     return InvalidRequest(DATA_TYPE_ERROR, f"Data type of {key} should be {expected}.")
 
 
-def validate(body: Any, directory: Directory) -> TransferRequest:
-    """Validate a decoded request body ``{"request": {...}}``; raises ``InvalidRequest`` at the first failure."""
+def validate(body: Any, directory: Directory, *, max_objects: int | None = None) -> TransferRequest:
+    """Validate a decoded request body ``{"request": {...}}``; raises ``InvalidRequest`` at the first failure.
+    ``max_objects``: how many ``objects`` a request may name (setting ``api.max_objects``; None: no cap); more is a
+    0028 naming the cap, checked before any user is looked up."""
     if not isinstance(body, Mapping):
         raise data_type_error("request body", "Map")
     data = body.get("request", {})  # upstream maps a missing "request" to an empty request
@@ -107,6 +109,10 @@ def validate(body: Any, directory: Directory) -> TransferRequest:
     bad = first_bad_string(data, "request")  # before any of it reaches the directory or a store
     if bad is not None:
         raise invalid(f"{bad[0]} contains {bad[1]}.")
+    objects = data.get("objects")
+    if max_objects is not None and isinstance(objects, list) and len(objects) > max_objects:
+        raise invalid(f"objects names {len(objects)} objects: a request may name at most {max_objects} "
+                      "(api.max_objects); split it into several requests.")
     org_id = _organisation(data, directory)
     action_by = _user(data, ACTION_BY, org_id, directory)
     from_user = _user(data, FROM_USER, org_id, directory)

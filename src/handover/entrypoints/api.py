@@ -338,7 +338,7 @@ class Api:
     def submit(self, doc: Any, request_id: str) -> dict[str, Any]:
         try:
             with self.app.reader() as uow:
-                valid = validate(doc, UnitOfWorkDirectory(uow.users))
+                valid = validate(doc, UnitOfWorkDirectory(uow.users), max_objects=self.app.settings["api.max_objects"])
             events = build_events(valid, request_id, int(time.time() * 1000), lambda: str(uuid.uuid4()))
         except InvalidRequest as exc:
             raise ApiError(400, exc.code, exc.message) from None

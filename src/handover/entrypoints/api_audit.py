@@ -136,7 +136,7 @@ def validated(app: App, doc: Any) -> TransferRequest:
     """The transfer's validation, with the transfer's error answers."""
     try:
         with app.reader() as uow:
-            return validate(doc, UnitOfWorkDirectory(uow.users))
+            return validate(doc, UnitOfWorkDirectory(uow.users), max_objects=app.settings["api.max_objects"])
     except InvalidRequest as exc:
         raise ApiError(400, exc.code, exc.message) from None
     except Exception as exc:
