@@ -152,9 +152,10 @@ class Reference:
         for a in sorted(self.state["assets"], key=lambda a: a["identifier"]):
             if a["createdBy"] != uid or not _configured(a):
                 continue
+            cleaned = a.get("creator") != "Deleted User"  # the email lists only what this event changed
             a["creator"] = "Deleted User"
             out["changed"]["assets"] += 1
-            if a.get("visibility") == "Default":
+            if cleaned and a.get("visibility") == "Default":
                 i = a["identifier"]
                 if i.endswith(".img"):
                     if i[:-4] not in bases:
