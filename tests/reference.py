@@ -125,7 +125,10 @@ class Reference:
         assets = {a["identifier"]: a for a in self.state["assets"]}
         if single:
             a = assets.get(ident)
-            if a is None:
+            owner = self.users().get(a["createdBy"]) if a is not None and a["createdBy"] else None
+            in_org = owner is not None and owner["rootOrgId"] == e["organisationId"]
+            outside = a is not None and a["createdBy"] != frm and not in_org
+            if a is None or outside:  # an asset of another organisation looks absent (issue 13 item 9)
                 out["skipped"] = ["ASSET_NOT_FOUND"]
                 return
             if not _configured(a):
@@ -149,9 +152,10 @@ class Reference:
         for a in sorted(self.state["assets"], key=lambda a: a["identifier"]):
             if a["createdBy"] != uid or not _configured(a):
                 continue
+            cleaned = a.get("creator") != "Deleted User"  # the email lists only what this event changed
             a["creator"] = "Deleted User"
             out["changed"]["assets"] += 1
-            if a.get("visibility") == "Default":
+            if cleaned and a.get("visibility") == "Default":
                 i = a["identifier"]
                 if i.endswith(".img"):
                     if i[:-4] not in bases:

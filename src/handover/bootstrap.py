@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from handover.config import ConfigError, ConfigPaths, Settings, config_paths_from_env, load_settings
 from handover.service.engine import Engine, EngineSettings
-from handover.service.ports import Backlog, EventSink, FailedEvents, RequestHistory, RequestLog
+from handover.service.ports import Backlog, EventSink, FailedEvents, RequestHistory, RequestLog, UnitOfWork
 from handover.service.requests import TransferRequests
 from handover.service.undo import Undoer
 
@@ -46,11 +46,17 @@ class App:
             ),
         )
 
+    def reader(self) -> UnitOfWork:
+        """A unit of work for reads only (validation, status, console pages): no write lock on SQLite."""
+        unit: UnitOfWork = self.store.read_only()  # type: ignore[attr-defined]
+        return unit
+
     def undoer(self) -> Undoer:
         return Undoer(
             self.store,  # type: ignore[arg-type]
             page_size=self.settings["page_size"],
             audit=self.settings["audit.enabled"],
+            replacement=self.settings.policy().replacement_value,
         )
 
 
@@ -95,6 +101,8 @@ class ApiParts:
             history_log=self.history,
             failed_store=self.failed,
             backlog=self.backlog,
+            reader=app.reader,
+            max_objects=app.settings["api.max_objects"],
         )
 
 

@@ -32,12 +32,20 @@ def zoe_to_kim() -> dict[str, Any]:
     )
 
 
-def ravi_to_ann() -> dict[str, Any]:
-    """Accepted by the API, rejected by the worker: the to-user u-ann is deleted (USER_DELETED)."""
+def ravi_to_meera() -> dict[str, Any]:
+    """A transfer u-ravi -> u-meera in org-1 that the API accepts; ``delete_meera`` before the worker takes it
+    makes the worker reject it (USER_DELETED): the directory changed between acceptance and processing (a deleted
+    to-user is refused up front, issue 13 item 9)."""
     return body(
         fromUser={"userId": "u-ravi", "roles": [role("CONTENT_CREATOR", "org-1")]},
-        toUser={"userId": "u-ann", "roles": [role("CONTENT_CREATOR", "org-1")]},
+        toUser={"userId": "u-meera", "roles": [role("CONTENT_CREATOR", "org-1")]},
     )
+
+
+def delete_meera(store: Any) -> None:
+    """Mark u-meera (shared fixture) deleted in the store's user directory."""
+    store.load({"users": [{"id": "u-meera", "userName": "meera", "firstName": "Meera", "lastName": "",
+                           "rootOrgId": "org-1", "roles": ["COURSE_MENTOR"], "isDeleted": True}]})
 
 
 # --- an accessibility check of a page's HTML: labels and headings -------------------------------------

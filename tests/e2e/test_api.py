@@ -17,6 +17,7 @@ from handover.adapters.sql_queue import SqlEventQueue, event_queue
 from handover.bootstrap import ApiParts
 from handover.entrypoints.api import create_app
 from tests.e2e.api_support import BODY, GATEWAY, TRANSFER, assert_error, body, client, make_client, role, wired
+from tests.e2e.console_support import delete_meera, ravi_to_meera
 
 INVALID = "UOS_UOWNTRANS0028"
 DATA_TYPE = "UOS_UOWNTRANS0003"
@@ -280,12 +281,9 @@ def test_status_pending_then_processed(api: tuple[TestClient, ApiParts]) -> None
 def test_status_shows_a_rejection(api: tuple[TestClient, ApiParts]) -> None:
     http, parts = api
     assert parts.worker is not None
-    # the API accepts a deleted to-user (as upstream); the worker rejects the event
-    req = body(
-        fromUser={"userId": "u-meera", "roles": [role("X", "org-1")]},
-        toUser={"userId": "u-ann", "roles": [role("X", "org-1")]},
-    )
-    assert http.post(TRANSFER, json=req, headers={"X-Request-ID": "req-rejected"}).status_code == 200
+    # the to-user is deleted after the API accepted the request: the worker rejects the event
+    assert http.post(TRANSFER, json=ravi_to_meera(), headers={"X-Request-ID": "req-rejected"}).status_code == 200
+    delete_meera(SqlStore(str(parts.sink._engine.url)))  # type: ignore[attr-defined]
     parts.worker.drain()
     (event,) = http.get(f"{TRANSFER}/req-rejected").json()["result"]["events"]
     assert (event["outcome"], event["reason"]) == ("rejected", "USER_DELETED")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from handover.adapters.sql import SqlStore
+from handover.adapters.sql_queue import SqlEventQueue
+from handover.domain.transfer_request import TransferRequest, UserProfile, build_events
 from tests.conftest import ROOT
 from tests.e2e.api_support import Server, loaded_store, serving
 from tests.e2e.console_support import ORG2, accessibility_problems
@@ -166,7 +169,7 @@ def test_preview_submit_history_and_undo(server: Server, page: Page) -> None:
     check(page, "request-undone")
 
 
-def test_api_errors_and_a_rejected_requests_reason(server: Server, page: Page) -> None:
+def test_api_errors_and_a_rejected_requests_reason(server: Server, store: SqlStore, page: Page) -> None:
     page.goto(f"{server.base}/admin/transfer")
     fill_transfer(page, "org-1", "u-admin", "u-ravi", "u-nobody")
     page.get_by_role("button", name="Preview the transfer").click()
@@ -176,14 +179,25 @@ def test_api_errors_and_a_rejected_requests_reason(server: Server, page: Page) -
     expect(page.locator("[data-error-summary]")).to_be_focused()
     check(page, "transfer-error")
 
-    to_user.fill("u-ann")  # exists, accepted by the API, but deleted: the worker rejects it
+    to_user.fill("u-ann")  # exists but deleted: refused up front, as the API does (issue 13 item 9)
     page.get_by_role("button", name="Preview the transfer").click()
-    expect(page.get_by_text("Every event would be rejected")).to_be_visible()
-    expect(page.locator(".event")).to_contain_text("USER_DELETED: the to-user is deleted")
-    page.get_by_role("button", name="Submit the transfer").click()
+    expect(page.locator("#toUser-error")).to_have_text("Error: given user id under toUser is a deleted user")
+
+    # an event the worker rejects: queued by another producer (the API refuses it), then shown by the console
+    doomed = TransferRequest("org-1", "User Deletion", UserProfile("u-admin", "admin1"),
+                             UserProfile("u-ravi", "ravi_k", ("CONTENT_CREATOR",)),
+                             UserProfile("u-ann", "ann_lee", ("CONTENT_CREATOR",)), ())
+    request_id = "req-browser-rejected"
+    events = build_events(doomed, request_id, int(time.time() * 1000), lambda: uuid.uuid4().hex)
+    SqlEventQueue(store).publish_request(request_id, "u-admin", events)
+    deadline = time.monotonic() + 20
+    while True:  # the server's in-process worker takes it within its poll interval
+        page.goto(f"{server.base}/admin/requests/{request_id}")
+        if page.locator(".outcome-rejected").count() or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     expect(page.locator(".outcome-rejected")).to_be_visible()
     expect(page.locator(".event")).to_contain_text("USER_DELETED: the to-user is deleted")
-    request_id = request_id_of(page)
     check(page, "request-rejected")
 
     nav(page, "History")

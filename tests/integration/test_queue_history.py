@@ -13,7 +13,7 @@ from handover.adapters.sql import SqlStore
 from handover.adapters.sql_queue import QueueWorker, SqlEventQueue, SqlRequestLog, request_summary
 from handover.bootstrap import ApiParts
 from tests.e2e.api_support import BODY, TRANSFER, make_client
-from tests.e2e.console_support import ORG2, ravi_to_ann, zoe_to_kim
+from tests.e2e.console_support import ORG2, delete_meera, ravi_to_meera, zoe_to_kim
 from tests.store_faults import asset_writes_refused
 
 
@@ -44,15 +44,17 @@ def ids(summaries: list[Any]) -> list[str]:
 
 def test_history_is_newest_first_and_filters_by_user_and_outcome(q: Queue) -> None:
     q.submit("r1", BODY)  # u-admin: u-ann -> u-ravi, applied
-    q.submit("r2", ravi_to_ann())  # u-admin: u-ravi -> u-ann, rejected USER_DELETED
+    q.submit("r2", ravi_to_meera())  # u-admin: u-ravi -> u-meera, rejected USER_DELETED (deleted meanwhile)
     q.submit("r3", zoe_to_kim())  # u-admin2: u-zoe -> u-kim, applied
+    delete_meera(q.store)
     assert [s.outcomes for s in q.log.history()] == [{"pending": 1}] * 3
     assert q.worker.drain() == 3
 
     assert ids(q.log.history()) == ["r3", "r2", "r1"]
     assert ids(q.log.history(limit=2)) == ["r3", "r2"]
     assert ids(q.log.history(limit=2, offset=2)) == ["r1"]
-    assert ids(q.log.history(user="u-ann")) == ["r2", "r1"]  # from-user of r1, to-user of r2
+    assert ids(q.log.history(user="u-ravi")) == ["r2", "r1"]  # to-user of r1, from-user of r2
+    assert ids(q.log.history(user="u-meera")) == ["r2"]
     assert ids(q.log.history(user="u-admin2")) == ["r3"]
     assert ids(q.log.history(user="u-nobody")) == []
     assert ids(q.log.history(outcome="applied")) == ["r3", "r1"]
@@ -61,7 +63,7 @@ def test_history_is_newest_first_and_filters_by_user_and_outcome(q: Queue) -> No
 
     r2 = q.log.summary("r2")
     assert r2 is not None
-    assert (r2.action_by, r2.organisation_id, r2.from_user, r2.to_user) == ("u-admin", "org-1", "u-ravi", "u-ann")
+    assert (r2.action_by, r2.organisation_id, r2.from_user, r2.to_user) == ("u-admin", "org-1", "u-ravi", "u-meera")
     assert (r2.outcomes, r2.reasons, r2.events) == ({"rejected": 1}, ["USER_DELETED"], 1)
     assert q.log.summary("nope") is None
     counts = q.log.processed_counts()

@@ -340,6 +340,9 @@ class PageSpy:
             def commit(self) -> None:
                 uow.commit()
 
+            def lock_users(self, user_ids: Any) -> None:
+                uow.lock_users(user_ids)
+
         return Uow()
 
 

@@ -7,6 +7,7 @@ large transfers are written set-based (``SqlBulk``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from handover.adapters.sql_schema import (
     metadata,
     notification,
     probe_writes,
+    reader,
     store_probe,
     users,
 )
@@ -44,7 +46,15 @@ from handover.domain.model import (
 )
 from handover.domain.notification import Notification
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
-from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH, AuditPage, AuditRecord, AuditStamp, LedgerEntry
+from handover.service.ports import (
+    STORE_ASSET,
+    STORE_COURSE_BATCH,
+    AuditPage,
+    AuditRecord,
+    AuditStamp,
+    LedgerEntry,
+    StoreContention,
+)
 
 # The tables and the engine are defined in sql_schema; they are part of this module's interface too.
 __all__ = [
@@ -490,6 +500,29 @@ class SqlAudit:
             replaced += int(self._conn.execute(stmt).rowcount)
         return replaced
 
+    def recorded_names(self, user_id: str) -> list[str]:
+        """One SELECT per direction: the createdBy rows naming the user (a scan of the audit, as ``redact``; deletions
+        are rare), joined to the other rows of the same event and record by the (mid, id) index."""
+        forms = sorted({json.dumps(user_id), json.dumps(user_id, ensure_ascii=False)})
+        owner, other = audit.alias("owner"), audit.alias("other")
+        names: set[str] = set()
+        for side in ("before", "after"):
+            value = sa.cast(other.c[side], sa.Text)
+            query = (
+                sa.select(value)
+                .distinct()
+                .select_from(owner.join(other, sa.and_(other.c.mid == owner.c.mid,
+                                                       other.c.record_key == owner.c.record_key,
+                                                       other.c.store == owner.c.store)))
+                .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
+                       sa.cast(owner.c[side], sa.Text).in_(forms), other.c.field != "createdBy")
+            )
+            for (text,) in self._conn.execute(query):
+                decoded = json.loads(text) if text is not None else None
+                if isinstance(decoded, str):
+                    names.add(decoded)
+        return sorted(names)
+
     def page(
         self,
         *,
@@ -597,11 +630,16 @@ class SqlUnitOfWork:
     ledger: SqlLedger
     outbox: SqlOutbox
     audit: SqlAudit
-    bulk: SqlBulk
+    bulk: SqlBulk | None  # None in a preview
 
-    def __init__(self, engine: Engine, shared: Connection | None = None) -> None:
+    def __init__(
+        self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None
+    ) -> None:
+        """``preview``: a unit of work that writes nothing (the ledger rows it would write are kept in this dict,
+        so that a repeated mid is still a duplicate); give it the ``reader`` engine, and it takes no lock."""
         self._engine = engine
         self._shared = shared
+        self._preview = preview
         self._conn: Connection | None = None
         self._tx: Any = None
 
@@ -616,10 +654,24 @@ class SqlUnitOfWork:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
         conn = self._conn
-        self.users, self.batches, self.assets = SqlUsers(conn), SqlBatches(conn), SqlAssets(conn)
+        self.users = SqlUsers(conn)
+        if self._preview is not None:
+            self.batches, self.assets = _PreviewBatches(conn), _PreviewAssets(conn)
+            self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
+            self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
+            return self
+        self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
         self.bulk = SqlBulk(conn)
         return self
+
+    def lock_users(self, user_ids: Iterable[str]) -> None:
+        """PostgreSQL: ``pg_advisory_xact_lock`` on each user id (hashed to 64 bits), sorted; outside previews."""
+        assert self._conn is not None
+        if self._preview is not None or self._conn.dialect.name != "postgresql":
+            return
+        for user_id in sorted(set(user_ids)):
+            self._conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(user_id))))
 
     def commit(self) -> None:
         self._tx.commit()
@@ -628,12 +680,64 @@ class SqlUnitOfWork:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Roll back what was not committed; a deadlock, a serialization failure or a unique violation (PostgreSQL
+        40P01, 40001, 23505) comes out as ``StoreContention`` (the caller runs the work again)."""
+        try:
+            self._end()
+        finally:
+            if isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONTENTION:
+                raise StoreContention(str(exc.orig)) from exc
+
+    def _end(self) -> None:
         if self._tx is not None and self._tx.is_active:
             self._tx.rollback()
         self._tx = None
         if self._shared is None and self._conn is not None:
             self._conn.close()
         self._conn = None
+
+
+class _PreviewBatches(SqlBatches):
+    def write(self, updates: Sequence[BatchUpdate]) -> None:
+        return None
+
+
+class _PreviewAssets(SqlAssets):
+    def write(self, updates: Sequence[AssetUpdate]) -> None:
+        return None
+
+
+class _PreviewLedger(SqlLedger):
+    def __init__(self, conn: Connection, kept: dict[str, LedgerEntry]) -> None:
+        super().__init__(conn)
+        self._kept = kept
+
+    def get(self, mid: str) -> LedgerEntry | None:
+        return self._kept.get(mid) or super().get(mid)
+
+    def record(self, entry: LedgerEntry) -> None:
+        self._kept[entry.mid] = entry
+
+
+class _PreviewOutbox(SqlOutbox):
+    def record(self, note: Notification) -> bool:
+        return True
+
+
+class _PreviewAudit(SqlAudit):
+    def record(self, records: Sequence[AuditRecord]) -> None:
+        return None
+
+    def redact(self, values: Sequence[str], replacement: str) -> int:
+        return 0
+
+
+CONTENTION = frozenset({"40P01", "40001", "23505"})  # deadlock, serialization failure, unique violation
+
+
+def _lock_key(user_id: str) -> int:
+    """A signed 64-bit advisory lock key for a user id (the first 8 bytes of its SHA-256)."""
+    return int.from_bytes(hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
 
 
 class SqlStore:
@@ -646,9 +750,15 @@ class SqlStore:
             self.engine = create_engine(url)
         except (sa.exc.ArgumentError, ImportError) as exc:
             raise StoreError(f"bad store URL {url!r}: {exc}") from exc
+        self.reader = reader(self.engine)  # reads that must not take SQLite's write lock
 
     def __call__(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine)
+
+    def read_only(self) -> SqlUnitOfWork:
+        """A unit of work for reads (validation, status, console pages): on SQLite it takes no write lock, so it
+        neither waits for the worker nor makes a submit wait; rolled back at the end, it must not write."""
+        return SqlUnitOfWork(self.reader)
 
     def probe(self) -> None:
         """A real, cheap write (one row of ``store_probe``, committed): ``StoreError`` when the store cannot write
@@ -667,8 +777,16 @@ class SqlStore:
             raise StoreError(f"store cannot write: {getattr(exc, 'orig', exc)}") from exc
 
     @contextmanager
-    def preview(self) -> Iterator[Any]:
-        """A unit-of-work factory whose work is all rolled back at the end (dry runs)."""
+    def preview(self, *, carry_changes: bool = False) -> Iterator[Any]:
+        """A unit-of-work factory whose units change nothing. By default they read through ``reader`` and write
+        nothing (no write lock on SQLite, however large the preview; one event's changes are not seen by the next,
+        as on ``sunbird://``: exact for the events of one API request). ``carry_changes``: they write inside one
+        transaction rolled back at the end, so each event sees the changes of those before it (``replay
+        --dry-run``); on SQLite that holds the write lock from the first write to the end."""
+        if not carry_changes:
+            ledger: dict[str, LedgerEntry] = {}
+            yield lambda: SqlUnitOfWork(self.reader, preview=ledger)
+            return
         with self.connect() as conn:
             outer = conn.begin()
             try:
@@ -688,8 +806,12 @@ class SqlStore:
             conn.close()
 
     def init_schema(self) -> None:
+        """Create the tables and indexes that are missing (an index added to an existing table too)."""
         try:
             metadata.create_all(self.engine)
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(self.engine, checkfirst=True)
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
 

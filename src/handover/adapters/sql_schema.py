@@ -184,7 +184,8 @@ def probe_writes(engine: Engine, lock_timeout_ms: int = 2000) -> None:
 
 def _sqlite_transactions(engine: Engine) -> None:
     """Let SQLAlchemy, not pysqlite, open transactions (so SAVEPOINT works), as BEGIN IMMEDIATE so that a
-    read-then-write unit of work never fails on a lock upgrade; WAL for concurrent readers."""
+    read-then-write unit of work never fails on a lock upgrade (reads through ``reader``: plain BEGIN); WAL for
+    concurrent readers."""
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -197,5 +198,15 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a read (``reader``): a deferred transaction, which in WAL mode neither waits for nor blocks a writer
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "handover_read_only"  # execution option of the connections that only read (see ``reader``)
+
+
+def reader(engine: Engine) -> Engine:
+    """The engine's view for reads: on SQLite its transactions do not take the write lock (``BEGIN`` instead of
+    ``BEGIN IMMEDIATE``), so a long read (a preview, a status page) never makes writers wait. Same pool."""
+    return engine.execution_options(**{READ_ONLY: True})
 

@@ -210,11 +210,15 @@ class SunbirdStore:
     def __call__(self) -> SunbirdUnitOfWork:
         return SunbirdUnitOfWork(self, writes=True)
 
+    def read_only(self) -> SunbirdUnitOfWork:
+        """A unit of work for reads (no lock is taken on these stores anyway)."""
+        return self()
+
     @contextmanager
-    def preview(self) -> Iterator[Callable[[], SunbirdUnitOfWork]]:
+    def preview(self, *, carry_changes: bool = False) -> Iterator[Callable[[], SunbirdUnitOfWork]]:
         """A factory whose units of work read the stores and write nothing. Ledger rows they would write are
         kept in memory for the preview, so a repeated ``mid`` is still a duplicate; record changes are not
-        carried from one event to the next."""
+        carried from one event to the next (``carry_changes`` cannot be had here and is ignored)."""
         ledger: dict[str, LedgerEntry] = {}
         yield lambda: SunbirdUnitOfWork(self, writes=False, preview_ledger=ledger)
 
@@ -335,6 +339,10 @@ class SunbirdUnitOfWork:
         self.outbox = self._outbox
         self.audit = SunbirdAudit(self)
         return self
+
+    def lock_users(self, user_ids: Iterable[str]) -> None:
+        """Nothing: these stores have no transactions to serialise (a redelivered or concurrent event converges)."""
+        return None
 
     def hold(self, write: Callable[[], None]) -> None:
         if self.writes:
@@ -566,6 +574,10 @@ class SunbirdAudit:
                 "keyspace (not implemented); rows of the delete-user event itself keep none"
             )
         return 0
+
+    def recorded_names(self, user_id: str) -> list[str]:
+        """None found: finding them needs the same scan of every partition as ``redact`` (not implemented)."""
+        return []
 
     def page(
         self,

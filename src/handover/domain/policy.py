@@ -15,6 +15,7 @@ DEFAULT_TARGET_OBJECT_TYPES: Mapping[str, tuple[str, ...]] = {
     "QuestionSet": ("1.0", "1.1"),
 }
 DEFAULT_VERSION = "1.0"
+DEFAULT_REPLACEMENT = "Deleted User"  # user_pii_replacement_value
 IMAGE_SUFFIX = "Image"
 IMAGE_ID_SUFFIX = ".img"
 
@@ -28,7 +29,7 @@ class Policy:
     # (base objectType, schemaVersion) -> PII fields; a missing entry falls back to DEFAULT_PII_FIELDS
     # for the built-in types and to none for others.
     pii_fields: Mapping[tuple[str, str], PiiFields] = field(default_factory=dict)
-    replacement_value: str = "Deleted User"
+    replacement_value: str = DEFAULT_REPLACEMENT
     ownership_transfer_roles: frozenset[str] = frozenset({"CONTENT_CREATOR", "BOOK_CREATOR"})
     notify_admins: bool = True
     email_subject: str = "User Account Deletion Notification"

@@ -58,10 +58,11 @@ def display_name(user: User) -> str:
     return name or (user.userName or "")
 
 
-def personal_values(user: User | None, user_name: str | None) -> tuple[str, ...]:
-    """The values a transfer can have audited about a user that must go when the user is deleted: the
-    display name written into PII fields, and the login."""
-    values = {user_name or ""}
+def personal_values(user: User | None, *names: str | None) -> tuple[str, ...]:
+    """The values a transfer can have audited about a user that must go when the user is deleted: the display
+    name written into PII fields and the login, as far as the directory still holds them, plus ``names`` (the
+    event's ``userName``, the names the audit recorded for the user); blank ones left out."""
+    values = {n for n in names if n}
     if user is not None:
         values |= {display_name(user), user.userName or ""}
     return tuple(sorted(v for v in values if v.strip()))
@@ -246,9 +247,14 @@ def image_id(identifier: str) -> str:
     return identifier + IMAGE_ID_SUFFIX
 
 
-def single_asset_skip(asset: Asset | None, from_id: str, policy: Policy) -> Reason | None:
-    """Why a named asset cannot be transferred, or None when it can."""
-    if asset is None:
+def single_asset_skip(
+    asset: Asset | None, from_id: str, policy: Policy, *, owner_in_org: bool = True
+) -> Reason | None:
+    """Why a named asset cannot be transferred, or None when it can. ``owner_in_org``: whether the asset's
+    creator belongs to the event's organisation; an asset of another organisation (or of a creator the directory
+    does not know) is ``ASSET_NOT_FOUND``, exactly as an absent one, so that no one learns whether it exists,
+    its type or its owner (issue 13 item 9)."""
+    if asset is None or (asset.createdBy != from_id and not owner_in_org):
         return Reason.ASSET_NOT_FOUND
     if not is_configured(asset, policy):
         return Reason.ASSET_TYPE_NOT_CONFIGURED

@@ -5,7 +5,9 @@ Validation follows upstream's ``UserOwnershipTransferActor`` order, codes and me
 and known; ``actionBy`` must be an org admin, the other two need a non-empty ``roles`` list). This project's
 fixes come after those checks: a user value that is not an object, a missing ``context``, ``objects`` that is
 not a list of objects, an object without an identifier and ``fromUser == toUser`` are client errors (upstream
-answered 500 or accepted them), and ``actionBy`` must be ``ORG_ADMIN`` of ``organisationId`` itself.
+answered 500 or accepted them), and ``actionBy`` must be ``ORG_ADMIN`` of ``organisationId`` itself. What the
+worker would reject is refused here (SPEC 5, "More fixes"): a ``fromUser`` or ``toUser`` outside ``organisationId``
+gets the very answer of an unknown id (no probing of other organisations' users), a deleted ``toUser`` a 0028.
 
 Pure: the user directory is passed in; nothing here does I/O.
 """
@@ -61,6 +63,7 @@ class UserProfile:
     roles: tuple[str, ...] | None = None  # from/to: role names scoped to the organisation
     firstName: str | None = None  # to-user only
     lastName: str | None = None
+    deleted: bool = False  # the directory marks the user deleted (not part of the event)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"userId": self.userId, "userName": self.userName}
@@ -92,8 +95,10 @@ def data_type_error(key: str, expected: str) -> InvalidRequest:
     return InvalidRequest(DATA_TYPE_ERROR, f"Data type of {key} should be {expected}.")
 
 
-def validate(body: Any, directory: Directory) -> TransferRequest:
-    """Validate a decoded request body ``{"request": {...}}``; raises ``InvalidRequest`` at the first failure."""
+def validate(body: Any, directory: Directory, *, max_objects: int | None = None) -> TransferRequest:
+    """Validate a decoded request body ``{"request": {...}}``; raises ``InvalidRequest`` at the first failure.
+    ``max_objects``: how many ``objects`` a request may name (setting ``api.max_objects``; None: no cap); more is a
+    0028 naming the cap, checked before any user is looked up."""
     if not isinstance(body, Mapping):
         raise data_type_error("request body", "Map")
     data = body.get("request", {})  # upstream maps a missing "request" to an empty request
@@ -104,6 +109,10 @@ def validate(body: Any, directory: Directory) -> TransferRequest:
     bad = first_bad_string(data, "request")  # before any of it reaches the directory or a store
     if bad is not None:
         raise invalid(f"{bad[0]} contains {bad[1]}.")
+    objects = data.get("objects")
+    if max_objects is not None and isinstance(objects, list) and len(objects) > max_objects:
+        raise invalid(f"objects names {len(objects)} objects: a request may name at most {max_objects} "
+                      "(api.max_objects); split it into several requests.")
     org_id = _organisation(data, directory)
     action_by = _user(data, ACTION_BY, org_id, directory)
     from_user = _user(data, FROM_USER, org_id, directory)
@@ -112,6 +121,8 @@ def validate(body: Any, directory: Directory) -> TransferRequest:
     objects = _objects(data)
     if from_user.userId == to_user.userId:
         raise invalid("fromUser and toUser must be different users.")
+    if to_user.deleted:  # the worker would reject the event (USER_DELETED): refused up front
+        raise invalid(f"given user id under {TO_USER} is a deleted user")
     return TransferRequest(org_id, context, action_by, from_user, to_user, objects)
 
 
@@ -139,7 +150,8 @@ def _user(data: Mapping[str, Any], key: str, org_id: str, directory: Directory) 
     if problem is not None:
         raise invalid(f"given user id under {key} {problem}")
     user = directory.user(user_id) if user_id else None
-    if user is None:
+    if user is None or (key != ACTION_BY and user.rootOrgId != org_id):
+        # a user of another organisation answers exactly as an unknown one: no probing across organisations
         raise invalid(f"given user id under {key} is not present or blank")
     if key == ACTION_BY:
         if not is_org_admin_of(user, org_id):
@@ -147,7 +159,7 @@ def _user(data: Mapping[str, Any], key: str, org_id: str, directory: Directory) 
         return UserProfile(user.id, user.userName)
     roles = _roles(node, key, org_id)
     if key == TO_USER:
-        return UserProfile(user.id, user.userName, roles, user.firstName, user.lastName)
+        return UserProfile(user.id, user.userName, roles, user.firstName, user.lastName, user.isDeleted)
     return UserProfile(user.id, user.userName, roles)
 
 

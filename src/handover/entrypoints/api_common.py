@@ -362,7 +362,7 @@ class Api:
             if probe is not None:
                 probe()  # a real write: unhealthy while writes fail (read-only file, full disk)
             else:
-                with self.app.store() as uow:  # type: ignore[operator]
+                with self.app.reader() as uow:
                     uow.users.get("")
             checks.append({"name": "store", "healthy": True})
         except Exception as exc:

@@ -153,7 +153,7 @@ def replay(
             stack.enter_context(source)
             if report_file is not None:
                 stack.enter_context(report_file)
-            factory = stack.enter_context(handover.store.preview()) if dry_run else None  # type: ignore[attr-defined]
+            factory = stack.enter_context(handover.store.preview(carry_changes=True)) if dry_run else None  # type: ignore[attr-defined]
             engine = handover.engine(uow_factory=factory)
             progress = stack.enter_context(progress_bar(total))
             task = progress.add_task("replay", total=total) if progress is not None else None

@@ -4,6 +4,7 @@ write, all in one unit of work. ``replay``, the worker and the API's in-process 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,9 @@ from handover.domain.model import Asset, CourseBatch, User
 from handover.domain.notification import AffectedAssets, build_notification
 from handover.domain.policy import Policy
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
+from handover.service.audit_trail import iter_pages
 from handover.service.ports import (
+    CONTENTION_ATTEMPTS,
     STORE_ASSET,
     STORE_COURSE_BATCH,
     AuditRecord,
@@ -23,6 +26,7 @@ from handover.service.ports import (
     BulkWrites,
     LedgerEntry,
     Outcome,
+    StoreContention,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -69,14 +73,21 @@ class Engine:
         parsed = [parse_event(item) for item in items]
         if all(isinstance(p, Rejection) and p.mid is None for p in parsed):
             return [_rejected(p) for p in parsed if isinstance(p, Rejection)]
-        outcomes: list[Outcome] = []
-        with self._uow_factory() as uow:
-            for event in parsed:
-                if outcomes and should_stop is not None and should_stop():
-                    break
-                outcomes.append(self._handle(uow, event))
-            uow.commit()
-        return outcomes
+        for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+            outcomes: list[Outcome] = []
+            try:
+                with self._uow_factory() as uow:
+                    for event in parsed:
+                        if outcomes and should_stop is not None and should_stop():
+                            break
+                        outcomes.append(self._handle(uow, event))
+                    uow.commit()
+                return outcomes
+            except StoreContention:  # a concurrent unit of work won (a deadlock, ...): nothing committed, again
+                if attempt == CONTENTION_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
 
     # --- one event ---------------------------------------------------------------------------------
 
@@ -84,6 +95,10 @@ class Engine:
         if event.mid is None:
             assert isinstance(event, Rejection)
             return _rejected(event)
+        if isinstance(event, OwnershipTransfer):  # before anything is read: see UnitOfWork.lock_users
+            uow.lock_users((event.from_user_id, event.to_user_id))
+        elif isinstance(event, DeleteUser):
+            uow.lock_users((event.user_id,))
         if uow.ledger.get(event.mid) is not None:
             return Outcome(event.mid, "duplicate", detail="mid already processed", **_ids(event))
         if isinstance(event, Rejection):
@@ -186,7 +201,11 @@ class Engine:
     def _transfer_one_asset(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
         assert event.asset is not None
         asset = uow.assets.get(event.asset.identifier)
-        skip = rules.single_asset_skip(asset, event.from_user_id, self.policy)
+        owner_in_org = True
+        if asset is not None and asset.createdBy != event.from_user_id:
+            owner = uow.users.get(asset.createdBy) if asset.createdBy else None
+            owner_in_org = owner is not None and owner.rootOrgId == event.organisation_id
+        skip = rules.single_asset_skip(asset, event.from_user_id, self.policy, owner_in_org=owner_in_org)
         if skip is not None:
             outcome.skipped.append(skip.value)
             return
@@ -203,19 +222,35 @@ class Engine:
             return Outcome(event.mid, "rejected", reason.value, "user is not marked deleted", **_ids(event))
         outcome = Outcome(event.mid, "applied", **_ids(event))
         affected = AffectedAssets()
+        # the email lists only what this event cleaned (issue 13 item 11): what it changes now, and, on a store
+        # without transactions, what an earlier attempt of this very event changed (its audit rows say which)
+        earlier = self._changed_before(uow, event.mid)
         for page in self._asset_pages(uow, event.user_id):
             updates = [rules.clean_asset(a, self.policy) for a in page]
             self._write_assets(uow, event, updates, outcome)
-            for asset in page:
-                affected.add(asset)
-        user_name = user.userName if user is not None else _str_or_none(event.raw, "userName")
+            for asset, update in zip(page, updates, strict=True):
+                if update.changes or asset.identifier in earlier:
+                    affected.add(asset)
+        event_name = _str_or_none(event.raw, "userName")
+        user_name = (user.userName if user is not None else None) or event_name
         note = build_notification(event.mid, event.user_id, user_name, event.admin_ids, affected, self.policy)
         if note is not None:
             uow.outbox.record(note)
-        uow.audit.redact(rules.personal_values(user, user_name), self.policy.replacement_value)
+        # the names to redact: the directory's (it may have blanked them already), the event's userName and the
+        # names the audit itself recorded for this user (issue 13 item 10)
+        names = rules.personal_values(user, user_name, event_name, *uow.audit.recorded_names(event.user_id))
+        uow.audit.redact(names, self.policy.replacement_value)
         return outcome
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    def _changed_before(self, uow: UnitOfWork, mid: str) -> set[str]:
+        """The assets the audit says an earlier attempt of event ``mid`` changed (none on a transactional store,
+        where a failed attempt left nothing; none without the audit)."""
+        if not self.settings.audit:
+            return set()
+        read = lambda cursor: uow.audit.page(mid=mid, cursor=cursor, limit=self.settings.page_size)  # noqa: E731
+        return {r.record_key for page in iter_pages(read) for r in page if r.store == STORE_ASSET}
 
     def _bulk(self, uow: UnitOfWork) -> BulkWrites | None:
         """The store's set-based writes, unless they are switched off or the outcome must carry records."""

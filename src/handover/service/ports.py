@@ -7,7 +7,7 @@ wherever the store has transactions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -122,6 +122,13 @@ class AuditLog(Protocol):
         deletion. Returns how many values were replaced."""
         ...
 
+    def recorded_names(self, user_id: str) -> Sequence[str]:
+        """The string values the audit recorded for ``user_id`` beside a change of an asset's ``createdBy``
+        (same mid and record): of the other fields of that change, the value before when ``createdBy`` was
+        ``user_id`` before, the value after when it became ``user_id``. These are the names a transfer replaced
+        or wrote for that user, whatever the user directory holds now."""
+        ...
+
     def page(
         self,
         *,
@@ -195,6 +202,22 @@ class UnitOfWork(Protocol):
         ...
 
     def commit(self) -> None: ...
+
+    def lock_users(self, user_ids: Iterable[str]) -> None:
+        """Serialise the units of work about the same users: each lock is held until this unit ends. Taken before
+        any record is read for writing, all at once (sorted), so that an undo and a transfer of the same user, or
+        two undos, wait for each other instead of locking records in opposite orders (PostgreSQL: transaction
+        advisory locks; SQLite: nothing, ``BEGIN IMMEDIATE`` already serialises writers; Sunbird: nothing)."""
+        ...
+
+
+class StoreContention(Exception):
+    """The store gave up a unit of work because of a concurrent one (a deadlock, a serialization failure, a unique
+    key another unit took first): nothing was committed and the same work may simply run again (the engine and
+    the undo do, a few times, before they let it through)."""
+
+
+CONTENTION_ATTEMPTS = 5
 
 
 class UnitOfWorkFactory(Protocol):

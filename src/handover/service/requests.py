@@ -42,6 +42,7 @@ from handover.service.ports import (
     RequestHistory,
     RequestLog,
     RequestSummary,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 from handover.service.undo import NotUndoable, Undoer, UnknownEvent
@@ -204,16 +205,22 @@ class TransferRequests:
     history_log: RequestHistory | None = None
     failed_store: FailedEvents | None = None
     backlog: Backlog | None = None
+    reader: Callable[[], UnitOfWork] | None = None  # units of work for reads only (no write lock); else ``store``
+    max_objects: int | None = None  # objects a request may name (api.max_objects); None: no cap
     clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+
+    def read(self) -> UnitOfWork:
+        """A unit of work for reads: ``reader`` when the store has one (SQLite: no write lock), else ``store``."""
+        return self.reader() if self.reader is not None else self.store()
 
     # submit
 
     def validated(self, doc: Any) -> TransferRequest:
         """The transfer's validation (``Invalid`` with the upstream code and message; ``Unavailable``)."""
         try:
-            with self.store() as uow:
-                return validate(doc, UnitOfWorkDirectory(uow.users))
+            with self.read() as uow:
+                return validate(doc, UnitOfWorkDirectory(uow.users), max_objects=self.max_objects)
         except InvalidRequest as exc:
             raise Invalid(exc.message, exc.code) from None
         except Exception as exc:
@@ -322,7 +329,7 @@ class TransferRequests:
         """Each event of a status answer with the first page of its changed records and whether it was undone
         (``changes``, ``nextCursor`` for ``changes``, ``undone``, ``undoneAt``); ``Unavailable``."""
         try:
-            with self.store() as uow:
+            with self.read() as uow:
                 return [{**e, **event_changes(uow, str(e["mid"]), limit=limit)} for e in events]
         except Exception as exc:
             raise _store_down(exc) from None
@@ -335,7 +342,7 @@ class TransferRequests:
         if mid not in {e["mid"] for e in status["events"]}:
             raise NotFound(f"Request {request_id} has no event {mid!r}.")
         try:
-            with self.store() as uow:
+            with self.read() as uow:
                 page = event_changes(uow, mid, cursor=cursor, limit=limit)
         except ValueError as exc:
             raise Invalid(str(exc)) from None
@@ -355,7 +362,7 @@ class TransferRequests:
                 raise Invalid(f"{name} contains {problem}.")
         pending = self._pending_events(request_id)
         try:
-            with self.store() as uow:
+            with self.read() as uow:
                 transfers = [e for e in uow.ledger.by_request(request_id) if e.action == OWNERSHIP_TRANSFER]
                 from_user = uow.users.get(transfers[0].subject_user_id or "") if transfers else None
                 admin = uow.users.get(caller)
@@ -411,7 +418,7 @@ class TransferRequests:
         """With a caller: only events of the organisation the caller is ``ORG_ADMIN`` of (as undo)."""
         if caller is None:
             return lambda org: True
-        with self.store() as uow:
+        with self.read() as uow:
             admin = uow.users.get(caller)
         return lambda org: admin is not None and org is not None and is_org_admin_of(admin, org)
 
@@ -449,7 +456,7 @@ class TransferRequests:
         if not user_id:
             return []
         try:
-            with self.store() as uow:
+            with self.read() as uow:
                 user = uow.users.get(user_id)
         except Exception:
             return []

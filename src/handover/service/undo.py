@@ -11,6 +11,7 @@ written before the next is read, so memory does not grow with the size of the tr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,14 +19,17 @@ from typing import Any
 
 from handover.domain.events import DELETE_USER
 from handover.domain.model import Asset, CourseBatch
-from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange, get_path, has_path, set_path
+from handover.domain.policy import DEFAULT_REPLACEMENT
+from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate, FieldChange, get_path, has_path, set_path
 from handover.service.audit_trail import UNDO_ACTION, PageReader, iter_pages, undo_mid
 from handover.service.ports import (
+    CONTENTION_ATTEMPTS,
     STORE_ASSET,
     STORE_COURSE_BATCH,
     AuditPage,
     AuditRecord,
     LedgerEntry,
+    StoreContention,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -107,16 +111,21 @@ def _utcnow() -> datetime:
 
 class Undoer:
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, *, page_size: int = 1000, audit: bool = True, clock: Clock = _utcnow
+        self, uow_factory: UnitOfWorkFactory, *, page_size: int = 1000, audit: bool = True, clock: Clock = _utcnow,
+        replacement: str = DEFAULT_REPLACEMENT,
     ) -> None:
+        """``replacement``: what an undo writes instead of a deleted user's personal data (``user_pii_replacement
+        _value``, SPEC 10)."""
         self._uow_factory = uow_factory
         self._page_size = page_size
         self._audit = audit
         self._clock = clock
+        self._replacement = replacement
 
     def undo_event(self, mid: str) -> UndoResult:
         """Undo one event. ``UnknownEvent`` / ``NotUndoable`` when it cannot be undone."""
-        with self._uow_factory() as uow:
+
+        def run(uow: UnitOfWork) -> UndoResult:
             entry = uow.ledger.get(mid)
             if entry is None:
                 raise UnknownEvent(f"no event with mid {mid!r} was processed")
@@ -125,13 +134,14 @@ class Undoer:
             def read(cursor: str | None) -> AuditPage:
                 return uow.audit.page(mid=mid, newest_first=True, cursor=cursor, limit=self._page_size)
 
-            result = self._undo(uow, [entry], read)
-            uow.commit()
-        return result
+            return self._undo(uow, [entry], read)
+
+        return self._retrying(run)
 
     def undo_request(self, request_id: str) -> UndoResult:
         """Undo every event of an API request, newest change first, in one unit of work."""
-        with self._uow_factory() as uow:
+
+        def run(uow: UnitOfWork) -> UndoResult:
             entries = [e for e in uow.ledger.by_request(request_id) if e.action != UNDO_ACTION]
             if not entries:
                 raise UnknownEvent(f"no event of request {request_id!r} was processed")
@@ -141,15 +151,36 @@ class Undoer:
             def read(cursor: str | None) -> AuditPage:
                 return uow.audit.page(request_id=request_id, newest_first=True, cursor=cursor, limit=self._page_size)
 
-            result = self._undo(uow, entries, read)
-            uow.commit()
-        return result
+            return self._undo(uow, entries, read)
+
+        return self._retrying(run)
+
+    def _retrying(self, run: Callable[[UnitOfWork], UndoResult]) -> UndoResult:
+        """``run`` in a unit of work, committed; again (a few times) when a concurrent unit of work won."""
+        for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+            try:
+                with self._uow_factory() as uow:
+                    result = run(uow)
+                    uow.commit()
+                return result
+            except StoreContention:
+                if attempt == CONTENTION_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
 
     # --- one unit of work --------------------------------------------------------------------------
 
     def _undo(
         self, uow: UnitOfWork, entries: Sequence[LedgerEntry], read: PageReader
     ) -> UndoResult:
+        # the users whose records the undo writes, locked before any is read (see UnitOfWork.lock_users): the
+        # from-users, and the to-users the newest audit rows name as createdBy's new value
+        first = read(None).records
+        users = {e.subject_user_id for e in entries if e.subject_user_id}
+        users |= {r.change.after for r in first
+                  if r.change.field.lower() == "createdby" and isinstance(r.change.after, str)}
+        uow.lock_users(users)
         results: dict[str, EventUndo] = {}
         targets: dict[str, LedgerEntry] = {}
         for entry in entries:
@@ -164,7 +195,9 @@ class Undoer:
                 results[entry.mid] = EventUndo(entry.mid)
                 targets[entry.mid] = entry
         if targets:
-            seen = self._revert_pages(uow, targets, results, read)
+            # the events whose from-user is deleted now: the values before them were that user's (SPEC 10)
+            deleted = {mid for mid, entry in targets.items() if _is_deleted(uow, entry.subject_user_id)}
+            seen = self._revert_pages(uow, targets, results, read, deleted)
             now = self._clock()
             for mid, entry in targets.items():
                 if mid not in seen and entry.changed_batches + entry.changed_assets > 0:
@@ -178,6 +211,7 @@ class Undoer:
         targets: dict[str, LedgerEntry],
         results: dict[str, EventUndo],
         read: PageReader,
+        deleted: set[str],
     ) -> set[str]:
         """Revert page after page (each page written before the next is read); the events seen."""
         seen: set[str] = set()
@@ -186,7 +220,7 @@ class Undoer:
             rows = [r for r in page if r.mid in targets]
             seen.update(r.mid for r in rows)
             if rows:
-                self._revert_page(uow, rows, results, last_record)
+                self._revert_page(uow, [self._private(r, deleted) for r in rows], results, last_record)
         return seen
 
     def _revert_page(
@@ -233,6 +267,36 @@ class Undoer:
                 )
                 for r in reverted
             ])
+
+
+    def _private(self, row: AuditRecord, deleted: set[str]) -> AuditRecord:
+        """The row with the replacement value in its ``before`` where that is a deleted user's personal data: in an
+        event whose from-user is deleted, the text the transfer replaced in an asset field other than ``createdBy``
+        (in a whole object put back because the PII path did not exist, the texts on the way to that path)."""
+        change = row.change
+        if row.mid not in deleted or row.store != STORE_ASSET or change.field == CREATED_BY:
+            return row
+        before = _scrub(change.before, change.after, self._replacement)
+        if before == change.before:
+            return row
+        return AuditRecord(row.mid, row.request_id, row.store, row.record_key,
+                           FieldChange(change.field, before, change.after), row.at)
+
+
+def _scrub(before: Any, after: Any, replacement: str) -> Any:
+    """``before`` with each text that ``after`` replaced (following the keys where the two objects differ) set to
+    ``replacement``; other values kept."""
+    if isinstance(before, str):
+        return replacement if before != after else before
+    if isinstance(before, dict) and isinstance(after, dict):
+        return {k: _scrub(v, after[k], replacement) if k in after and after[k] != v else v
+                for k, v in before.items()}
+    return before
+
+
+def _is_deleted(uow: UnitOfWork, user_id: str | None) -> bool:
+    user = uow.users.get(user_id) if user_id else None
+    return user is not None and user.isDeleted
 
 
 def _check_undoable(entry: LedgerEntry) -> None:
