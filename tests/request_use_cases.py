@@ -16,7 +16,7 @@ from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, SUBMITTE
 from handover.service.ports import RequestSummary
 from handover.service.requests import Conflict, Forbidden, Invalid, NotFound, TransferRequests
 from tests.e2e.api_support import BODY, body
-from tests.e2e.console_support import ravi_to_ann
+from tests.e2e.console_support import ravi_to_meera
 
 
 class RecordingSink:
@@ -38,9 +38,10 @@ def ids(found: list[RequestSummary] | None) -> list[str]:
     return [s.request_id for s in found]
 
 
-def exercise(service: TransferRequests, process: Callable[[], int]) -> None:
+def exercise(service: TransferRequests, process: Callable[[], int], delete_meera: Callable[[], None]) -> None:
     """Preview, submit (and its refusals), status and its changed-records pages, history with its filters and
-    paging, undo (and its refusals), on the store behind ``service``."""
+    paging, undo (and its refusals), on the store behind ``service``. ``delete_meera`` marks the to-user of the
+    second request deleted in the directory after it was accepted, so that processing rejects it."""
     preview = service.preview(BODY, "p-1")
     assert preview["changed"]["course_batches"] > 0 and preview["changed"]["assets"] > 0
     with pytest.raises(NotFound):
@@ -54,7 +55,8 @@ def exercise(service: TransferRequests, process: Callable[[], int]) -> None:
     assert bad.value.code is not None and bad.value.code.startswith("UOS_UOWNTRANS")
     with pytest.raises(NotFound):
         service.status("r-bad", None)
-    service.submit(ravi_to_ann(), "r2")
+    service.submit(ravi_to_meera(), "r2")
+    delete_meera()
 
     (pending,) = service.status("r1", None)["events"]
     assert pending["outcome"] == "pending" and pending["changes"] == []
@@ -92,7 +94,8 @@ def exercise(service: TransferRequests, process: Callable[[], int]) -> None:
     assert history(limit=1) == ["r2"]
     assert history(limit=1, offset=1) == ["r1"]
     assert history(offset=2) == []
-    assert history(user="u-ann") == ["r2", "r1"]  # from-user of r1, to-user of r2
+    assert history(user="u-ann") == ["r1"]  # from-user of r1
+    assert history(user="u-meera") == ["r2"]  # to-user of r2
     assert history(user="u-admin") == ["r2", "r1"]
     assert history(user="u-nobody") == []
     assert history(outcome="applied") == ["r1"]

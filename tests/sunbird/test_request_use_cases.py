@@ -4,6 +4,7 @@ console's history, request and failed-events pages through the app ``bootstrap``
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from handover.entrypoints.api import create_app
 from handover.entrypoints.cli import app as cli
 from handover.service.requests import NotSupported
 from tests.e2e.api_support import BODY, TRANSFER
+from tests.integration.userorg_server import FakeUserOrg
 from tests.request_use_cases import RecordingSink, exercise, ids
 from tests.sunbird.conftest import FIXTURE
 from tests.sunbird_deployment import Deployment
@@ -39,12 +41,15 @@ def sunbird_app(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> Iter
         app.store.close()
 
 
-def test_the_request_use_cases(sunbird_app: App) -> None:
+def test_the_request_use_cases(sunbird_app: App, userorg: FakeUserOrg) -> None:
     assert isinstance(sunbird_app.store, SunbirdStore)
     log, sink = SunbirdRequestLog(sunbird_app.store), RecordingSink()
     service = ApiParts(sink, log, None, history=log).service(sunbird_app)
     engine = sunbird_app.engine()
-    exercise(service, lambda: len(engine.process_batch(sink.take())))
+    def delete_meera() -> None:
+        userorg.add(dataclasses.replace(userorg.users["u-meera"], isDeleted=True))
+
+    exercise(service, lambda: len(engine.process_batch(sink.take())), delete_meera)
     assert service.failed_events(None) is None  # on the Kafka failed topic
     with pytest.raises(NotSupported, match="handover redrive"):
         service.redrive(None, "LP.1")
