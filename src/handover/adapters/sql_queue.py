@@ -29,7 +29,7 @@ from handover.domain.events import Reason
 from handover.service.delivery import deliver
 from handover.service.engine import Engine
 from handover.service.ports import DuplicateRequest, FailedEvent, PublishError, RequestStatus, RequestSummary
-from handover.service.requests import event_status
+from handover.service.requests import event_status, parties_of
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +85,6 @@ def _request_id(event: Mapping[str, Any]) -> str | None:
     cdata = context.get("cdata") if isinstance(context, Mapping) else None
     rid = cdata.get("id") if isinstance(cdata, Mapping) else None
     return rid if isinstance(rid, str) else None
-
-
-def _users_of(event: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """(organisationId, from-user id, to-user id) of an ownership-transfer event (None where absent)."""
-    edata = event.get("edata")
-    edata = edata if isinstance(edata, Mapping) else {}
-
-    def text(value: Any) -> str | None:
-        return value if isinstance(value, str) else None
-
-    def user_id(key: str) -> str | None:
-        profile = edata.get(key)
-        return text(profile.get("userId")) if isinstance(profile, Mapping) else None
-
-    from_user = user_id("fromUserProfile") or text(edata.get("userId"))
-    return text(edata.get("organisationId")), from_user, user_id("toUserProfile")
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +239,7 @@ class SqlEventQueue:
             event = event if isinstance(event, Mapping) else {}
             edata = event.get("edata")
             action = edata.get("action") if isinstance(edata, Mapping) else None
-            org, from_user, to_user = _users_of(event)
+            org, from_user, to_user = parties_of(event)
             failed_at = _aware(row.updated_at) or _now()
             out.append(
                 FailedEvent(
@@ -330,7 +314,7 @@ def _insert_request(
                 "created_at": now,
             }
         )
-    org, from_user, to_user = _users_of(events[0])
+    org, from_user, to_user = parties_of(events[0])
     summary = {"request_id": request_id, "organisation_id": org, "from_user": from_user, "to_user": to_user}
     conn.execute(request_log.insert(), rows)
     conn.execute(request_summary.insert(), [summary])
