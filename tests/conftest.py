@@ -58,7 +58,9 @@ def need_postgres() -> None:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards. Its connections carry the schema's
+    name as ``application_name``; whatever a test left open (a store's pool, a worker thread) is terminated at the
+    end, so that connections never pile up to the server's ``max_connections`` over a run."""
     need_postgres()
     import psycopg
 
@@ -68,9 +70,14 @@ def postgres_url() -> Iterator[str]:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in base else "?"
     try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+        yield f"{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (schema,),
+            )
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
