@@ -809,9 +809,10 @@ class SqlStore:
         """Create the tables and indexes that are missing (an index added to an existing table too)."""
         try:
             metadata.create_all(self.engine)
-            for table in metadata.sorted_tables:
-                for index in table.indexes:
-                    index.create(self.engine, checkfirst=True)
+            with self.engine.begin() as conn:  # IF NOT EXISTS: checkfirst cannot see an index on an expression
+                for table in metadata.sorted_tables:
+                    for index in table.indexes:
+                        conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
 

@@ -107,6 +107,11 @@ audit = sa.Table(
     sa.Index("ix_audit_mid", "mid", "id"),  # (.., id): a page of one event or request is an index range
     sa.Index("ix_audit_request", "request_id", "id"),
 )
+# A deleted user's names are found (``SqlAudit.recorded_names``) and redacted (``SqlAudit.redact``) by the JSON
+# text of a value: without these two, every delete-user event scanned the whole audit (issue 15). Hash indexes on
+# PostgreSQL: a B-tree entry may not exceed ~2.7 kB, and a value (a long mentor list) can.
+sa.Index("ix_audit_before_text", sa.cast(audit.c.before, sa.Text), postgresql_using="hash")
+sa.Index("ix_audit_after_text", sa.cast(audit.c.after, sa.Text), postgresql_using="hash")
 
 
 store_probe = sa.Table(
