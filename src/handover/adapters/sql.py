@@ -485,39 +485,49 @@ class SqlAudit:
 
 
     def redact(self, values: Sequence[str], replacement: str) -> int:
-        """One UPDATE per column over the whole audit table (deletions are rare). A value is matched in each
-        JSON text form it can be stored in (escaped or not, by Python or by the database)."""
+        """One UPDATE per column, its rows found by the index on the column's JSON text (``ix_audit_*_text``). A
+        value is matched in each JSON text form it can be stored in (escaped or not, by Python or by the
+        database)."""
         if not values:
             return 0
-        forms = sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
+        forms = _json_forms(values)
         pg = self._conn.dialect.name == "postgresql"
-        new: Any = sa.cast(sa.literal(json.dumps(replacement)), postgresql.JSON) if pg else sa.literal(
-            json.dumps(replacement)
-        )
         replaced = 0
         for column in (audit.c.before, audit.c.after):
-            stmt = audit.update().where(sa.cast(column, sa.Text).in_(forms)).values({column.name: new})
-            replaced += int(self._conn.execute(stmt).rowcount)
+
+            def build(column: Any = column) -> Any:
+                new = sa.bindparam("new", type_=sa.Text)
+                return (
+                    audit.update()
+                    .where(_one_of(sa.cast(column, sa.Text), forms, "f"))
+                    .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
+                )
+
+            params = {"new": json.dumps(replacement), **{f"f{i}": form for i, form in enumerate(forms)}}
+            replaced += int(run_prepared(self._conn, ("audit.redact", column.name, len(forms)), build, params).rowcount)
         return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
-        """One SELECT per direction: the createdBy rows naming the user (a scan of the audit, as ``redact``; deletions
-        are rare), joined to the other rows of the same event and record by the (mid, id) index."""
-        forms = sorted({json.dumps(user_id), json.dumps(user_id, ensure_ascii=False)})
-        owner, other = audit.alias("owner"), audit.alias("other")
+        """One SELECT per direction: the createdBy rows naming the user (by the index on the column's JSON text),
+        joined to the other rows of the same event and record by the (mid, id) index."""
+        forms = _json_forms([user_id])
         names: set[str] = set()
         for side in ("before", "after"):
-            value = sa.cast(other.c[side], sa.Text)
-            query = (
-                sa.select(value)
-                .distinct()
-                .select_from(owner.join(other, sa.and_(other.c.mid == owner.c.mid,
-                                                       other.c.record_key == owner.c.record_key,
-                                                       other.c.store == owner.c.store)))
-                .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
-                       sa.cast(owner.c[side], sa.Text).in_(forms), other.c.field != "createdBy")
-            )
-            for (text,) in self._conn.execute(query):
+
+            def build(side: str = side) -> Any:
+                owner, other = audit.alias("owner"), audit.alias("other")
+                return (
+                    sa.select(sa.cast(other.c[side], sa.Text))
+                    .distinct()
+                    .select_from(owner.join(other, sa.and_(other.c.mid == owner.c.mid,
+                                                           other.c.record_key == owner.c.record_key,
+                                                           other.c.store == owner.c.store)))
+                    .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
+                           _one_of(sa.cast(owner.c[side], sa.Text), forms, "f"), other.c.field != "createdBy")
+                )
+
+            params = {f"f{i}": form for i, form in enumerate(forms)}
+            for (text,) in run_prepared(self._conn, ("audit.recorded_names", side, len(forms)), build, params):
                 decoded = json.loads(text) if text is not None else None
                 if isinstance(decoded, str):
                     names.add(decoded)
@@ -547,6 +557,11 @@ class SqlAudit:
             for r in rows
         ]
         return AuditPage(records, str(rows[-1].id) if rows and len(rows) == limit else None)
+
+
+def _json_forms(values: Iterable[str]) -> list[str]:
+    """Each JSON text form a string can be stored in (escaped or not), sorted."""
+    return sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
 
 
 def _utc(moment: datetime) -> datetime:
