@@ -139,6 +139,18 @@ def _one_of(column: Any, values: Sequence[Any], name: str) -> Any:
     return column.in_([sa.bindparam(f"{name}{i}", v, type_=column.type) for i, v in enumerate(values)])
 
 
+def _rows_with(conn: Connection, key: Any, values: Sequence[str]) -> Iterator[Any]:
+    """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query per 500."""
+    table = key.table
+    for chunk in chunks(list(dict.fromkeys(values)), IN_LIST_SIZE):
+
+        def build(n: int = len(chunk)) -> Any:
+            return sa.select(table).where(_one_of(key, [""] * n, "k"))
+
+        yield from run_prepared(conn, (f"{table.name}.{key.name}.in", len(chunk)), build,
+                                {f"k{i}": v for i, v in enumerate(chunk)})
+
+
 def _after(courseid: Any, batchid: Any) -> Any:
     """The keyset condition ``(courseid, batchid) > (:lc, :lb)``."""
     return sa.tuple_(courseid, batchid) > sa.tuple_(sa.bindparam("lc"), sa.bindparam("lb"))
@@ -211,6 +223,9 @@ class SqlUsers:
             self._conn, "users.get", lambda: sa.select(users).where(users.c.id == sa.bindparam("id")), {"id": user_id}
         ).first()
         return _user(row) if row is not None else None
+
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
+        return {u.id: u for u in map(_user, _rows_with(self._conn, users.c.id, user_ids))}
 
     def organisation_exists(self, organisation_id: str) -> bool:
         """The embedded directory knows an organisation from the users whose root organisation it is."""
@@ -387,6 +402,9 @@ class SqlLedger:
             self._conn, "ledger.get", lambda: sa.select(ledger).where(ledger.c.mid == sa.bindparam("mid")), {"mid": mid}
         ).first()
         return _ledger_entry(row) if row is not None else None
+
+    def get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry]:
+        return {e.mid: e for e in map(_ledger_entry, _rows_with(self._conn, ledger.c.mid, mids))}
 
     def record(self, entry: LedgerEntry) -> None:
         row = {
@@ -729,6 +747,9 @@ class _PreviewLedger(SqlLedger):
 
     def get(self, mid: str) -> LedgerEntry | None:
         return self._kept.get(mid) or super().get(mid)
+
+    def get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry]:
+        return {**super().get_many(mids), **{m: self._kept[m] for m in mids if m in self._kept}}
 
     def record(self, entry: LedgerEntry) -> None:
         self._kept[entry.mid] = entry

@@ -75,13 +75,15 @@ def update_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Se
         for source, params in _pg_unnest(conn, table, [*keys, *columns], rows):
             conn.exec_driver_sql(f'UPDATE "{table.name}" AS t SET {assignments} FROM {source} WHERE {match}', params)
         return
-    stmt = (
-        table.update()
-        .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
-        .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
-    )
+    def build() -> Any:
+        return (
+            table.update()
+            .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+            .values({c: sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in columns})
+        )
+
     named = [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows]
-    _executemany(conn, stmt, named, ("update", table.name, tuple(keys), tuple(columns)))
+    _executemany(conn, build, named, ("update", table.name, tuple(keys), tuple(columns)))
 
 
 def delete_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -93,8 +95,10 @@ def delete_rows(conn: Connection, table: sa.Table, keys: Sequence[str], rows: Se
         for source, params in _pg_unnest(conn, table, keys, rows):
             conn.exec_driver_sql(f'DELETE FROM "{table.name}" AS t USING {source} WHERE {match}', params)
         return
-    stmt = table.delete().where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
-    _executemany(conn, stmt, [{f"k_{k}": r[k] for k in keys} for r in rows], ("delete", table.name, tuple(keys)))
+    def build() -> Any:
+        return table.delete().where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+
+    _executemany(conn, build, [{f"k_{k}": r[k] for k in keys} for r in rows], ("delete", table.name, tuple(keys)))
 
 
 def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -105,7 +109,7 @@ def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
         for source, params in _pg_unnest(conn, table, names, rows):
             conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({_quoted(names)}) SELECT * FROM {source}', params)
         return
-    _executemany(conn, table.insert(), rows, ("insert", table.name, tuple(names)))
+    _executemany(conn, table.insert, rows, ("insert", table.name, tuple(names)))
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -129,12 +133,15 @@ def _pg_unnest(
         yield source, tuple(arrays)
 
 
-def _executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]], key: Hashable = None) -> None:
-    """``stmt`` once per row through the DB-API executemany (SQLite); compiled once per ``key``."""
+def _executemany(
+    conn: Connection, build: Callable[[], Any], rows: Sequence[Mapping[str, Any]], key: Hashable = None
+) -> None:
+    """The statement ``build()`` makes, once per row through the DB-API executemany (SQLite); built and compiled
+    once per ``key``."""
     dialect = conn.dialect
     cached = _EXECUTEMANY.get((dialect.name, key)) if key is not None else None
     if cached is None:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
+        compiled = build().compile(dialect=dialect, column_keys=list(rows[0]))
         processors = {}
         for name, bind in compiled.binds.items():
             proc = bind.type.dialect_impl(dialect).bind_processor(dialect)

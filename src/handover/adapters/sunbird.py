@@ -378,6 +378,9 @@ class SunbirdUsers:
             self._cache[user_id] = self._client.get_user(user_id)
         return self._cache[user_id]
 
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
+        return {u: found for u in dict.fromkeys(user_ids) if (found := self.get(u)) is not None}
+
     def organisation_exists(self, organisation_id: str) -> bool:
         """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""
         return self._client.organisation_exists(organisation_id)
@@ -486,6 +489,9 @@ class SunbirdLedger:
         if self._preview is not None and mid in self._preview:
             return self._preview[mid]
         return self._cassandra.ledger_get(mid)
+
+    def get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry]:
+        return {m: found for m in dict.fromkeys(mids) if (found := self.get(m)) is not None}
 
     def record(self, entry: LedgerEntry) -> None:
         """Kept until commit: the ledger row is the last write of an event."""

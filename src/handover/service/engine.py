@@ -46,6 +46,20 @@ class EngineSettings:
     bulk: bool = True  # use the store's set-based writes where it has them (see ports.BulkWrites)
 
 
+@dataclass(slots=True)
+class _Known:
+    """What a micro-batch read ahead: the ledger entries of its mids (and of the events it processed so far), and
+    the users it names (None: not in the directory). The directory does not change in a unit of work."""
+
+    ledger: dict[str, LedgerEntry]
+    users: dict[str, User | None]
+
+    def user(self, uow: UnitOfWork, user_id: str) -> User | None:
+        if user_id not in self.users:
+            self.users[user_id] = uow.users.get(user_id)
+        return self.users[user_id]
+
+
 class Engine:
     def __init__(
         self,
@@ -77,10 +91,11 @@ class Engine:
             outcomes: list[Outcome] = []
             try:
                 with self._uow_factory() as uow:
+                    known = self._read_ahead(uow, parsed)
                     for event in parsed:
                         if outcomes and should_stop is not None and should_stop():
                             break
-                        outcomes.append(self._handle(uow, event))
+                        outcomes.append(self._handle(uow, event, known))
                     uow.commit()
                 return outcomes
             except StoreContention:  # a concurrent unit of work won (a deadlock, ...): nothing committed, again
@@ -89,30 +104,44 @@ class Engine:
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
+    def _read_ahead(self, uow: UnitOfWork, parsed: Sequence[OwnershipTransfer | DeleteUser | Rejection]) -> _Known:
+        """Lock the users of every event (before anything is read: see ``UnitOfWork.lock_users``), then read their
+        ledger entries and their users at once: one query each per micro-batch, not per event."""
+        user_ids: dict[str, None] = {}
+        for event in parsed:
+            if isinstance(event, OwnershipTransfer):
+                user_ids.update(dict.fromkeys((event.from_user_id, event.to_user_id)))
+            elif isinstance(event, DeleteUser):
+                user_ids[event.user_id] = None
+        if user_ids:
+            uow.lock_users(user_ids)
+        mids = [event.mid for event in parsed if event.mid is not None]
+        ledger = dict(uow.ledger.get_many(mids)) if mids else {}
+        found = uow.users.get_many(list(user_ids)) if user_ids else {}
+        return _Known(ledger, {u: found.get(u) for u in user_ids})
+
     # --- one event ---------------------------------------------------------------------------------
 
-    def _handle(self, uow: UnitOfWork, event: OwnershipTransfer | DeleteUser | Rejection) -> Outcome:
+    def _handle(self, uow: UnitOfWork, event: OwnershipTransfer | DeleteUser | Rejection, known: _Known) -> Outcome:
         if event.mid is None:
             assert isinstance(event, Rejection)
             return _rejected(event)
-        if isinstance(event, OwnershipTransfer):  # before anything is read: see UnitOfWork.lock_users
-            uow.lock_users((event.from_user_id, event.to_user_id))
-        elif isinstance(event, DeleteUser):
-            uow.lock_users((event.user_id,))
-        if uow.ledger.get(event.mid) is not None:
+        if event.mid in known.ledger:
             return Outcome(event.mid, "duplicate", detail="mid already processed", **_ids(event))
         if isinstance(event, Rejection):
             outcome = _rejected(event)
         elif isinstance(event, OwnershipTransfer):
-            outcome = self._transfer(uow, event)
+            outcome = self._transfer(uow, event, known)
         else:
-            outcome = self._delete_user(uow, event)
-        uow.ledger.record(self._ledger_entry(event, outcome))
+            outcome = self._delete_user(uow, event, known)
+        entry = self._ledger_entry(event, outcome)
+        uow.ledger.record(entry)
+        known.ledger[event.mid] = entry
         return outcome
 
-    def _transfer(self, uow: UnitOfWork, event: OwnershipTransfer) -> Outcome:
-        from_user = uow.users.get(event.from_user_id)
-        to_user = uow.users.get(event.to_user_id)
+    def _transfer(self, uow: UnitOfWork, event: OwnershipTransfer, known: _Known) -> Outcome:
+        from_user = known.user(uow, event.from_user_id)
+        to_user = known.user(uow, event.to_user_id)
         reason = rules.check_transfer_users(event, from_user, to_user)
         if reason is not None:
             return Outcome(event.mid, "rejected", reason.value, _user_detail(reason), **_ids(event))
@@ -123,7 +152,7 @@ class Engine:
         if not rules.may_receive_assets(to_user, self.policy):
             outcome.skipped.append(Reason.ROLE_NOT_ALLOWED.value)
         elif event.asset is not None:
-            self._transfer_one_asset(uow, event, to_user, outcome)
+            self._transfer_one_asset(uow, event, to_user, outcome, known)
         else:
             self._transfer_all_assets(uow, event, to_user, outcome)
         return outcome
@@ -198,12 +227,14 @@ class Engine:
             mine = self._matching(page, event.from_user_id)
             transfer([a for a in mine if (a.objectType, a.schemaVersion) in per_record])
 
-    def _transfer_one_asset(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
+    def _transfer_one_asset(
+        self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome, known: _Known
+    ) -> None:
         assert event.asset is not None
         asset = uow.assets.get(event.asset.identifier)
         owner_in_org = True
         if asset is not None and asset.createdBy != event.from_user_id:
-            owner = uow.users.get(asset.createdBy) if asset.createdBy else None
+            owner = known.user(uow, asset.createdBy) if asset.createdBy else None
             owner_in_org = owner is not None and owner.rootOrgId == event.organisation_id
         skip = rules.single_asset_skip(asset, event.from_user_id, self.policy, owner_in_org=owner_in_org)
         if skip is not None:
@@ -215,8 +246,8 @@ class Engine:
         updates = [rules.transfer_asset(a, to_user.id, name, self.policy) for a in targets]
         self._write_assets(uow, event, updates, outcome)
 
-    def _delete_user(self, uow: UnitOfWork, event: DeleteUser) -> Outcome:
-        user = uow.users.get(event.user_id)
+    def _delete_user(self, uow: UnitOfWork, event: DeleteUser, known: _Known) -> Outcome:
+        user = known.user(uow, event.user_id)
         reason = rules.check_deleted_user(event, user)
         if reason is not None:
             return Outcome(event.mid, "rejected", reason.value, "user is not marked deleted", **_ids(event))

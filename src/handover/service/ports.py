@@ -62,6 +62,10 @@ class AuditPage:
 class UserDirectory(Protocol):
     def get(self, user_id: str) -> User | None: ...
 
+    def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
+        """The users with these ids that the directory has (a micro-batch reads its users at once)."""
+        ...
+
 
 class BatchRepository(Protocol):
     def pages_of_user(
@@ -99,6 +103,10 @@ class AssetRepository(Protocol):
 
 class Ledger(Protocol):
     def get(self, mid: str) -> LedgerEntry | None: ...
+
+    def get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry]:
+        """The entries of these mids that exist (a micro-batch reads its mids at once)."""
+        ...
 
     def record(self, entry: LedgerEntry) -> None: ...
 
