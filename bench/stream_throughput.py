@@ -38,7 +38,7 @@ from tests.tansu import SESSION_TIMEOUT_MS, Tansu, free_port  # noqa: E402
 
 from handover.adapters.kafka import KafkaEventSink, Topics, ensure_topics  # noqa: E402
 from handover.adapters.sql import SqlStore  # noqa: E402
-from handover.config import load_settings  # noqa: E402
+from handover.config import env_name, load_settings  # noqa: E402
 
 
 def bare_consume(bootstrap: str, topics: list[str], total: int, timeout: float) -> tuple[float, float]:
@@ -77,96 +77,143 @@ def handled(port: int) -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
             text = response.read().decode()
     except OSError:
-        return -1.0
+        return 0.0
     for line in text.splitlines():
         if line.startswith("total_events_count_total "):
             return float(line.split()[1])
     return 0.0
 
 
-def run_worker(environ: dict[str, str], port: int, total: int, log: Path, timeout: float) -> tuple[float, float]:
-    """(seconds from the first event handled to the last, seconds from start to the first)."""
+def worker_command(profile: Path | None, name: str) -> list[str]:
+    """``handover worker``, under pyinstrument (a text report in ``profile``) when asked."""
+    if profile is None:
+        return [sys.executable, "-m", "handover.entrypoints.cli", "worker"]
+    report = profile / f"{name}.txt"
+    return [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile", str(report),
+            "-m", "handover.entrypoints.cli", "worker"]
+
+
+def run_workers(
+    environ: dict[str, str], count: int, total: int, logs: Path, timeout: float, profile: Path | None
+) -> tuple[float, float]:
+    """Start ``count`` worker processes of one group at once; (seconds from the first event handled by any to the
+    last handled by all, seconds from start to the first)."""
     started = time.monotonic()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "handover.entrypoints.cli", "worker"],
-            env={**os.environ, **environ, "HANDOVER_METRICS_PORT": str(port)},
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
-        try:
-            first = None
-            count = 0.0
-            while count < total and time.monotonic() - started < timeout:
+    ports = [free_port() for _ in range(count)]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for n, port in enumerate(ports):
+            with (logs / f"worker-{count}-{n}.log").open("wb") as out:
+                processes.append(subprocess.Popen(
+                    worker_command(profile, f"worker-{count}-{n}"),
+                    env={**os.environ, **environ, "HANDOVER_METRICS_PORT": str(port)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=out,
+                ))
+        first = None
+        done = 0.0
+        while done < total and time.monotonic() - started < timeout:
+            for process in processes:
                 if process.poll() is not None:
-                    raise SystemExit(f"the worker exited with {process.returncode}; see {log}")
-                count = handled(port)
-                if first is None and count > 0:
-                    first = time.monotonic()
-                time.sleep(0.05)
-            end = time.monotonic()
-            if count < total:
-                raise SystemExit(f"the worker handled only {count:.0f} of {total} events in {timeout:.0f}s")
-            assert first is not None
-            return end - first, first - started
-        finally:
+                    raise SystemExit(f"a worker exited with {process.returncode}; see {logs}")
+            done = sum(handled(port) for port in ports)
+            if first is None and done > 0:
+                first = time.monotonic()
+            time.sleep(0.02)
+        end = time.monotonic()
+        if done < total:
+            raise SystemExit(f"{count} worker(s) handled only {done:.0f} of {total} events in {timeout:.0f}s")
+        assert first is not None
+        return end - first, first - started
+    finally:
+        for process in processes:
             process.terminate()
-            process.wait(30)
+        for process in processes:
+            process.wait(60)
+
+
+def check_store(db: Path, events: list[bytes], groups: int) -> str:
+    with sqlite3.connect(db) as conn:
+        ledger = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
+        notes = conn.execute("SELECT count(*) FROM notification").fetchone()[0]
+    distinct = len({json.loads(v)["mid"] for v in events})
+    check = "ok" if (ledger, notes) == (distinct, groups) else "MISMATCH"
+    return f"{ledger:,} ledger rows for {distinct:,} distinct mids, {notes:,} notifications ({check})"
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="about how many events (default 100,000)")
     parser.add_argument("--batch-size", type=int, default=None, help="worker.batch.size (default: the setting's)")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions of each input topic (default 4)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds each consumer may take")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="a directory: run the workers under pyinstrument and write a text report per worker")
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
+    print(f"load average at start: {load_average()} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="handover-bench-") as tmp, Tansu(Path(tmp) / "tansu.log") as broker:
-        db = Path(tmp) / "bench.db"
-        fixture, events = mixed_stream(groups_for(args.events))
+        groups = groups_for(args.events)
+        fixture, events = mixed_stream(groups)
         total = len(events)
-        store = SqlStore(f"sqlite:///{db}")
-        store.init_schema()
+        dbs = [Path(tmp) / "one.db", Path(tmp) / "two.db"]
         t0 = time.monotonic()
-        store.load(fixture)
+        for db in dbs:  # the same fixture for each run: the second must not find the first's ledger
+            store = SqlStore(f"sqlite:///{db}")
+            store.init_schema()
+            store.load(fixture)
+            store.engine.dispose()
         print(f"{total:,} events; fixture {len(fixture['users']):,} users, {len(fixture['course_batches']):,} "
               f"batches, {len(fixture['assets']):,} assets loaded in {time.monotonic() - t0:.1f}s")
 
-        environ = {
+        base = {
             "HANDOVER_KAFKA_BROKER_SERVERS": broker.bootstrap,
             "HANDOVER_JOB_ENV": "bench",
             "HANDOVER_KAFKA_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-            "HANDOVER_STORE": f"sqlite:///{db}",
-            "HANDOVER_KAFKA_AUTO_OFFSET_RESET": "earliest",  # the events are published before the worker joins
+            "HANDOVER_KAFKA_AUTO_OFFSET_RESET": "earliest",  # the events are published before the workers join
+            env_name("kafka.topic.partitions"): str(args.partitions),
         }
         if args.batch_size:
-            environ["HANDOVER_WORKER_BATCH_SIZE"] = str(args.batch_size)
-        settings = load_settings(environ=environ)
+            base[env_name("worker.batch.size")] = str(args.batch_size)
+        settings = load_settings(environ=base)
         topics = Topics.from_settings(settings)
         ensure_topics(settings, [*topics.inputs, topics.failed], create=True)
         t0 = time.monotonic()
         sink = KafkaEventSink(settings)
         sink.publish_raw(events)
         sink.close()
-        print(f"published in {time.monotonic() - t0:.1f}s")
+        print(f"published in {time.monotonic() - t0:.1f}s to {len(topics.inputs)} topics of {args.partitions} "
+              f"partitions")
 
         bare_s, bare_join = bare_consume(broker.bootstrap, topics.inputs, total, args.timeout)
-        worker_s, worker_start = run_worker(environ, free_port(), total, Path(tmp) / "worker.log", args.timeout)
+        runs: list[tuple[str, float, float, str]] = []
+        for count, db in zip((1, 2), dbs, strict=True):
+            environ = {**base, "HANDOVER_STORE": f"sqlite:///{db}", env_name("kafka.groupId"): f"bench-{count}"}
+            seconds, start = run_workers(environ, count, total, Path(tmp), args.timeout, args.profile)
+            runs.append((f"handover worker x{count} (SQLite)", seconds, start, check_store(db, events, groups)))
 
-        with sqlite3.connect(db) as conn:
-            ledger = conn.execute("SELECT count(*) FROM ledger").fetchone()[0]
-            notes = conn.execute("SELECT count(*) FROM notification").fetchone()[0]
-        distinct = len({json.loads(v)["mid"] for v in events})
-        check = "ok" if (ledger, notes) == (distinct, groups_for(args.events)) else "MISMATCH"
-        print(f"store: {ledger:,} ledger rows for {distinct:,} distinct mids, {notes:,} notifications ({check})")
-
-        bare_rate, worker_rate = total / bare_s, total / worker_s
-        print(f"bare confluent-kafka loop: {bare_rate:>10,.0f} events/s  ({bare_s:.2f}s; join {bare_join:.1f}s)")
-        print(f"handover worker (SQLite):  {worker_rate:>10,.0f} events/s  ({worker_s:.2f}s; "
-              f"start {worker_start:.1f}s)")
-        print(f"worker / bare: {worker_rate / bare_rate:.3f}   target >= 2,000 events/s: "
-              f"{'met' if worker_rate >= 2000 else 'NOT met'}")
-        if check != "ok":
+        bare_rate = total / bare_s
+        print(f"\n{'':34}{'events/s':>10}{'seconds':>9}{'vs bare':>9}   start")
+        print(f"{'bare confluent-kafka loop':34}{bare_rate:>10,.0f}{bare_s:>9.2f}{1:>9.3f}   join {bare_join:.1f}s")
+        rates = []
+        for name, seconds, start, _ in runs:
+            rate = total / seconds
+            rates.append(rate)
+            print(f"{name:34}{rate:>10,.0f}{seconds:>9.2f}{rate / bare_rate:>9.3f}   {start:.1f}s")
+        print(f"two workers / one worker: {rates[1] / rates[0]:.2f}   target >= 5,000 events/s per worker: "
+              f"{'met' if rates[0] >= 5000 else 'NOT met'}")
+        for name, *_, check in runs:
+            print(f"store after {name}: {check}")
+        print(f"load average at end: {load_average()}")
+        if args.profile is not None:
+            print(f"profiles: {args.profile}/worker-*.txt (written when the workers stop)")
+        if any("MISMATCH" in check for *_, check in runs):
             raise SystemExit(1)
 
 

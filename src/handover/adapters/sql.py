@@ -394,16 +394,27 @@ class SqlAssets:
 
 
 class SqlLedger:
+    """Entries recorded are kept and inserted together before the ledger is next read and at commit (one
+    insert per micro-batch)."""
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._pending: list[dict[str, Any]] = []
+
+    def flush(self) -> None:
+        if self._pending:
+            insert_rows(self._conn, ledger, self._pending)
+            self._pending = []
 
     def get(self, mid: str) -> LedgerEntry | None:
+        self.flush()
         row = run_prepared(
             self._conn, "ledger.get", lambda: sa.select(ledger).where(ledger.c.mid == sa.bindparam("mid")), {"mid": mid}
         ).first()
         return _ledger_entry(row) if row is not None else None
 
     def get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry]:
+        self.flush()
         return {e.mid: e for e in map(_ledger_entry, _rows_with(self._conn, ledger.c.mid, mids))}
 
     def record(self, entry: LedgerEntry) -> None:
@@ -420,9 +431,10 @@ class SqlLedger:
             "processed_at": entry.processed_at,
             "detail": entry.detail,
         }
-        insert_rows(self._conn, ledger, [row])
+        self._pending.append(row)
 
     def by_request(self, request_id: str) -> list[LedgerEntry]:
+        self.flush()
         rows = self._conn.execute(sa.select(ledger).where(ledger.c.request_id == request_id).order_by(ledger.c.mid))
         return [_ledger_entry(r) for r in rows]
 
@@ -477,30 +489,32 @@ class SqlOutbox:
 
 
 class SqlAudit:
+    """Records are kept and inserted together, in order, before the audit is next read or written otherwise and at
+    commit (one insert per micro-batch)."""
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._pending: list[dict[str, Any]] = []
+
+    def flush(self) -> None:
+        if self._pending:
+            insert_rows(self._conn, audit, self._pending)
+            self._pending = []
 
     def record(self, records: Sequence[AuditRecord]) -> None:
-        if not records:
-            return
-        insert_rows(
-            self._conn,
-            audit,
-            [
-                {
-                    "mid": r.mid,
-                    "request_id": r.request_id,
-                    "store": r.store,
-                    "record_key": r.record_key,
-                    "field": r.change.field,
-                    "before": r.change.before,
-                    "after": r.change.after,
-                    "at": r.at,
-                }
-                for r in records
-            ],
+        self._pending.extend(
+            {
+                "mid": r.mid,
+                "request_id": r.request_id,
+                "store": r.store,
+                "record_key": r.record_key,
+                "field": r.change.field,
+                "before": r.change.before,
+                "after": r.change.after,
+                "at": r.at,
+            }
+            for r in records
         )
-
 
     def redact(self, values: Sequence[str], replacement: str) -> int:
         """One UPDATE per column, its rows found by the index on the column's JSON text (``ix_audit_*_text``). A
@@ -508,6 +522,7 @@ class SqlAudit:
         database)."""
         if not values:
             return 0
+        self.flush()
         forms = _json_forms(values)
         pg = self._conn.dialect.name == "postgresql"
         replaced = 0
@@ -528,6 +543,7 @@ class SqlAudit:
     def recorded_names(self, user_id: str) -> list[str]:
         """One SELECT per direction: the createdBy rows naming the user (by the index on the column's JSON text),
         joined to the other rows of the same event and record by the (mid, id) index."""
+        self.flush()
         forms = _json_forms([user_id])
         names: set[str] = set()
         for side in ("before", "after"):
@@ -562,19 +578,31 @@ class SqlAudit:
     ) -> AuditPage:
         if (mid is None) == (request_id is None):
             raise ValueError("audit page: give exactly one of mid and request_id")
-        a = audit
-        query = sa.select(a).where(a.c.mid == mid if mid is not None else a.c.request_id == request_id)
+        self.flush()
+        if cursor is not None and not cursor.isdigit():
+            raise ValueError(f"bad audit cursor {cursor!r}")
+        shape = (mid is not None, newest_first, cursor is not None)
+        query = _AUDIT_PAGES.get(shape)
+        if query is None:  # built once per shape: SQLAlchemy then keys and compiles it once
+            a = audit
+            query = sa.select(a).where((a.c.mid if mid is not None else a.c.request_id) == sa.bindparam("key"))
+            if cursor is not None:
+                after: Any = sa.bindparam("cursor")
+                query = query.where(a.c.id < after if newest_first else a.c.id > after)
+            query = query.order_by(a.c.id.desc() if newest_first else a.c.id).limit(sa.bindparam("limit"))
+            _AUDIT_PAGES[shape] = query
+        params = {"key": mid if mid is not None else request_id, "limit": limit}
         if cursor is not None:
-            if not cursor.isdigit():
-                raise ValueError(f"bad audit cursor {cursor!r}")
-            query = query.where(a.c.id < int(cursor) if newest_first else a.c.id > int(cursor))
-        query = query.order_by(a.c.id.desc() if newest_first else a.c.id).limit(limit)
-        rows = self._conn.execute(query).all()
+            params["cursor"] = int(cursor)
+        rows = self._conn.execute(query, params).all()
         records = [
             AuditRecord(r.mid, r.request_id, r.store, r.record_key, FieldChange(r.field, r.before, r.after), _utc(r.at))
             for r in rows
         ]
         return AuditPage(records, str(rows[-1].id) if rows and len(rows) == limit else None)
+
+
+_AUDIT_PAGES: dict[tuple[bool, bool, bool], Any] = {}  # (by mid, newest first, with a cursor) -> SELECT
 
 
 def _json_forms(values: Iterable[str]) -> list[str]:
@@ -590,8 +618,9 @@ class SqlBulk:
     """Set-based writes (``service.ports.BulkWrites``): one UPDATE per rule, its audit rows by INSERT ... SELECT
     of the values the UPDATE is about to replace."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, audit_log: SqlAudit) -> None:
         self._conn = conn
+        self._audit_log = audit_log  # its kept records go in first: audit ids follow the order of the writes
 
     def batch_pages_mentored_by(
         self, user_id: str, statuses: frozenset[int], page_size: int
@@ -634,6 +663,7 @@ class SqlBulk:
         self, stamp: AuditStamp, store: str, key: Any, field: str, column: Any, value: Any, match: Any
     ) -> None:
         """One audit row per matching record whose ``column`` differs from ``value``."""
+        self._audit_log.flush()
         pg = self._conn.dialect.name == "postgresql"
         before = sa.func.to_json(column) if pg else sa.case((column.is_(None), None), else_=sa.func.json_quote(column))
         after = sa.cast(sa.literal(json.dumps(value)), postgresql.JSON) if pg else sa.literal(json.dumps(value))
@@ -695,7 +725,7 @@ class SqlUnitOfWork:
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
-        self.bulk = SqlBulk(conn)
+        self.bulk = SqlBulk(conn, self.audit)
         return self
 
     def lock_users(self, user_ids: Iterable[str]) -> None:
@@ -707,6 +737,9 @@ class SqlUnitOfWork:
             self._conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(user_id))))
 
     def commit(self) -> None:
+        if self._preview is None:
+            self.audit.flush()
+            self.ledger.flush()
         self._tx.commit()
         self._tx = None
 
