@@ -557,9 +557,9 @@ def test_a_slow_micro_batch_is_cut_by_time_and_the_consumer_keeps_its_partitions
     fixture, events = mixed_stream(15)  # 62 events at 0.2 s each: 12 s, above max.poll.interval.ms (7 s)
     original = Engine._handle
 
-    def slow(self: Engine, uow: Any, event: Any) -> Any:
+    def slow(self: Engine, uow: Any, event: Any, *rest: Any) -> Any:
         time.sleep(0.2)
-        return original(self, uow, event)
+        return original(self, uow, event, *rest)
 
     monkeypatch.setattr(Engine, "_handle", slow)
     env = setup(fixture, worker_batch_size="500", worker_batch_max_ms="1000",
