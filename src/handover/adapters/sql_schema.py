@@ -6,6 +6,8 @@ default) and PostgreSQL through the same SQLAlchemy Core code.
 
 from __future__ import annotations
 
+import os
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,6 +176,7 @@ def probe_writes(engine: Engine, lock_timeout_ms: int = 2000) -> None:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:  # on the driver's connection: a statement through SQLAlchemy would begin a transaction
             conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")  # type: ignore[union-attr]
+            conn = conn.execution_options(**{WRITER_WAIT: 0.0})  # no wait for the writers' turn: SQLite's, above
         try:
             with conn.begin():
                 done = conn.execute(store_probe.update().where(store_probe.c.id == 1).values(at=now))
@@ -190,7 +193,12 @@ def probe_writes(engine: Engine, lock_timeout_ms: int = 2000) -> None:
 def _sqlite_transactions(engine: Engine) -> None:
     """Let SQLAlchemy, not pysqlite, open transactions (so SAVEPOINT works), as BEGIN IMMEDIATE so that a
     read-then-write unit of work never fails on a lock upgrade (reads through ``reader``: plain BEGIN); WAL for
-    concurrent readers."""
+    concurrent readers.
+
+    The writers of one process take turns on a lock of the database file (``_writer_turns``) before BEGIN
+    IMMEDIATE: SQLite's own wait for its write lock sleeps in steps of up to 100 ms, so that under many
+    concurrent writers (API requests and the in-process worker) most of a write's latency was sleep (issue 15)."""
+    turns = _writer_turns(engine)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -203,8 +211,72 @@ def _sqlite_transactions(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # a read (``reader``): a deferred transaction, which in WAL mode neither waits for nor blocks a writer
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY):  # a deferred transaction, which in WAL mode neither waits for nor blocks a writer
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi = conn.connection.dbapi_connection
+        turns.take(dbapi, options.get(WRITER_WAIT, SQLITE_BUSY_S))
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turns.give_back(dbapi)
+            raise
+
+    dialect = engine.dialect
+    commit, rollback, close = dialect.do_commit, dialect.do_rollback, dialect.do_close
+
+    def after(action: Any) -> Any:
+        def run(dbapi: Any) -> None:
+            try:
+                action(dbapi)
+            finally:  # after the COMMIT or ROLLBACK itself: the next writer finds SQLite's lock free
+                turns.give_back(dbapi)
+
+        return run
+
+    dialect.do_commit, dialect.do_rollback, dialect.do_close = after(commit), after(rollback), after(close)  # type: ignore[method-assign]
+
+
+SQLITE_BUSY_S = 30.0  # PRAGMA busy_timeout of the store's SQLite connections
+WRITER_WAIT = "handover_writer_wait"  # execution option: seconds a writer waits for its turn (then SQLite's wait)
+
+
+class _WriterTurns:
+    """One lock per database file for the write transactions of this process, held from before BEGIN IMMEDIATE to
+    after COMMIT or ROLLBACK. A writer that waits longer than its wait goes on without its turn (SQLite's lock
+    then decides, as before), so that a process never waits on itself for good."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # id() of the DB-API connection whose transaction holds the turn
+
+    def take(self, dbapi: Any, wait: float) -> None:
+        if self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False):
+            self._holder = _raw_id(dbapi)
+
+    def give_back(self, dbapi: Any) -> None:
+        if self._holder == _raw_id(dbapi):
+            self._holder = None
+            self._lock.release()
+
+
+def _raw_id(dbapi: Any) -> int:
+    """The id of the driver's connection (the dialect is handed either it or the pool's wrapper of it)."""
+    return id(getattr(dbapi, "dbapi_connection", dbapi))
+
+
+_TURNS: dict[str, _WriterTurns] = {}
+_TURNS_LOCK = threading.Lock()
+
+
+def _writer_turns(engine: Engine) -> _WriterTurns:
+    """The turns of ``engine``'s database file (shared by every engine of this process on that file)."""
+    database = engine.url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return _WriterTurns()
+    with _TURNS_LOCK:
+        return _TURNS.setdefault(os.path.realpath(database), _WriterTurns())
 
 
 READ_ONLY = "handover_read_only"  # execution option of the connections that only read (see ``reader``)
