@@ -229,8 +229,8 @@ class SqlUsers:
 
     def organisation_exists(self, organisation_id: str) -> bool:
         """The embedded directory knows an organisation from the users whose root organisation it is."""
-        query = sa.select(users.c.id).where(users.c.rootOrgId == organisation_id).limit(1)
-        return self._conn.execute(query).first() is not None
+        query = lambda: sa.select(users.c.id).where(users.c.rootOrgId == sa.bindparam("o")).limit(1)  # noqa: E731
+        return run_prepared(self._conn, "users.organisation_exists", query, {"o": organisation_id}).first() is not None
 
 
 class SqlBatches:

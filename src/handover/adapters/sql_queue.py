@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from handover import metrics
 from handover.adapters.sql import SqlStore
+from handover.adapters.sql_rows import insert_rows, run_prepared
 from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
 from handover.service.delivery import deliver
@@ -124,8 +125,7 @@ class SqlEventQueue:
         def write() -> None:
             with self._engine.begin() as conn:
                 _insert_request(conn, request_id, action_by, events)
-                if queued:
-                    conn.execute(event_queue.insert(), queued)
+                insert_rows(conn, event_queue, queued)
 
         try:
             try:
@@ -294,8 +294,11 @@ def _insert_request(
     with this id exists (checked first, so that PostgreSQL's transaction is not aborted by the conflict)."""
     if not events:
         return
-    taken = conn.execute(
-        sa.select(request_summary.c.request_id).where(request_summary.c.request_id == request_id)
+    taken = run_prepared(
+        conn,
+        "request_log.taken",
+        lambda: sa.select(request_log.c.request_id).where(request_log.c.request_id == sa.bindparam("r")).limit(1),
+        {"r": request_id},
     ).first()
     if taken is not None:
         raise DuplicateRequest(request_id)
@@ -316,8 +319,8 @@ def _insert_request(
         )
     org, from_user, to_user = parties_of(events[0])
     summary = {"request_id": request_id, "organisation_id": org, "from_user": from_user, "to_user": to_user}
-    conn.execute(request_log.insert(), rows)
-    conn.execute(request_summary.insert(), [summary])
+    insert_rows(conn, request_log, rows)
+    insert_rows(conn, request_summary, [summary])
 
 
 def _request_exists(engine: sa.Engine, request_id: str) -> bool:

@@ -252,11 +252,11 @@ class TransferRequests:
         mids = [str(e["mid"]) for e in events]
         recorded = False
         try:
+            if requests is not None and together is not None:
+                together(request_id, action_by, events)  # checks the request id in its own transaction
+                return
             if requests is not None and requests.status(request_id) is not None:
                 raise DuplicateRequest(request_id)
-            if requests is not None and together is not None:
-                together(request_id, action_by, events)
-                return
             if requests is not None:
                 requests.record(request_id, action_by, events)
                 recorded = True
