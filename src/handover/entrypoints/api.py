@@ -10,7 +10,6 @@ Authentication: ``entrypoints.auth`` (the user's token in ``x-authenticated-user
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -21,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handover.bootstrap import ApiParts, App, api_parts
 from handover.config import ConfigError
@@ -191,25 +191,48 @@ def _install_error_handlers(fast: FastAPI) -> None:
 
 def _install_input_check(fast: FastAPI) -> None:
     """A path or query string no store can keep (a NUL, a lone surrogate, e.g. ``/transfer/%00``) is a 400
-    before any handler looks anything up with it (SPEC 5)."""
+    before any handler looks anything up with it (SPEC 5). A plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` costs a task group and a stream per request (issue 15)."""
 
-    @fast.middleware("http")
-    async def refuse_unstorable(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        path = str(request.scope.get("path", ""))
-        query = unquote(request.scope.get("query_string", b"").decode("latin-1"), errors="replace")
-        for name, text in (("The URL path", path), ("The query string", query)):
-            problem = text_problem(text)
-            if problem is not None:
-                message = f"{name} contains {problem}."
-                return envelope(API_OTHER, request_id_of(request), 400, None, ERR_INVALID, message)
-        return await call_next(request)
+    class RefuseUnstorable:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                path = str(scope.get("path", ""))
+                query = unquote(scope.get("query_string", b"").decode("latin-1"), errors="replace")
+                for name, text in (("The URL path", path), ("The query string", query)):
+                    problem = text_problem(text)
+                    if problem is not None:
+                        message = f"{name} contains {problem}."
+                        answer = envelope(API_OTHER, request_id_of(Request(scope)), 400, None, ERR_INVALID, message)
+                        await answer(scope, receive, send)
+                        return
+            await self.app(scope, receive, send)
+
+    fast.add_middleware(RefuseUnstorable)
 
 
 def _install_metrics(fast: FastAPI) -> None:
-    @fast.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        api_requests.labels(request.method, path, str(response.status_code)).inc()
-        return response
+    class CountRequests:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            status = 0
+
+            async def sending(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                await send(message)
+
+            await self.app(scope, receive, sending)
+            path = getattr(scope.get("route"), "path", "unmatched")
+            api_requests.labels(scope["method"], path, str(status)).inc()
+
+    fast.add_middleware(CountRequests)
