@@ -1,18 +1,34 @@
-"""Stream throughput: ``handover worker`` on the SQLite store against a bare confluent-kafka consume loop, on the
-same topics of one tansu broker, in the same run.
+"""Stream throughput: ``handover worker`` on the SQLite store, one process and then two processes of one group,
+against a bare confluent-kafka consume loop, on the same topics of one tansu broker, in the same run.
 
 N mixed events (transfers of one asset and of everything, delete-user clean-ups with an admin email,
-redeliveries, a few rejections; see ``tests/streams.py``) are published once. A bare consumer (its own group,
-no processing) reads them all; then one ``handover worker`` process (another group) processes them all. Each
-rate counts from the first event to the last (group joins and start-up excluded); the worker's is read from
-its ``/metrics``. Prints events/s for both and their ratio, and checks the store afterwards.
+redeliveries, a few rejections; see ``tests/streams.py``) are published once to topics of ``--partitions``
+partitions (default 4). A bare consumer (its own group, no processing) reads them all; then one ``handover worker``
+(group bench-1, its own copy of the fixture) processes them all; then two workers started together (group bench-2,
+another copy). Each rate counts from the first event handled to the last (group joins and start-up excluded); the
+workers' counts are read from their ``/metrics``. Prints events/s, seconds and the ratio to the bare loop side by
+side, the two-worker / one-worker ratio, the machine's load average at start and end, and checks each store.
+``--profile DIR`` runs the workers under pyinstrument (a text report per worker, written when it stops).
 
     .venv/bin/python bench/stream_throughput.py                 # N = 100,000
     .venv/bin/python bench/stream_throughput.py --events 10000
 
-Target (issue 3): at least 2,000 events/s for one worker. Measured at N = 100,002 on the shared 2-core machine
-(default settings, batches of 500): bare loop 152,925 events/s, worker 2,477 events/s (ratio 0.016): met.
-(Before the SQL store compiled its per-event statements once, the same run gave 395 events/s.)
+Issue 15: the figures claimed here before (2,477 events/s at N = 100,002, measured on 2026-11-21) no longer held:
+the same command at N = 10,002 gave 212 events/s (load average 5.33 at start, 3.00 at end). The cause, found with
+pyinstrument: since the deletion's redaction also looks for the names the audit recorded (2026-11-29), every
+delete-user event ran ``SqlAudit.recorded_names`` and ``SqlAudit.redact`` as scans of the whole audit table, so the
+rate fell as the audit grew (the two took 65 % of the engine's time over N = 4,000, 75 % with the rest of the
+clean-up). The profile shows no fall-back to one event at a time (no ``deliver`` under ``deliver_batch``), so no
+retries; the email itself (one outbox row) was cheap. What each change bought, in the engine loop without Kafka
+(``deliver_batch`` over the same events in batches of 500; one loaded 2-core machine, so +-30 %): N = 4,000:
+540-690 events/s before, 640 with the indexes on the JSON text of audit before/after (N = 10,002: 1,055), 3,230
+with those two statements compiled once; N = 10,002: 2,640-4,600 with the micro-batch's ledger entries and users
+read at once, 2,440-5,550 with its ledger and audit rows inserted at once and audit pages compiled once.
+Measured with this script afterwards (2026-11-29, load average 3.21 at start, 2.86 at end), ``--events 10000``:
+bare loop 19,044 events/s, one worker 4,390 events/s (0.231 of bare), two workers together 4,358 events/s (two /
+one 0.99); ``--events 20000`` (load 2.71 -> 2.96): bare 36,634, one worker 3,188, two workers 3,724 (1.17).
+Target (>= 5,000 events/s per worker): not met. Two workers on one SQLite file do not add up: their write
+transactions take turns on the file's lock, and both share the 2 cores with the broker and other processes.
 """
 
 from __future__ import annotations
