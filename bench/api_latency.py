@@ -7,6 +7,8 @@ per store side by side: requests/s over the N, the latency percentiles (p50, p95
 accepted, the connection errors (a kept-alive connection the server closed: the request is sent again with its
 ``X-Request-ID``, its latency counted from the first attempt), how long after the last answer the in-process worker
 had processed every event (``/metrics``), and the outcomes of the events (each request's status, read afterwards).
+Then, for comparison, the same clients send N status requests of an unknown request id (one indexed read, a 404):
+what the HTTP stack, the clients and the machine allow without a write.
 
     .venv/bin/python bench/api_latency.py                          # N = 2,000, C = 50, both stores
     .venv/bin/python bench/api_latency.py --requests 500 --stores sqlite
@@ -137,6 +139,25 @@ async def load(base: str, first: int, count: int, clients: int) -> tuple[list[fl
         return latencies, errors, retried, time.perf_counter() - started
 
 
+async def unknown_status(base: str, count: int, clients: int) -> tuple[list[float], float]:
+    """(latencies, seconds for all) of ``count`` status requests of an unknown request id (one indexed read, a 404):
+    what the HTTP stack and the clients cost without a write."""
+    latencies: list[float] = []
+    todo = iter(range(count))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for _ in todo:
+            started = time.perf_counter()
+            await http.get(f"{TRANSFER}/no-such-request")
+            latencies.append(time.perf_counter() - started)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        return latencies, time.perf_counter() - started
+
+
 def processed(http: httpx.Client) -> float:
     for line in http.get("/metrics").text.splitlines():
         if line.startswith("total_events_count_total "):
@@ -172,8 +193,11 @@ def measure(url: str, name: str, args: argparse.Namespace, work: Path) -> dict[s
         asyncio.run(load(base, 0, clients, clients))  # warm-up, not counted
         latencies, errors, retried, seconds = asyncio.run(load(base, clients, n, clients))
         after, outcomes = drained(base, clients + n, clients, n, args.timeout)
+        reads, read_seconds = asyncio.run(unknown_status(base, n, clients))
     return {"name": name, "rate": n / seconds, "seconds": seconds, "errors": errors, "retried": retried, "after": after,
-            "outcomes": outcomes, **{f"p{p}": percentile(latencies, p) * 1000 for p in (50, 95, 99, 100)}}
+            "outcomes": outcomes, **{f"p{p}": percentile(latencies, p) * 1000 for p in (50, 95, 99, 100)},
+            "read_rate": n / read_seconds, "read_p50": percentile(reads, 50) * 1000,
+            "read_p99": percentile(reads, 99) * 1000}
 
 
 def load_average() -> str:
@@ -216,6 +240,9 @@ def main() -> None:
         ("connection errors", lambda r: f"{r['retried']} (retried)"),
         ("worker done after (s)", lambda r: f"{r['after']:.2f}"),
         ("event outcomes", lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items()))),
+        ("unknown status: req/s", lambda r: f"{r['read_rate']:,.0f}"),
+        ("unknown status: p50 ms", lambda r: f"{r['read_p50']:.1f}"),
+        ("unknown status: p99 ms", lambda r: f"{r['read_p99']:.1f}"),
     ]
     print(f"\n{'':24}" + "".join(f"{r['name']:>24}" for r in results))
     for label, cell in rows:
