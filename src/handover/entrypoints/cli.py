@@ -449,6 +449,11 @@ def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
     out.write("\n}\n")
 
 
+from handover.entrypoints.cli_report import report_app  # noqa: E402  (it uses the helpers above)
+
+app.add_typer(report_app, name="report")
+
+
 def main() -> None:  # pragma: no cover
     app()
 
