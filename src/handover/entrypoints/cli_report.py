@@ -83,7 +83,8 @@ def deleted_owners(
     except (Invalid, NotFound) as exc:
         fail(exc.message, EXIT_USAGE)
     except ServiceError as exc:
-        fail(exc.message, EXIT_STORE)
+        cause = str(getattr(exc.__cause__, "orig", None) or exc.__cause__ or "").strip().splitlines()
+        fail(exc.message + (f" {cause[0][:300]}" if cause else ""), EXIT_STORE)
     except store_errors() as exc:
         fail(f"store: {exc}", EXIT_STORE)
     where = f"organisation {org}" if org is not None else "every organisation"

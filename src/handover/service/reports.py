@@ -193,7 +193,7 @@ class DeletedOwnersReport:
         except ServiceError:
             raise
         except Exception as exc:
-            raise Unavailable(f"The user directory is unavailable ({type(exc).__name__}).") from None
+            raise Unavailable(f"The user directory is unavailable ({type(exc).__name__}).") from exc
         org = wanted or (admin.rootOrgId if admin is not None else "")
         if admin is None or not is_org_admin_of(admin, org):
             raise Forbidden(f"{caller} is not an admin of {org or 'any organisation'}.")
@@ -286,7 +286,8 @@ class DeletedOwnersReport:
 
 
 class _Reading:
-    """A read unit of work whose store failures come out as ``Unavailable`` (a ``ServiceError`` passes)."""
+    """A read unit of work whose store failures come out as ``Unavailable`` (a ``ServiceError`` passes), the
+    store's exception as its ``__cause__`` (the CLI shows it; the API does not)."""
 
     def __init__(self, read: Callable[[], UnitOfWork]) -> None:
         self._read = read
@@ -296,11 +297,11 @@ class _Reading:
         try:
             self._uow = self._read().__enter__()
         except Exception as exc:
-            raise Unavailable(f"The store is unavailable ({type(exc).__name__}).") from None
+            raise Unavailable(f"The store is unavailable ({type(exc).__name__}).") from exc
         return self._uow
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         assert self._uow is not None
         self._uow.__exit__(exc_type, exc, tb)
         if exc is not None and not isinstance(exc, ServiceError | GeneratorExit) and isinstance(exc, Exception):
-            raise Unavailable(f"The store is unavailable ({type(exc).__name__}).") from None
+            raise Unavailable(f"The store is unavailable ({type(exc).__name__}).") from exc
