@@ -85,7 +85,8 @@ def test_usage_errors(store: str) -> None:
 
 def test_store_failures(tmp_path: Path) -> None:
     empty = f"sqlite:///{tmp_path / 'never-initialised.db'}"
-    _, err = run("report", "deleted-owners", "--store", empty, code=1)
+    out, err = run("report", "deleted-owners", "--store", empty, code=1)
+    assert out == ""  # no header before the error
     assert " ".join(err.split()) == "error: The store is unavailable (OperationalError). no such table: users"
     _, err = run("report", "deleted-owners", "--store", "postgresql://127.0.0.1:1/none", code=1)
     assert " ".join(err.split()).startswith("error: The store is unavailable (StoreError). database unavailable:")

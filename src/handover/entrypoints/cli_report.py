@@ -10,6 +10,7 @@ report too), 2 bad usage (an unknown organisation), 1 store failure.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import sys
@@ -65,10 +66,12 @@ def deleted_owners(
     users, last = 0, None
     try:
         org = report.organisation_for(None, organisation) if organisation is not None else None
+        rows = report.rows(org)
+        first = next(rows, None)  # the store answered: only now the header (no header before an error)
         writer = csv.writer(sys.stdout, lineterminator="\n") if format is Format.csv else None
         if writer is not None:
             writer.writerow(COLUMNS)
-        for row in report.rows(org):
+        for row in itertools.chain([first] if first is not None else [], rows):
             if writer is not None:
                 writer.writerow(row.csv_values())
             else:
