@@ -449,9 +449,10 @@ def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
     out.write("\n}\n")
 
 
-from handover.entrypoints.cli_report import report_app  # noqa: E402  (it uses the helpers above)
+if __name__ != "__main__":  # sub-apps that use the helpers above (under `python -m`, see the end)
+    from handover.entrypoints.cli_report import report_app
 
-app.add_typer(report_app, name="report")
+    app.add_typer(report_app, name="report")
 
 
 def main() -> None:  # pragma: no cover
@@ -459,4 +460,7 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # `python -m handover.entrypoints.cli`: run the module as imported (with its sub-apps), not this copy of it
+    from handover.entrypoints.cli import main as imported_main
+
+    imported_main()
