@@ -20,7 +20,8 @@ def user(uid: str, org: str, deleted: bool, roles: list[str] | None = None, firs
 
 def report_fixture(owners: int = 3, records: int = 3) -> dict[str, Any]:
     """``owners`` deleted owners in org-r with ``records`` batches and ``records`` assets each (plus the
-    cases around them described in the module doc)."""
+    cases around them described in the module doc). Batch ids are unique across courses, as in Sunbird (the
+    course-batch index keys its documents by batch id)."""
     users = [user("r-admin", "org-r", False, ["ORG_ADMIN"]), user("r-keeper", "org-r", False),
              user("r-idle", "org-r", True), user("s-admin", "org-s", False, ["ORG_ADMIN"]),
              user("s-gone", "org-s", True, first="Sam")]
@@ -30,22 +31,22 @@ def report_fixture(owners: int = 3, records: int = 3) -> dict[str, Any]:
         uid = f"r-gone-{n:05d}"
         users.append(user(uid, "org-r", True, ["CONTENT_CREATOR", "COURSE_MENTOR"], first=f"Gone{n}"))
         for i in range(records):
-            batches.append({"courseid": f"do_c{n:05d}", "batchid": f"b{i:04d}", "name": f"Batch {i} of {uid}",
+            batches.append({"courseid": f"do_c{n:05d}", "batchid": f"b{n:05d}_{i:04d}", "name": f"Batch {i} of {uid}",
                             "status": i % 2, "createdby": uid, "mentors": [uid]})
             assets.append({"identifier": f"do_q{n:05d}_{i:04d}", "objectType": "Question", "schemaVersion": "1.1",
                            "status": "Live", "createdBy": uid, "creator": f"Gone{n}", "name": f"Question {i}"})
         # mentored only; a completed batch; an unconfigured type; a version not transferred; someone else's
-        batches.append({"courseid": f"do_c{n:05d}", "batchid": "mentored", "name": "", "status": 1,
+        batches.append({"courseid": f"do_c{n:05d}", "batchid": f"m{n:05d}", "name": "", "status": 1,
                         "createdby": "r-keeper", "mentors": ["r-keeper", uid]})
-        batches.append({"courseid": f"do_c{n:05d}", "batchid": "done", "name": "", "status": 2, "createdby": uid,
+        batches.append({"courseid": f"do_c{n:05d}", "batchid": f"d{n:05d}", "name": "", "status": 2, "createdby": uid,
                         "mentors": []})
         assets.append({"identifier": f"do_doc{n:05d}", "objectType": "Content", "status": "Live", "createdBy": uid})
         assets.append({"identifier": f"do_old{n:05d}", "objectType": "Question", "schemaVersion": "0.9",
                        "status": "Live", "createdBy": uid})
-    batches.append({"courseid": "do_keep", "batchid": "b1", "name": "", "status": 1, "createdby": "r-keeper",
+    batches.append({"courseid": "do_keep", "batchid": "keep1", "name": "", "status": 1, "createdby": "r-keeper",
                     "mentors": []})
     assets.append({"identifier": "do_keep_q", "objectType": "QuestionSet", "status": "Draft", "createdBy": "r-keeper"})
-    batches.append({"courseid": "do_s", "batchid": "b1", "name": "S batch", "status": 0, "createdby": "s-gone",
+    batches.append({"courseid": "do_s", "batchid": "s1", "name": "S batch", "status": 0, "createdby": "s-gone",
                     "mentors": []})
     assets.append({"identifier": "do_s_qs", "objectType": "QuestionSetImage", "status": "Draft",
                    "createdBy": "s-gone"})

@@ -48,7 +48,7 @@ def test_rows_are_what_a_transfer_would_move(store: SqlStore, doc: dict[str, Any
     first = rows[0]
     assert first.to_json() == {
         "userId": "r-gone-00000", "username": "r_gone_00000", "organisationId": "org-r",
-        "roles": ["CONTENT_CREATOR", "COURSE_MENTOR"], "assetIdentifier": "do_c00000/b0000",
+        "roles": ["CONTENT_CREATOR", "COURSE_MENTOR"], "assetIdentifier": "do_c00000/b00000_0000",
         "assetName": "Batch 0 of r-gone-00000", "assetStatus": "Upcoming Batch", "objectType": "Course Batch",
         "ownedAs": "createdBy",
     }
