@@ -48,9 +48,9 @@ def test_cli_csv_and_jsonl(seeded: Deployment) -> None:
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row_key(r) for r in rows] == expected_rows(DOC, "org-s")  # a batch, then an image node
-    assert rows[0] == {"userId": "s-gone", "username": "s_gone", "organisationId": "org-s", "roles": ["CONTENT_CREATOR"],
-                   "assetIdentifier": "do_s/s1", "assetName": "S batch", "assetStatus": "Upcoming Batch",
-                   "objectType": "Course Batch", "ownedAs": "createdBy"}
+    assert rows[0] == {"userId": "s-gone", "username": "s_gone", "organisationId": "org-s",
+                       "roles": ["CONTENT_CREATOR"], "assetIdentifier": "do_s/s1", "assetName": "S batch",
+                       "assetStatus": "Upcoming Batch", "objectType": "Course Batch", "ownedAs": "createdBy"}
 
     result = CliRunner().invoke(app, ["report", "deleted-owners", "-o", "org-x", "--store", "sunbird://"])
     assert result.exit_code == 2 and "No organisation org-x in the user directory." in result.stderr
