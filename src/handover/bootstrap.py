@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from handover.config import ConfigError, ConfigPaths, Settings, config_paths_from_env, load_settings
 from handover.service.engine import Engine, EngineSettings
 from handover.service.ports import Backlog, EventSink, FailedEvents, RequestHistory, RequestLog, UnitOfWork
+from handover.service.reports import DeletedOwnersReport
 from handover.service.requests import TransferRequests
 from handover.service.undo import Undoer
 
@@ -50,6 +51,10 @@ class App:
         """A unit of work for reads only (validation, status, console pages): no write lock on SQLite."""
         unit: UnitOfWork = self.store.read_only()  # type: ignore[attr-defined]
         return unit
+
+    def deleted_owners(self) -> DeletedOwnersReport:
+        """The deleted-owner report (SPEC 12) over read-only units of work of the store."""
+        return DeletedOwnersReport(self.reader, self.settings.policy(), self.settings["page_size"])
 
     def undoer(self) -> Undoer:
         return Undoer(

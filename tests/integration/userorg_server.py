@@ -145,12 +145,28 @@ class FakeUserOrg:
         return 200, _json(envelope("api.org.read", 200, {"response": org}))
 
     def _search(self, body: Any) -> tuple[int, bytes]:
-        filters = body.get("request", {}).get("filters", {}) if isinstance(body, dict) else {}
-        wanted = filters.get("id")
-        hits = [profile(u) for uid, u in self.users.items() if uid == wanted and uid not in self.search_misses]
+        """Filters as userorg hands them to Elasticsearch: a plain value is a term, a map a range (``>``,
+        ``>=``, ``<``, ``<=``); ``sort_by`` ``{"field": "asc"|"desc"}``; ``limit`` (default 100 here)."""
+        request = body.get("request", {}) if isinstance(body, dict) else {}
+        filters = request.get("filters", {})
+        hits = [profile(u) for uid, u in self.users.items() if uid not in self.search_misses]
+        hits = [h for h in hits if all(_matches(h.get(k), v) for k, v in filters.items())]
+        for key, order in (request.get("sort_by") or {}).items():
+            hits.sort(key=lambda h, k=key: str(h.get(k)), reverse=str(order).lower() == "desc")
+        count = len(hits)
+        hits = hits[: int(request.get("limit") or 100)]
         for hit in hits:  # the v1 search keeps roles only on the organisations
             hit["roles"] = []
-        return 200, _json(envelope("api.user.search", 200, {"response": {"count": len(hits), "content": hits}}))
+        return 200, _json(envelope("api.user.search", 200, {"response": {"count": count, "content": hits}}))
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, dict):
+        tests = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+        return value is not None and all(tests[op](value, bound) for op, bound in wanted.items())
+    if isinstance(wanted, list):
+        return value in wanted
+    return bool(value == wanted)
 
 
 def _json(doc: Mapping[str, Any]) -> bytes:

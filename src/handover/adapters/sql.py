@@ -217,6 +217,15 @@ class SqlUsers:
         query = sa.select(users.c.id).where(users.c.rootOrgId == organisation_id).limit(1)
         return self._conn.execute(query).first() is not None
 
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> list[User]:
+        """``DeletedUserSearch``: a keyset page of ``isDeleted`` users (of one root organisation: by
+        ``ix_users_root_org``), in id order."""
+        conditions = [users.c.isDeleted.is_(True), users.c.id > after]
+        if organisation_id is not None:
+            conditions.append(users.c.rootOrgId == organisation_id)
+        query = sa.select(users).where(*conditions).order_by(users.c.id).limit(limit)
+        return [_user(r) for r in self._conn.execute(query)]
+
 
 class SqlBatches:
     def __init__(self, conn: Connection) -> None:

@@ -382,6 +382,10 @@ class SunbirdUsers:
         """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""
         return self._client.organisation_exists(organisation_id)
 
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> list[User]:
+        """``DeletedUserSearch`` through userorg's user search (``UserOrgClient.deleted_users``)."""
+        return self._client.deleted_users(organisation_id, after, limit)
+
 
 def drifted(hit: BatchHit, row: CourseBatch) -> bool:
     """Whether the Elasticsearch copy differs from the Cassandra row in the fields handover writes."""

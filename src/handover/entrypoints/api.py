@@ -43,8 +43,10 @@ from handover.entrypoints.api_common import (
     envelope,
     request_id_of,
 )
+from handover.entrypoints.api_report import router as report_router  # the deleted-owner report (SPEC 12)
 from handover.entrypoints.auth import JwtAuth, authenticator
 from handover.entrypoints.console import router as console_router  # the admin console at /admin (SPEC 11)
+from handover.entrypoints.console_report import router as console_report_router  # its deleted-owner page
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,9 @@ def create_app(
             openapi_extra={"security": SECURITY},
         )
     fast.include_router(audit_router)
+    fast.include_router(report_router)
     fast.include_router(console_router)
+    fast.include_router(console_report_router)
     fast.add_api_route(
         "/health",
         api.health,

@@ -449,6 +449,47 @@ def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
     out.write("\n}\n")
 
 
+# --- handover report ... (SPEC 12) ----------------------------------------------------------------------
+
+report_app = typer.Typer(help="Reports read from the store (SPEC 12).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("deleted-owners")
+def report_deleted_owners(
+    organisation: Annotated[str | None, typer.Option(
+        "--organisation", "-o", help="Only the deleted users of this root organisation (default: every one).")] = None,
+    format: Annotated[str, typer.Option("--format", help="csv (with a header) or jsonl.")] = "csv",
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The users marked deleted who still own course batches (creator or mentor, statuses a transfer moves) or
+    configured assets: one row per record to stdout, a summary to stderr. Example: handover report deleted-owners
+    -o org-1 > owners.csv"""
+    import os
+
+    from handover.entrypoints.cli_report import FORMATS, write_deleted_owners
+    from handover.service.requests import Invalid, NotFound, ServiceError
+
+    if format not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}", EXIT_USAGE)
+    if organisation is not None:
+        check_text(organisation, "organisation")
+    report = open_app(store, config).deleted_owners()
+    try:
+        org = report.organisation_for(None, organisation) if organisation is not None else None
+        written = write_deleted_owners(report, org, format, sys.stdout)
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except (Invalid, NotFound) as exc:
+        fail(exc.message, EXIT_USAGE)
+    except ServiceError as exc:  # the store failed: its own words too (the API gives only the message)
+        cause = str(getattr(exc.__cause__, "orig", None) or exc.__cause__ or "").strip().splitlines()
+        fail(exc.message + (f" {cause[0][:300]}" if cause else ""), EXIT_STORE)
+    err.print(written.summary(org), highlight=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -63,6 +63,17 @@ class UserDirectory(Protocol):
     def get(self, user_id: str) -> User | None: ...
 
 
+class DeletedUserSearch(Protocol):
+    """An optional capability of a unit of work's user directory (``uow.users``): the users marked deleted, a page
+    at a time, for the deleted-owner report (``service.reports``). SQL store: ``users.isDeleted``; Sunbird:
+    userorg's user search (status 2, as Lern's report reads ``status = 2`` from the user table)."""
+
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> Sequence[User]:
+        """Up to ``limit`` deleted users whose root organisation is ``organisation_id`` (None: any), with an id
+        greater than ``after`` ("" for the first page), in id order; fewer than ``limit`` means the last page."""
+        ...
+
+
 class BatchRepository(Protocol):
     def pages_of_user(
         self, user_id: str, statuses: frozenset[int], page_size: int
