@@ -41,8 +41,19 @@ class Group(TyperGroup):
         return _plain_help(super().get_help_option(ctx))
 
 
+def _no_type(ctx: Any) -> None:
+    return None
+
+
 class Command(TyperCommand):
-    """A command whose usage line names its arguments as ``FIXTURE`` / ``[MID]`` (not typer's ``{fixture}``)."""
+    """A command whose usage line names its arguments as ``FIXTURE`` / ``[MID]`` (not typer's ``{fixture}``), with
+    no ``<str>`` / ``<path>`` type beside an argument (its metavar and help say what it is)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.display_type_rich = _no_type  # type: ignore[method-assign]
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help(super().get_help_option(ctx))
