@@ -265,6 +265,7 @@ class Undoer:
         batches = BatchRevert(uow.batches.get_many(batch_keys) if batch_keys else {})
         assets = AssetRevert(uow.assets.get_many(asset_ids) if asset_ids else {})
         reverted: list[AuditRecord] = []
+        records = [0, 0]  # course batches, assets counted as changed on this page (progress)
         for row in rows:  # newest first
             result = results[row.mid]
             target = batches if row.store == STORE_COURSE_BATCH else assets
@@ -275,8 +276,10 @@ class Undoer:
                     last_record[row.mid] = (row.store, row.record_key)
                     if row.store == STORE_COURSE_BATCH:
                         result.changed_batches += 1
+                        records[0] += 1
                     else:
                         result.changed_assets += 1
+                        records[1] += 1
             else:
                 result.conflicts += 1
                 if len(result.conflict_samples) < CONFLICT_SAMPLES:
@@ -288,8 +291,8 @@ class Undoer:
             uow.batches.write(batch_updates)  # the store's one write path: keeps the mentor index in sync
         if asset_updates:
             uow.assets.write(asset_updates)
-        if self._on_written is not None and (batch_updates or asset_updates):
-            self._on_written(len(batch_updates), len(asset_updates))
+        if self._on_written is not None and any(records):
+            self._on_written(records[0], records[1])
         if self._audit and reverted:
             now = self._clock()
             uow.audit.record([
