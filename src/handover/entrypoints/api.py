@@ -57,6 +57,8 @@ DOCS_ASSETS = {  # the Swagger UI and ReDoc files that fastapi-offline ships, se
     "redoc.standalone.js": "text/javascript",
     "favicon.png": "image/png",
 }
+DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
 
 def create_app(
     app: App,
@@ -162,20 +164,25 @@ def create_app(
     def asset_url(request: Request, name: str) -> str:
         return str(request.scope.get("root_path", "")).rstrip("/") + "/docs-assets/" + name
 
+    def offline(page: Response) -> Response:
+        """Nothing outside the server is fetched (ReDoc links a logo from its CDN: refused by the policy)."""
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
     def swagger_ui(request: Request) -> Response:
-        return refused(request) or get_swagger_ui_html(
+        return refused(request) or offline(get_swagger_ui_html(
             openapi_url=document_url(request), title="handover - Swagger UI",
             swagger_js_url=asset_url(request, "swagger-ui-bundle.js"),
             swagger_css_url=asset_url(request, "swagger-ui.css"),
             swagger_favicon_url=asset_url(request, "favicon.png"),
-        )
+        ))
 
     def redoc(request: Request) -> Response:
-        return refused(request) or get_redoc_html(
+        return refused(request) or offline(get_redoc_html(
             openapi_url=document_url(request), title="handover - ReDoc",
             redoc_js_url=asset_url(request, "redoc.standalone.js"),
             redoc_favicon_url=asset_url(request, "favicon.png"), with_google_fonts=False,
-        )
+        ))
 
     def docs_asset(name: str) -> Response:
         media = DOCS_ASSETS.get(name)
