@@ -204,9 +204,10 @@ def test_progress_lines_on_a_pipe_for_replay_and_undo(tmp_path: Path, monkeypatc
 
     lines = [line for line in err.splitlines() if line.startswith("undo: ")]
     assert lines, err
-    total = f"{MANY + 4:,}"  # the fixture's 4 Questions and Content of u-ann, and the extra ones
-    assert all(re.fullmatch(rf"undo: [\d,]+ of 2 course batches, [\d,]+ of {total} assets reverted, \d+:\d\d elapsed",
-                            line) for line in lines), lines
+    total = f"{MANY + 4:,}"  # the 4 assets of u-ann in the fixture, and the extra ones
+    pattern = (rf"undo: [\d,]+ course batch fields, [\d,]+ asset fields reverted \(of the 2 course batches and "
+               rf"{total} assets the event changed\), \d+:\d\d elapsed")
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
 
 
 def test_live_progress_on_a_terminal_counts_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

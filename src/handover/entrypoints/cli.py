@@ -351,7 +351,7 @@ def undo(
     config: ConfigOpt = None,
 ) -> None:
     """Undo an ownership transfer: each change still in place is reverted, any other is a conflict (SPEC 10).
-    Progress on stderr: course batches and assets reverted, of those the transfer changed."""
+    Progress on stderr: the fields reverted so far, beside the records the transfer changed."""
     from handover.service.undo import UndoError, undo_scope
 
     if (mid is None) == (request is None):
@@ -361,7 +361,9 @@ def undo(
     try:
         with handover.reader() as reader:
             scope = undo_scope(reader, mid=mid, request_id=request)
-        with WorkProgress("undo", "reverted", batches=scope.course_batches, assets=scope.assets) as progress:
+        note = (f" (of the {scope.course_batches:,} course batches and {scope.assets:,} assets the "
+                f"{'event' if mid is not None else 'request'} changed)")
+        with WorkProgress("undo", "reverted", fields=True, note=note) as progress:
             undoer = handover.undoer(on_written=progress.written)
             result = undoer.undo_event(mid) if mid is not None else undoer.undo_request(request or "")
     except UndoError as exc:
@@ -616,15 +618,16 @@ def read_json_file(path: Path) -> Any:
 
 
 class WorkProgress:
-    """Progress of long work on stderr, by records written (``written(course_batches, assets)``, the service's
-    ``RecordsWritten``) and, for a replay, events done: a live line on a terminal (rich), else a plain line every
-    ``PROGRESS_EVERY`` seconds from a timer thread (so a line comes while one long write runs). ``batches`` /
-    ``assets``: the totals when known (an undo), shown as "N of M"."""
+    """Progress of long work on stderr, by what was written (``written(course_batches, assets)``, the service's
+    ``RecordsWritten``: records for a replay, fields for an undo) and, for a replay, events done: a live line on
+    a terminal (rich), else a plain line every ``PROGRESS_EVERY`` seconds from a timer thread (so a line comes
+    while one long write runs). ``note``: what the work covers, when known (an undo: the records to revert)."""
 
-    def __init__(self, name: str, verb: str, *, events: int | None = None, batches: int | None = None,
-                 assets: int | None = None) -> None:
-        self.name, self.verb = name, verb
-        self.events_total, self.batches_total, self.assets_total = events, batches, assets
+    def __init__(self, name: str, verb: str, *, events: int | None = None, fields: bool = False,
+                 note: str = "") -> None:
+        self.name, self.verb, self.note = name, verb, note
+        self.units = ("course batch fields", "asset fields") if fields else ("course batches", "assets")
+        self.events_total = events
         self.events = self.batches = self.assets = 0
         self._started = time.monotonic()
         self._live: Progress | None = None
@@ -665,11 +668,7 @@ class WorkProgress:
             self._live.update(self._task, advance=1, records=self.records())
 
     def records(self) -> str:
-        def count(n: int, total: int | None) -> str:
-            return f"{n:,}" if total is None else f"{n:,} of {total:,}"
-
-        return (f"{count(self.batches, self.batches_total)} course batches, "
-                f"{count(self.assets, self.assets_total)} assets {self.verb}")
+        return f"{self.batches:,} {self.units[0]}, {self.assets:,} {self.units[1]} {self.verb}{self.note}"
 
     def line(self) -> str:
         elapsed = int(time.monotonic() - self._started)

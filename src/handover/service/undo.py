@@ -144,7 +144,8 @@ class Undoer:
         replacement: str = DEFAULT_REPLACEMENT, on_written: RecordsWritten | None = None,
     ) -> None:
         """``replacement``: what an undo writes instead of a deleted user's personal data (``user_pii_replacement
-        _value``, SPEC 10). ``on_written(course_batches, assets)`` after each page of reverted records."""
+        _value``, SPEC 10). ``on_written(course_batch_fields, asset_fields)`` after each page: the fields it
+        reverted (fields, not records: the audit rows of one record can lie on several pages)."""
         self._on_written = on_written
         self._uow_factory = uow_factory
         self._page_size = page_size
@@ -265,21 +266,20 @@ class Undoer:
         batches = BatchRevert(uow.batches.get_many(batch_keys) if batch_keys else {})
         assets = AssetRevert(uow.assets.get_many(asset_ids) if asset_ids else {})
         reverted: list[AuditRecord] = []
-        records = [0, 0]  # course batches, assets counted as changed on this page (progress)
+        fields = [0, 0]  # course batch fields, asset fields reverted on this page (progress)
         for row in rows:  # newest first
             result = results[row.mid]
             target = batches if row.store == STORE_COURSE_BATCH else assets
             if target.revert(row.record_key, row.change):
                 result.reverted += 1
+                fields[row.store != STORE_COURSE_BATCH] += 1
                 reverted.append(row)
                 if last_record.get(row.mid) != (row.store, row.record_key):
                     last_record[row.mid] = (row.store, row.record_key)
                     if row.store == STORE_COURSE_BATCH:
                         result.changed_batches += 1
-                        records[0] += 1
                     else:
                         result.changed_assets += 1
-                        records[1] += 1
             else:
                 result.conflicts += 1
                 if len(result.conflict_samples) < CONFLICT_SAMPLES:
@@ -291,8 +291,8 @@ class Undoer:
             uow.batches.write(batch_updates)  # the store's one write path: keeps the mentor index in sync
         if asset_updates:
             uow.assets.write(asset_updates)
-        if self._on_written is not None and any(records):
-            self._on_written(records[0], records[1])
+        if self._on_written is not None and any(fields):
+            self._on_written(fields[0], fields[1])
         if self._audit and reverted:
             now = self._clock()
             uow.audit.record([
