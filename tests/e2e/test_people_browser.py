@@ -102,6 +102,9 @@ def test_preview_submit_and_undo_show_a_working_state_and_true_counts(
     busy(page, form, "Undoing 6 changed records", "working-undo")
     expect(page.get_by_role("status")).to_contain_text("reverted")
 
+    page.goto(f"{server.base}/admin/requests/{request_id}/undo")  # once undone: no count of what is gone
+    expect(page.locator("main")).to_contain_text("Nothing is left to undo")
+
 
 @pytest.fixture
 def offline(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
