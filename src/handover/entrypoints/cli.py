@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import Annotated, Any, NoReturn, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -77,7 +77,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
-command = app.command
+
+
+def command(name: str | None = None, *, epilog: str | None = None) -> Callable[[F], F]:
+    """``app.command`` with ``Command``'s help: every command is declared with it."""
+    return app.command(name, cls=Command, epilog=epilog)
+
 
 StoreOpt = Annotated[
     str | None,
@@ -99,6 +104,7 @@ ConfigOpt = Annotated[
 
 EXIT_STORE = 1
 EXIT_USAGE = 2
+F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_EVERY = 5.0  # seconds between progress lines on stderr when it is not a terminal
 
 
@@ -189,7 +195,7 @@ def poison_errors() -> tuple[type[BaseException], ...]:
     return of_one_event()
 
 
-@command(cls=Command, epilog="Examples:  handover init  ·  handover init --store postgresql://localhost/test  ·  "
+@command(epilog="Examples:  handover init  ·  handover init --store postgresql://localhost/test  ·  "
          "handover init --example ../shared/examples/fixture.json")
 def init(
     example: Annotated[
@@ -227,7 +233,7 @@ def loaded(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {k}" for k, n in counts.items()) + " loaded"
 
 
-@command(cls=Command, epilog="Example:  handover load ../shared/examples/fixture.json")
+@command(epilog="Example:  handover load ../shared/examples/fixture.json")
 def load(
     fixture: Annotated[Path, typer.Argument(metavar="FIXTURE", show_default=False,
                                             help="Fixture JSON: users, course_batches, assets.")],
@@ -246,7 +252,7 @@ def load(
     err.print(loaded(counts), highlight=False)
 
 
-@command(cls=Command, epilog="Example:  handover dump > store.json")
+@command(epilog="Example:  handover dump > store.json")
 def dump(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Print the store as one JSON document."""
     handover = open_app(store, config)
@@ -259,7 +265,7 @@ def dump(store: StoreOpt = None, config: ConfigOpt = None) -> None:
         fail(f"store: {exc}", EXIT_STORE)
 
 
-@command(cls=Command, epilog="Examples:  handover replay events.jsonl  ·  handover replay events.jsonl --report "
+@command(epilog="Examples:  handover replay events.jsonl  ·  handover replay events.jsonl --report "
          "report.jsonl  ·  handover replay events.jsonl --dry-run")
 def replay(
     events: Annotated[Path, typer.Argument(metavar="EVENTS", show_default=False,
@@ -340,7 +346,7 @@ def check_json_lines(path: Path, source: Any) -> None:
          f"Write each event on one line, e.g. `{fix}`, and replay that file.", EXIT_USAGE)
 
 
-@command(cls=Command, epilog="Examples (after `handover replay ../shared/examples/events.jsonl`):  handover undo "
+@command(epilog="Examples (after `handover replay ../shared/examples/events.jsonl`):  handover undo "
          "LP.1712750750956.0001  ·  handover undo --request req-0001")
 def undo(
     mid: Annotated[str | None, typer.Argument(metavar="MID", show_default=False,
@@ -376,7 +382,7 @@ def undo(
     print(json.dumps(result.to_json(), ensure_ascii=False))
 
 
-@command("audit", cls=Command, epilog="Examples:  handover audit --request req-0001 --format csv > audit.csv  ·  "
+@command("audit", epilog="Examples:  handover audit --request req-0001 --format csv > audit.csv  ·  "
          "handover audit --mid LP.1712750750956.0001 | head")
 def audit_export(
     request: Annotated[str | None, typer.Option("--request", metavar="ID", show_default=False,
@@ -434,7 +440,7 @@ def audit_export(
     err.print(f"{count} audit rows", highlight=False)
 
 
-@command("config", cls=Command, epilog="Example:  handover config --config user-ownership-transfer.conf")
+@command("config", epilog="Example:  handover config --config user-ownership-transfer.conf")
 def show_config(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Print the effective settings as JSON: each value with its source (default, file, environment
     variable), the files and how each was read, keys not read, warnings. Secrets are masked."""
@@ -475,7 +481,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-@command(cls=Command, epilog="Examples:  handover serve  ·  handover serve --port 8080  ·  HANDOVER_AUTH_MODE=none "
+@command(epilog="Examples:  handover serve  ·  handover serve --port 8080  ·  HANDOVER_AUTH_MODE=none "
          "handover serve (local use only)")
 def serve(
     host: Annotated[str, typer.Option("--host", metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
@@ -527,7 +533,7 @@ def serve(
             close()
 
 
-@command(cls=Command)
+@command(epilog="Example:  handover worker --config user-pii-data-updater.conf --config user-ownership-transfer.conf")
 def worker(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Consume the Kafka topics until stopped (SIGTERM/SIGINT: finish the events in hand, commit, exit 0)."""
     from handover.entrypoints import run_worker as kafka_worker
@@ -542,7 +548,7 @@ def worker(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     raise typer.Exit(code)
 
 
-@command(cls=Command)
+@command(epilog="Example:  handover publish ../shared/examples/events.jsonl --config handover.conf")
 def publish(
     events: Annotated[Path, typer.Argument(metavar="EVENTS", show_default=False,
                                            help="Events, one JSON object per line.")],
@@ -568,7 +574,7 @@ def publish(
         err.print(f"{count} events to {topic}", highlight=False)
 
 
-@command(cls=Command)
+@command(epilog="Examples:  handover redrive  ·  handover redrive --from-file failed.jsonl")
 def redrive(
     from_file: Annotated[
         Path | None, typer.Option("--from-file", metavar="FILE", show_default=False,
