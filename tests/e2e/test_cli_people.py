@@ -134,6 +134,19 @@ def test_audit_of_an_event_has_its_undo_rows_and_csv_says_when_why_who(tmp_path:
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT.*", r["at"]) for r in table)
 
 
+def test_serve_refuses_a_port_already_taken_before_anything_else(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        store = tmp_path / "never.db"
+        _, err = run("serve", "--port", str(port), "--store", f"sqlite:///{store}", code=2)
+    assert f"port {port} on 127.0.0.1 is taken" in one_line(err) and "HANDOVER_PORT" in err
+    assert not store.exists()  # the store was not even opened
+
+
 def test_version() -> None:
     from importlib.metadata import version
 

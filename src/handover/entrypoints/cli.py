@@ -225,6 +225,9 @@ def init(
     err.print(f"schema {'created' if new else 'ready'} in {url}", highlight=False)
     if counts is not None:
         err.print(f"new store: {loaded(counts)} from {example}", highlight=False)
+    elif example is not None and not callable(is_empty):
+        err.print(f"{example} not loaded: this store cannot tell whether it is new (`handover load` loads it)",
+                  highlight=False)
     elif example is not None:
         err.print(f"{example} not loaded: the store is not new (its records stay as they are)", highlight=False)
 
