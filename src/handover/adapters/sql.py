@@ -814,6 +814,18 @@ class SqlStore:
         finally:
             conn.close()
 
+    def missing_tables(self) -> list[str]:
+        """The tables of the schema that the database lacks (all of them before ``handover init``)."""
+        try:
+            present = set(sa.inspect(self.engine).get_table_names())
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database unavailable: {exc.orig}") from exc
+        return [t.name for t in metadata.sorted_tables if t.name not in present]
+
+    def is_empty(self) -> bool:
+        """No table of the schema exists yet: a new store."""
+        return len(self.missing_tables()) == len(metadata.sorted_tables)
+
     def init_schema(self) -> None:
         """Create the tables and indexes that are missing (an index added to an existing table too)."""
         try:

@@ -39,6 +39,7 @@ from handover.entrypoints.api_audit import preview_request, undo_request
 from handover.entrypoints.api_common import Api, ApiError
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, token_of
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
+from handover.service.undo import undo_scope
 
 log = logging.getLogger(__name__)
 
@@ -495,14 +496,14 @@ def undo_confirm(request: Request, request_id: str) -> Response:
 def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | None, errors: Mapping[str, str],
                status: int) -> Response:
     api = api_of(request)
-    found = _status(api, request_id, caller)
+    _status(api, request_id, caller)  # its checks: the request exists and the caller may see it
     summary = api.service.summary(request_id)
     if admin is None:
         admin = caller.user or (summary.action_by if summary is not None else "") or ""
-    changes = sum(len(e.get("changes", [])) for e in found["events"])
-    more = any(e.get("nextCursor") for e in found["events"])
+    with api.app.reader() as uow:
+        scope = undo_scope(uow, request_id=request_id)  # the true counts, from the ledger
     return render(request, "undo.html", caller, status, title=f"Undo request {request_id}?", request_id=request_id,
-                  summary=summary, admin=admin, errors=dict(errors), changes=changes, more=more, nav="requests")
+                  summary=summary, admin=admin, errors=dict(errors), scope=scope, nav="requests")
 
 
 @router.post("/requests/{request_id}/undo")

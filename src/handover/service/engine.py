@@ -26,6 +26,7 @@ from handover.service.ports import (
     BulkWrites,
     LedgerEntry,
     Outcome,
+    RecordsWritten,
     StoreContention,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -53,11 +54,14 @@ class Engine:
         policy: Policy,
         settings: EngineSettings | None = None,
         clock: Clock = utcnow,
+        on_written: RecordsWritten | None = None,
     ) -> None:
+        """``on_written(course_batches, assets)`` after each write of records (progress of a long event)."""
         self._uow_factory = uow_factory
         self.policy = policy
         self.settings = settings or EngineSettings()
         self._clock = clock
+        self._on_written = on_written
 
     def process(self, data: bytes | str | Any) -> Outcome:
         """Process one event in its own unit of work. Store errors propagate (nothing is committed)."""
@@ -143,9 +147,9 @@ class Engine:
         assert bulk is not None
         for page in bulk.batch_pages_mentored_by(event.from_user_id, statuses, self.settings.page_size):
             self._transfer_batch_page(uow, event, page, outcome)
-        outcome.changed_batches += bulk.reassign_batch_creator(
-            event.from_user_id, event.to_user_id, statuses, self._stamp(event)
-        )
+        written = bulk.reassign_batch_creator(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
+        outcome.changed_batches += written
+        self._written(written, 0)
 
     def _transfer_batch_page(
         self, uow: UnitOfWork, event: OwnershipTransfer, page: Sequence[CourseBatch], outcome: Outcome
@@ -160,6 +164,7 @@ class Engine:
             self._audit_batches(uow, event, updates)
             self._sample(outcome, STORE_COURSE_BATCH, updates)
             outcome.changed_batches += len(updates)
+            self._written(len(updates), 0)
 
     def _transfer_all_assets(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
         """Record by record through the rules. Once a page comes back full and the store writes set-based:
@@ -192,6 +197,7 @@ class Engine:
                 per_record.add((object_type, version))
             else:
                 outcome.changed_assets += written
+                self._written(0, written)
         if not per_record:
             return
         for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
@@ -289,6 +295,11 @@ class Engine:
             )
         self._sample(outcome, STORE_ASSET, updates)
         outcome.changed_assets += len(updates)
+        self._written(0, len(updates))
+
+    def _written(self, batches: int, assets: int) -> None:
+        if self._on_written is not None and (batches or assets):
+            self._on_written(batches, assets)
 
     def _audit_batches(self, uow: UnitOfWork, event: OwnershipTransfer, updates: list[BatchUpdate]) -> None:
         if not self.settings.audit:

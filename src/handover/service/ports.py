@@ -7,7 +7,7 @@ wherever the store has transactions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -20,6 +20,11 @@ from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
 OutcomeKind = Literal["applied", "rejected", "duplicate"]
 STORE_COURSE_BATCH = "course_batch"
 STORE_ASSET = "asset"
+
+
+RecordsWritten = Callable[[int, int], None]
+"""Progress of long work (a replay, an undo): called after each write with the number of course batches and of
+assets that write changed (either may be 0). It runs inside the unit of work: keep it quick, raise nothing."""
 
 
 @dataclass(frozen=True, slots=True)
