@@ -154,10 +154,14 @@ def test_version() -> None:
     assert out.strip() == f"handover {version('handover')}"
 
 
-COMMANDS = [c.name or c.callback.__name__ for c in app.registered_commands if c.callback is not None]
+COMMANDS = [[c.name or c.callback.__name__] for c in app.registered_commands if c.callback is not None]
+# the commands of sub-apps (handover report ...) too
+COMMANDS += [[group.name, c.name or c.callback.__name__] for group in app.registered_groups
+             if group.typer_instance is not None and group.name is not None
+             for c in group.typer_instance.registered_commands if c.callback is not None]
 
 
-@pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
+@pytest.mark.parametrize("command", [[], *COMMANDS])
 def test_help_has_no_type_artifacts_and_gives_examples(command: list[str]) -> None:
     out, _ = run(*command, "--help")
     assert "<bool>" not in out and "<str>" not in out and "<path>" not in out and "{" not in out, out

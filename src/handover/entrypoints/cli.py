@@ -722,17 +722,20 @@ report_app = typer.Typer(help="Reports read from the store (SPEC 12).", no_args_
 app.add_typer(report_app, name="report")
 
 
-@report_app.command("deleted-owners")
+@report_app.command("deleted-owners", cls=Command,
+                    epilog="Examples:  handover report deleted-owners -o org-1 > owners.csv  ·  "
+                    "handover report deleted-owners --format jsonl")
 def report_deleted_owners(
     organisation: Annotated[str | None, typer.Option(
-        "--organisation", "-o", help="Only the deleted users of this root organisation (default: every one).")] = None,
-    format: Annotated[str, typer.Option("--format", help="csv (with a header) or jsonl.")] = "csv",
+        "--organisation", "-o", metavar="ORG", show_default=False,
+        help="Only the deleted users of this root organisation (default: every one).")] = None,
+    format: Annotated[str, typer.Option("--format", metavar="csv|jsonl",
+                                        help="csv (with a header) or jsonl.")] = "csv",
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """The users marked deleted who still own course batches (creator or mentor, statuses a transfer moves) or
-    configured assets: one row per record to stdout, a summary to stderr. Example: handover report deleted-owners
-    -o org-1 > owners.csv"""
+    configured assets: one row per record to stdout, a summary to stderr."""
     import os
 
     from handover.entrypoints.cli_report import FORMATS, write_deleted_owners
