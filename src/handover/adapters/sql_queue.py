@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -201,12 +201,30 @@ class SqlEventQueue:
             return False
         return True
 
-    def release_stale(self) -> int:
-        """Put events left ``processing`` by a process that stopped back to ``pending`` (the ledger makes a
-        second processing harmless). Call once before the worker starts."""
+    def renew(self, event_id: int) -> None:
+        """Renew the lease on an event this worker has in hand (its ``updated_at``), so that ``release_stale``
+        leaves it alone while the worker lives."""
         with self._engine.begin() as conn:
-            result = conn.execute(event_queue.update().where(event_queue.c.status == PROCESSING).values(status=PENDING))
-            return int(result.rowcount or 0)
+            conn.execute(
+                event_queue.update()
+                .where(event_queue.c.id == event_id, event_queue.c.status == PROCESSING)
+                .values(updated_at=_now())
+            )
+
+    def release_stale(self, lease: timedelta | None = None) -> int:
+        """Put events left ``processing`` by a process that stopped back to ``pending`` (the ledger makes a
+        second processing harmless): those whose lease (``updated_at``, renewed by a live worker) is older than
+        ``lease``, or every one when ``lease`` is None. Returns how many."""
+        q = event_queue
+        stmt = q.update().where(q.c.status == PROCESSING)
+        if lease is not None:
+            stmt = stmt.where(q.c.updated_at < _now() - lease)
+        with self._engine.begin() as conn:
+            result = conn.execute(stmt.values(status=PENDING, updated_at=_now()))
+        released = int(result.rowcount or 0)
+        if released:
+            self.wakeup.set()
+        return released
 
     def counts(self) -> dict[str, int]:
         with self._reader.connect() as conn:
@@ -503,11 +521,73 @@ class StoreUnavailable(RuntimeError):
     """The store cannot write: the event in hand went back to ``pending``."""
 
 
+DEFAULT_LEASE_SECONDS = 60  # queue.processing.lease.seconds
+
+
+class ProcessingLease:
+    """The lease a running worker holds on the event in hand, and the release of other workers' lapsed leases.
+
+    A thread renews the event in hand (``hold``) every third of ``seconds`` and puts back to ``pending`` every
+    event whose lease is older than ``seconds``: one a process that crashed (or was killed) left ``processing``
+    is processed by a running worker within ``seconds`` plus a third, without waiting for a restart."""
+
+    def __init__(self, queue: SqlEventQueue, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("the lease must be positive seconds")
+        self._queue = queue
+        self._lease = timedelta(seconds=seconds)
+        self._tick = seconds / 3
+        self._held: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, event_id: int | None) -> None:
+        """The event this worker has in hand now (None: none)."""
+        self._held = event_id
+
+    def tick(self) -> int:
+        """Renew the event in hand, release lapsed leases; how many were released."""
+        held = self._held
+        if held is not None:
+            self._queue.renew(held)
+        released = self._queue.release_stale(self._lease)
+        if released:
+            log.warning("queue: %d event(s) left processing by a stopped worker went back to pending", released)
+        return released
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="handover-queue-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # the store is down: the worker's loop reports it; try again next tick
+                log.debug("queue lease: %s", exc)
+            self._stop.wait(self._tick)
+
+
 class QueueWorker:
     """Takes queued events in order and processes each with ``deliver`` (retries with backoff); marks it done,
-    or failed once ``max_attempts`` are used up. Never lets an error end the thread."""
+    or failed once ``max_attempts`` are used up. Never lets an error end the thread. While it runs, it holds a
+    lease of ``lease_seconds`` on the event in hand and releases lapsed ones (``ProcessingLease``)."""
 
-    def __init__(self, queue: SqlEventQueue, engine: Engine, max_attempts: int, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        queue: SqlEventQueue,
+        engine: Engine,
+        max_attempts: int,
+        poll_seconds: float = 1.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.queue = queue
         self._engine = engine
         self._max_attempts = max_attempts
@@ -515,6 +595,7 @@ class QueueWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsettled: Callable[[], None] | None = None
+        self.lease = ProcessingLease(queue, lease_seconds)
 
     def run_once(self) -> bool:
         """Process the next pending event; False when there was none. While the store cannot write, an event
@@ -524,6 +605,14 @@ class QueueWorker:
         item = self.queue.claim_next()
         if item is None:
             return False
+        self.lease.hold(item.id)
+        try:
+            self._process(item)
+        finally:
+            self.lease.hold(None)
+        return True
+
+    def _process(self, item: QueuedEvent) -> None:
         started = time.perf_counter()
         delivery = deliver(self._engine, item.payload, self._max_attempts)
         if delivery.outcome is None and not self.queue.writable():
@@ -550,7 +639,6 @@ class QueueWorker:
             metrics.observe(delivery.outcome, time.perf_counter() - started)
             self._unsettled = partial(self.queue.finish, item.id, failed=False, attempts=delivery.attempts)
         self._settle()
-        return True
 
     def _settle(self) -> None:
         """Write what became of the event in hand (done, failed, back to pending); kept and tried again first
@@ -567,10 +655,11 @@ class QueueWorker:
         return count
 
     def start(self) -> None:
-        self.queue.release_stale()
+        """Run the worker and its lease in threads; events whose lease lapsed go back to ``pending`` first."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="handover-queue-worker", daemon=True)
         self._thread.start()
+        self.lease.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the event in hand, then stop."""
@@ -579,6 +668,7 @@ class QueueWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.lease.stop()
 
     @property
     def started(self) -> bool:
