@@ -487,9 +487,10 @@ class SqlAudit:
         )
 
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """One UPDATE per column over the whole audit table (deletions are rare). A value is matched in each
-        JSON text form it can be stored in (escaped or not, by Python or by the database)."""
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """One UPDATE per column over the whole audit table (deletions are rare; ``user_id`` is not needed to
+        find the rows). A value is matched in each JSON text form it can be stored in (escaped or not, by
+        Python or by the database)."""
         if not values:
             return 0
         forms = sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
@@ -731,7 +732,7 @@ class _PreviewAudit(SqlAudit):
     def record(self, records: Sequence[AuditRecord]) -> None:
         return None
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
         return 0
 
 
