@@ -821,9 +821,11 @@ class SqlStore:
             conn.close()
 
     def init_schema(self) -> None:
-        """Create the tables and indexes that are missing (an index added to an existing table too)."""
+        """Create the tables and indexes that are missing (an index or a nullable column added to an existing
+        table too)."""
         try:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
             for table in metadata.sorted_tables:
                 for index in table.indexes:
                     index.create(self.engine, checkfirst=True)
@@ -873,6 +875,23 @@ class SqlStore:
                 {"mid": r.mid, "recipientUserIds": r.recipientUserIds, "assets": r.assets}
                 for r in ordered(notification, "mid")
             )
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each nullable column of ``metadata`` an existing table lacks (a table
+    created by an earlier version)."""
+    inspector = sa.inspect(engine)
+    missing = []
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing += [(table, c) for c in table.columns if c.name not in present and c.nullable]
+    if not missing:
+        return
+    quote = engine.dialect.identifier_preparer.format_table
+    with engine.begin() as conn:
+        for table, column in missing:
+            spec = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {spec}"))
 
 
 @contextmanager

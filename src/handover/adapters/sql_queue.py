@@ -41,6 +41,7 @@ event_queue = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("mid", sa.String(512), nullable=False, unique=True),
     sa.Column("request_id", sa.String(255)),
+    sa.Column("organisation_id", sa.String(255)),  # the event's organisation: claim_next's turns
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -48,7 +49,7 @@ event_queue = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_event_queue_status", "status", "id"),
-    sa.Index("ix_event_queue_fair", "status", "request_id", "id"),  # claim_next's turn of requests
+    sa.Index("ix_event_queue_turns", "status", "organisation_id", "request_id", "id"),  # claim_next's turns
 )
 
 request_log = sa.Table(
@@ -101,7 +102,8 @@ class SqlEventQueue:
         self._store = store
         self._engine = store.engine
         self._reader = store.reader
-        self._last_request: str | None = None  # the request claim_next served last
+        self._last_org: str | None = None  # the organisation claim_next served last ("": none)
+        self._last_request: dict[str, str] = {}  # per organisation, the request claim_next served last there
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -143,38 +145,58 @@ class SqlEventQueue:
         self.wakeup.set()
 
     def claim_next(self) -> QueuedEvent | None:
-        """The next pending event, marked ``processing`` (None when the queue is empty). Requests take turns
-        (issue 13 item 7): the oldest pending event of the next request after the one served last (by request id,
-        round the circle; events queued without a request first), so that a one-asset request waits for one event
-        of a large request, not for all of it. Each lookup is one range of ``ix_event_queue_fair``."""
-        q = event_queue
+        """The next pending event, marked ``processing`` (None when the queue is empty). Organisations take
+        turns, and the requests of each organisation take turns (issue 13 item 7): the oldest pending event of
+        the next request, after the one served last in that organisation, of the next organisation after the one
+        served last (by id, round the circle; events without an organisation or a request first). A one-asset
+        request of one organisation thus waits for one event of each other organisation with pending events, however
+        many requests those have. Each lookup is one range of ``ix_event_queue_turns``."""
         with self._engine.begin() as conn:
             while True:
-                row = None
-                if self._last_request is not None:
-                    row = conn.execute(
-                        sa.select(q.c.id, q.c.mid, q.c.payload, q.c.request_id)
-                        .where(q.c.status == PENDING, q.c.request_id > self._last_request)
-                        .order_by(q.c.request_id, q.c.id)
-                        .limit(1)
-                    ).first()
-                if row is None:  # round the circle
-                    row = conn.execute(
-                        sa.select(q.c.id, q.c.mid, q.c.payload, q.c.request_id)
-                        .where(q.c.status == PENDING)
-                        .order_by(q.c.request_id.nulls_first(), q.c.id)
-                        .limit(1)
-                    ).first()
+                row = self._next_pending(conn)
                 if row is None:
                     return None
                 claimed = conn.execute(
-                    q.update()
-                    .where(q.c.id == row.id, q.c.status == PENDING)
+                    event_queue.update()
+                    .where(event_queue.c.id == row.id, event_queue.c.status == PENDING)
                     .values(status=PROCESSING, updated_at=_now())
                 )
                 if claimed.rowcount == 1:
-                    self._last_request = row.request_id if row.request_id is not None else ""
+                    org = row.organisation_id or ""
+                    self._last_org = org
+                    self._last_request[org] = row.request_id or ""
                     return QueuedEvent(row.id, row.mid, row.payload)
+
+    def _next_pending(self, conn: sa.Connection) -> Any:
+        q = event_queue
+        pending = q.c.status == PENDING
+        org = None
+        if self._last_org is not None:
+            org = conn.execute(
+                sa.select(q.c.organisation_id).where(pending, q.c.organisation_id > self._last_org)
+                .order_by(q.c.organisation_id).limit(1)
+            ).first()
+        if org is None:  # round the circle of organisations
+            org = conn.execute(
+                sa.select(q.c.organisation_id).where(pending).order_by(q.c.organisation_id.nulls_first()).limit(1)
+            ).first()
+        if org is None:
+            return None
+        org_id = org.organisation_id
+        in_org = q.c.organisation_id == org_id if org_id is not None else q.c.organisation_id.is_(None)
+        columns = (q.c.id, q.c.mid, q.c.payload, q.c.request_id, q.c.organisation_id)
+        last = self._last_request.get(org_id or "")
+        row = None
+        if last is not None:
+            row = conn.execute(
+                sa.select(*columns).where(pending, in_org, q.c.request_id > last)
+                .order_by(q.c.request_id, q.c.id).limit(1)
+            ).first()
+        if row is None:  # round the circle of this organisation's requests
+            row = conn.execute(
+                sa.select(*columns).where(pending, in_org).order_by(q.c.request_id.nulls_first(), q.c.id).limit(1)
+            ).first()
+        return row
 
     def finish(self, event_id: int, *, failed: bool, attempts: int, error: str | None = None) -> None:
         with self._engine.begin() as conn:
@@ -295,6 +317,7 @@ def _queue_rows(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             {
                 "mid": mid,
                 "request_id": _request_id(event),
+                "organisation_id": parties_of(event)[0],
                 "payload": payload,
                 "status": PENDING,
                 "attempts": 0,
