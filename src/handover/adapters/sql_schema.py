@@ -170,8 +170,8 @@ def probe_writes(engine: Engine, lock_timeout_ms: int = 2000) -> None:
     """Write and commit one row (``store_probe``): raises when the store cannot write (read-only file, full disk,
     server down). On SQLite, a write lock held longer than ``lock_timeout_ms`` by another unit of work counts as
     writable (writes wait, they do not fail); and ``StoreError`` when the database has less than
-    ``MIN_ROOM_BYTES`` of room to grow (``sqlite_room``): the probe's one-row update fits in its page, new
-    requests and ledger rows do not."""
+    ``MIN_ROOM_BYTES`` of room to grow (``sqlite_room``): at its ``max_page_count`` the probe's one-row update
+    still fits in its page, new requests and ledger rows do not."""
     now = datetime.now(UTC)
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
