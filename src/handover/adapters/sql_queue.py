@@ -168,35 +168,32 @@ class SqlEventQueue:
                     return QueuedEvent(row.id, row.mid, row.payload)
 
     def _next_pending(self, conn: sa.Connection) -> Any:
+        """The pending event claim_next serves next (None: the queue is empty). Every lookup is one index range:
+        "round the circle" looks for NULLs first, then for the lowest value, since ``NULLS FIRST`` makes
+        PostgreSQL sort every pending row."""
         q = event_queue
         pending = q.c.status == PENDING
-        org = None
-        if self._last_org is not None:
-            org = conn.execute(
-                sa.select(q.c.organisation_id).where(pending, q.c.organisation_id > self._last_org)
-                .order_by(q.c.organisation_id).limit(1)
-            ).first()
-        if org is None:  # round the circle of organisations
-            org = conn.execute(
-                sa.select(q.c.organisation_id).where(pending).order_by(q.c.organisation_id.nulls_first()).limit(1)
-            ).first()
+
+        def first(query: Any, key: Any, after: str | None, *order: Any) -> Any:
+            """The first row of ``query`` whose ``key`` is after ``after``, else round the circle: one whose
+            ``key`` is NULL, else the lowest."""
+            if after is not None:
+                row = conn.execute(query.where(key > after).order_by(key, *order).limit(1)).first()
+                if row is not None:
+                    return row
+            row = conn.execute(query.where(key.is_(None)).order_by(*order).limit(1)).first()
+            if row is None:
+                row = conn.execute(query.where(key.is_not(None)).order_by(key, *order).limit(1)).first()
+            return row
+
+        org = first(sa.select(q.c.organisation_id).where(pending), q.c.organisation_id, self._last_org)
         if org is None:
             return None
         org_id = org.organisation_id
         in_org = q.c.organisation_id == org_id if org_id is not None else q.c.organisation_id.is_(None)
         columns = (q.c.id, q.c.mid, q.c.payload, q.c.request_id, q.c.organisation_id)
-        last = self._last_request.get(org_id or "")
-        row = None
-        if last is not None:
-            row = conn.execute(
-                sa.select(*columns).where(pending, in_org, q.c.request_id > last)
-                .order_by(q.c.request_id, q.c.id).limit(1)
-            ).first()
-        if row is None:  # round the circle of this organisation's requests
-            row = conn.execute(
-                sa.select(*columns).where(pending, in_org).order_by(q.c.request_id.nulls_first(), q.c.id).limit(1)
-            ).first()
-        return row
+        return first(sa.select(*columns).where(pending, in_org), q.c.request_id,
+                     self._last_request.get(org_id or ""), q.c.id)
 
     def finish(self, event_id: int, *, failed: bool, attempts: int, error: str | None = None) -> None:
         with self._engine.begin() as conn:
