@@ -81,16 +81,19 @@ def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
 def test_a_full_database_heals(tmp_path: Path) -> None:
     """SQLite's own "database or disk is full" (``PRAGMA max_page_count``) while submits arrive and the worker
     runs: each submit is accepted or a clear 503 (never pending), ``/health`` is unhealthy during the fault; once
-    the database can grow again, submits and ``/health`` work within seconds and every accepted request finishes
-    (nothing left ``pending`` or ``processing``)."""
+    the database can grow again, submits and ``/health`` work within seconds and every accepted request finishes,
+    the one of 30 events accepted just before the fault too (nothing left ``pending`` or ``processing``)."""
     app, parts = wired(f"sqlite:///{tmp_path / 'handover.db'}")
     assert isinstance(app.store, SqlStore) and isinstance(parts.sink, SqlEventQueue) and parts.worker is not None
     queue, worker = parts.sink, parts.worker
+    backlog = body(objects=[{"identifier": f"do_{i:05d}", "objectType": "Question"} for i in range(30)])
     answers: dict[str, int] = {}
     with client(create_app(app, parts)) as http:
-        worker.start()
+        answers["req-backlog"] = http.post(TRANSFER, json=backlog, headers={"X-Request-ID": "req-backlog"}).status_code
+        assert answers["req-backlog"] == 200
         try:
             with database_full(app.store):
+                worker.start()  # its events are processed during the fault, as far as they fit
                 for n in range(40):
                     rid = f"req-full-{n}"
                     answers[rid] = http.post(TRANSFER, json=body(), headers={"X-Request-ID": rid}).status_code
