@@ -154,7 +154,9 @@ def api_parts(app: App) -> ApiParts:
     if not isinstance(app.store, SqlStore):
         raise ConfigError(f"store {app.store_url} has no event queue: set kafka.broker-servers")
     queue = SqlEventQueue(app.store)
-    worker = QueueWorker(queue, app.engine(), app.settings["max_attempts"])
+    worker = QueueWorker(
+        queue, app.engine(), app.settings["max_attempts"], lease_seconds=app.settings["queue.processing.lease.seconds"]
+    )
     return ApiParts(queue, requests, worker, history, queue, queue)
 
 

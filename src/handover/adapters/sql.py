@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sqlite3
+import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -493,9 +496,10 @@ class SqlAudit:
         )
 
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """One UPDATE per column over the whole audit table (deletions are rare). A value is matched in each
-        JSON text form it can be stored in (escaped or not, by Python or by the database)."""
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """One UPDATE per column over the whole audit table (deletions are rare; ``user_id`` is not needed to
+        find the rows). A value is matched in each JSON text form it can be stored in (escaped or not, by
+        Python or by the database)."""
         if not values:
             return 0
         forms = sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
@@ -737,7 +741,7 @@ class _PreviewAudit(SqlAudit):
     def record(self, records: Sequence[AuditRecord]) -> None:
         return None
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
         return 0
 
 
@@ -789,12 +793,23 @@ class SqlStore:
     def preview(self, *, carry_changes: bool = False) -> Iterator[Any]:
         """A unit-of-work factory whose units change nothing. By default they read through ``reader`` and write
         nothing (no write lock on SQLite, however large the preview; one event's changes are not seen by the next,
-        as on ``sunbird://``: exact for the events of one API request). ``carry_changes``: they write inside one
-        transaction rolled back at the end, so each event sees the changes of those before it (``replay
-        --dry-run``); on SQLite that holds the write lock from the first write to the end."""
+        as on ``sunbird://``: exact for the events of one API request). ``carry_changes``: each event sees the
+        changes of those before it (``replay --dry-run``): on a SQLite file the units write to a snapshot of the
+        database (a consistent copy taken under a read transaction, in the system's temporary directory, deleted at
+        the end), so the store's write lock is never taken; on PostgreSQL they write inside one transaction rolled
+        back at the end."""
         if not carry_changes:
             ledger: dict[str, LedgerEntry] = {}
             yield lambda: SqlUnitOfWork(self.reader, preview=ledger)
+            return
+        path = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and path and path != ":memory:" and not path.startswith("file:"):
+            with _sqlite_snapshot(path) as copy:
+                snapshot = SqlStore(f"sqlite:///{copy}")
+                try:
+                    yield snapshot
+                finally:
+                    snapshot.engine.dispose()
             return
         with self.connect() as conn:
             outer = conn.begin()
@@ -827,9 +842,11 @@ class SqlStore:
         return len(self.missing_tables()) == len(metadata.sorted_tables)
 
     def init_schema(self) -> None:
-        """Create the tables and indexes that are missing (an index added to an existing table too)."""
+        """Create the tables and indexes that are missing (an index or a nullable column added to an existing
+        table too)."""
         try:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
             for table in metadata.sorted_tables:
                 for index in table.indexes:
                     index.create(self.engine, checkfirst=True)
@@ -879,6 +896,45 @@ class SqlStore:
                 {"mid": r.mid, "recipientUserIds": r.recipientUserIds, "assets": r.assets}
                 for r in ordered(notification, "mid")
             )
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each nullable column of ``metadata`` an existing table lacks (a table
+    created by an earlier version)."""
+    inspector = sa.inspect(engine)
+    missing = []
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing += [(table, c) for c in table.columns if c.name not in present and c.nullable]
+    if not missing:
+        return
+    quote = engine.dialect.identifier_preparer.format_table
+    with engine.begin() as conn:
+        for table, column in missing:
+            spec = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {spec}"))
+
+
+@contextmanager
+def _sqlite_snapshot(path: str) -> Iterator[str]:
+    """A consistent copy of the SQLite database at ``path`` (SQLite's online backup, in one step under a read
+    transaction: in WAL mode writers go on meanwhile), as a temporary file deleted at the end. ``StoreError``
+    when it cannot be read or copied (e.g. the temporary directory is full)."""
+    with tempfile.TemporaryDirectory(prefix="handover-dry-run-") as tmp:
+        copy = os.path.join(tmp, "snapshot.db")
+        try:
+            source = sqlite3.connect(path, timeout=30)  # only read (a read-only open can fail on a WAL database)
+            try:
+                target = sqlite3.connect(copy)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot take a snapshot of {path} for the dry run: {exc}") from exc
+        yield copy
 
 
 def _codepoint(conn: Connection, column: Any) -> Any:

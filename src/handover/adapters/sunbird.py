@@ -34,7 +34,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -62,7 +62,7 @@ from handover.config import ConfigError, Settings
 from handover.domain.model import Asset, CourseBatch, User, asset_from_json, batch_from_json, user_from_json
 from handover.domain.notification import Notification
 from handover.domain.policy import IMAGE_SUFFIX
-from handover.domain.rules import AssetUpdate, BatchUpdate
+from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate, FieldChange
 from handover.service.ports import (
     AssetRepository,
     AuditLog,
@@ -569,19 +569,45 @@ class SunbirdAudit:
             self._cassandra.audit_put(records)
         self._uow.flush()
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """Not done for the Sunbird audit keyspace: its rows are partitioned by event, and finding a user's
-        names in them means scanning every partition. Said in a warning, and in the README."""
-        if values:
-            log.warning(
-                "audit: the names of a deleted user are not redacted from earlier rows of the Sunbird audit "
-                "keyspace (not implemented); rows of the delete-user event itself keep none"
-            )
-        return 0
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """In the audit rows of the records whose ``createdBy`` changed from or to ``user_id`` (``audit_by_user``:
+        where a transfer put that user's names), every value equal to one of ``values`` becomes ``replacement``;
+        rows written back in place (same key, time and request). Returns how many values were replaced."""
+        wanted = set(values) - {replacement}
+        if not wanted:
+            return 0
+
+        def hit(value: Any) -> bool:
+            return isinstance(value, str) and value in wanted
+
+        replaced, changed = 0, []
+        for _, rows in self._about(user_id):
+            for row in rows:
+                old = row.change
+                if hit(old.before) or hit(old.after):
+                    replaced += hit(old.before) + hit(old.after)
+                    before = replacement if hit(old.before) else old.before
+                    after = replacement if hit(old.after) else old.after
+                    changed.append(replace(row, change=FieldChange(old.field, before, after)))
+        if changed and self._uow.writes:
+            self._cassandra.audit_put(changed)
+        return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
-        """None found: finding them needs the same scan of every partition as ``redact`` (not implemented)."""
-        return []
+        """From ``audit_by_user``: one read of the user's partition, then one of each such record's rows."""
+        names: set[str] = set()
+        for side, rows in self._about(user_id):
+            for row in rows:
+                value = row.change.before if side == "before" else row.change.after
+                if row.change.field != CREATED_BY and isinstance(value, str):
+                    names.add(value)
+        return sorted(names)
+
+    def _about(self, user_id: str) -> Iterator[tuple[str, list[AuditRecord]]]:
+        """(side, audit rows of the record) for each audited record whose ``createdBy`` was (``before``) or
+        became (``after``) ``user_id``."""
+        for mid, store, record_key, side in self._cassandra.audit_about_user(user_id):
+            yield side, self._cassandra.audit_record_rows(mid, store, record_key)
 
     def page(
         self,

@@ -245,7 +245,7 @@ class Engine:
         # the names to redact: the directory's (it may have blanked them already), the event's userName and the
         # names the audit itself recorded for this user (issue 13 item 10)
         names = rules.personal_values(user, user_name, event_name, *uow.audit.recorded_names(event.user_id))
-        uow.audit.redact(names, self.policy.replacement_value)
+        uow.audit.redact(event.user_id, names, self.policy.replacement_value)
         return outcome
 
     # --- helpers -----------------------------------------------------------------------------------

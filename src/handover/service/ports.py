@@ -132,10 +132,11 @@ class Outbox(Protocol):
 class AuditLog(Protocol):
     def record(self, records: Sequence[AuditRecord]) -> None: ...
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """Replace every audited value (before or after) equal to one of ``values`` by ``replacement``: a
-        deleted user's names then stay in no audit row, also not in those of transfers made before the
-        deletion. Returns how many values were replaced."""
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """Replace every audited value (before or after) equal to one of ``values`` by ``replacement``, at
+        least in the rows of every change of an asset's ``createdBy`` from or to ``user_id`` (the SQL audit: in
+        every row): a deleted user's names then stay in no audit row, also not in those of transfers made before
+        the deletion. Returns how many values were replaced."""
         ...
 
     def recorded_names(self, user_id: str) -> Sequence[str]:
