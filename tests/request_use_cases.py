@@ -107,6 +107,7 @@ def exercise(service: TransferRequests, process: Callable[[], int], delete_meera
     assert one is not None
     assert (one.action_by, one.organisation_id, one.from_user, one.to_user) == ("u-admin", "org-1", "u-ann", "u-ravi")
     assert one.outcomes == {"applied": 1} and one.reasons == []
+    assert one.title == "u-ann → u-ravi: everything"
     two = service.summary("r2")
     assert two is not None and two.outcomes == {"rejected": 1} and two.reasons == [Reason.USER_DELETED.value]
     assert service.summary("r-none") is None
@@ -122,3 +123,10 @@ def exercise(service: TransferRequests, process: Callable[[], int], delete_meera
     assert undone["requestId"] == "r1" and undone["reverted"] > 0 and undone["conflicts"] == 0
     (after,) = service.status("r1", None)["events"]
     assert after["undone"] is True
+    # undone shows as such in the history, with its own filter; a second undo reverts nothing and says so
+    undone_summary = service.summary("r1")
+    assert undone_summary is not None and undone_summary.outcomes == {"undone": 1}
+    assert history(outcome="undone") == ["r1"] and history(outcome="applied") == []
+    again = service.undo("r1", "u-admin")
+    assert (again["reverted"], again["conflicts"], again["alreadyUndone"]) == (0, 0, True)
+    assert again["message"] == "already undone, 0 reverted"

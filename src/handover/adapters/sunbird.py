@@ -63,6 +63,7 @@ from handover.domain.model import Asset, CourseBatch, User, asset_from_json, bat
 from handover.domain.notification import Notification
 from handover.domain.policy import IMAGE_SUFFIX
 from handover.domain.rules import AssetUpdate, BatchUpdate
+from handover.service.audit_trail import undo_mid
 from handover.service.ports import (
     AssetRepository,
     AuditLog,
@@ -670,6 +671,7 @@ class SunbirdRequestLog:
             if entry is None:
                 events.append(event_status(mid, asset))
             else:
+                undone = entry.outcome == "applied" and self._store.cassandra.ledger_get(undo_mid(mid)) is not None
                 events.append(
                     event_status(
                         mid,
@@ -679,6 +681,7 @@ class SunbirdRequestLog:
                         entry.skipped,
                         entry.changed_batches,
                         entry.changed_assets,
+                        undone=undone,
                     )
                 )
         return RequestStatus(request_id, rows[0][2], events)

@@ -199,8 +199,9 @@ def undo(
     except store_errors() as exc:
         fail(f"store: {exc}", EXIT_STORE)
     for event in result.events:
-        state = " (already undone: nothing changed)" if event.already_undone else ""
-        err.print(f"{event.mid}: reverted {event.reverted}, conflicts {event.conflicts}{state}", highlight=False)
+        err.print(f"{event.mid}: {event.message()}", highlight=False)
+    if len(result.events) > 1 or result.already_undone:
+        err.print(f"{request or mid}: {result.message()}", highlight=False)
     print(json.dumps(result.to_json(), ensure_ascii=False))
 
 

@@ -48,7 +48,7 @@ COOKIE = "handover_console_token"
 HISTORY_PAGE = 25
 FAILED_PAGE = 200
 PREVIEW_RECORDS = 20
-OUTCOMES = ("applied", "rejected", "failed", "pending")
+OUTCOMES = ("applied", "undone", "rejected", "failed", "pending")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -453,6 +453,7 @@ def _page_number(text: str | None) -> int:
 class UndoNote:
     reverted: int
     conflicts: int
+    already: bool = False  # every event was undone before: nothing changed now
 
 
 def _status(api: Api, request_id: str, caller: Caller) -> dict[str, Any]:
@@ -468,7 +469,7 @@ def request_detail(request: Request, request_id: str) -> Response:
         errors = {f.mid: f.error for f in api.service.failed_events(caller.user, request_id=request_id) or []}
         events = status["events"]
         pending = any(e["outcome"] == "pending" for e in events)
-        undoable = not pending and any(e["outcome"] == "applied" and not e.get("undone") for e in events)
+        undoable = _undoable(events)
         undo = _undo_note(request.query_params)
         return render(request, "request.html", caller, title=f"Request {request_id}", request_id=request_id,
                       summary=summary, events=events, failures=errors, pending=pending, undoable=undoable,
@@ -477,10 +478,17 @@ def request_detail(request: Request, request_id: str) -> Response:
     return page(request, build)
 
 
+def _undoable(events: list[dict[str, Any]]) -> bool:
+    """Every event processed, and one of them applied and not undone yet."""
+    return not any(e["outcome"] == "pending" for e in events) and any(
+        e["outcome"] == "applied" and not e.get("undone") for e in events
+    )
+
+
 def _undo_note(query: Mapping[str, str]) -> UndoNote | None:
     reverted, conflicts = query.get("reverted", ""), query.get("conflicts", "")
     if reverted.isdigit() and conflicts.isdigit():
-        return UndoNote(int(reverted), int(conflicts))
+        return UndoNote(int(reverted), int(conflicts), query.get("already") == "1")
     return None
 
 
@@ -499,10 +507,14 @@ def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | N
     summary = api.service.summary(request_id)
     if admin is None:
         admin = caller.user or (summary.action_by if summary is not None else "") or ""
-    changes = sum(len(e.get("changes", [])) for e in found["events"])
-    more = any(e.get("nextCursor") for e in found["events"])
+    events = found["events"]
+    changes = sum(len(e.get("changes", [])) for e in events)
+    more = any(e.get("nextCursor") for e in events)
+    undone = [e for e in events if e.get("undone")]
     return render(request, "undo.html", caller, status, title=f"Undo request {request_id}?", request_id=request_id,
-                  summary=summary, admin=admin, errors=dict(errors), changes=changes, more=more, nav="requests")
+                  summary=summary, admin=admin, errors=dict(errors), changes=changes, more=more, nav="requests",
+                  undoable=_undoable(events), undone=undone,
+                  pending=any(e["outcome"] == "pending" for e in events))
 
 
 @router.post("/requests/{request_id}/undo")
@@ -519,7 +531,7 @@ def undo(request: Request, request_id: str, actionBy: Text = "") -> Response:
             key = "actionBy" if exc.err == CANNOT_TRANSFER_OWNERSHIP else ""
             return _undo_page(request, caller, request_id, admin, {key: exc.errmsg}, exc.status)
         return see(request, f"/requests/{quote(request_id, safe='')}", reverted=result["reverted"],
-                   conflicts=result["conflicts"])
+                   conflicts=result["conflicts"], already="1" if result["alreadyUndone"] else None)
 
     return page(request, build, post=True)
 

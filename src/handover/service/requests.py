@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 PENDING = "pending"  # not processed yet
 FAILED = "failed"  # processing gave up after max_attempts (embedded queue)
+UNDONE = "undone"  # applied, then undone (the history's count and filter; the status entry's ``undone``)
 
 
 def event_status(
@@ -63,10 +64,11 @@ def event_status(
     changed_assets: int = 0,
     *,
     failed: bool = False,
+    undone: bool = False,
 ) -> dict[str, Any]:
-    """``{"mid", "assetInformation", "outcome", "reason", "skipped", "changed"}``. ``outcome`` and the rest are the
-    ledger row's when the event was processed (``outcome`` None: not processed); then ``failed`` when processing
-    gave up, else ``pending``."""
+    """``{"mid", "assetInformation", "outcome", "reason", "skipped", "changed", "undone"}``. ``outcome`` and the
+    rest are the ledger row's when the event was processed (``outcome`` None: not processed); then ``failed`` when
+    processing gave up, else ``pending``. ``undone``: the ledger has the undo of this event (``undo:<mid>``)."""
     if outcome is None:
         outcome = FAILED if failed else PENDING
         reason = Reason.PROCESSING_FAILED.value if failed else None
@@ -78,6 +80,7 @@ def event_status(
         "reason": reason,
         "skipped": sorted(skipped),
         "changed": {"course_batches": changed_batches, "assets": changed_assets},
+        "undone": undone and outcome == "applied",
     }
 
 
@@ -105,17 +108,21 @@ def summary_of(
     parties: tuple[str | None, str | None, str | None],
     events: Iterable[Mapping[str, Any]],
 ) -> RequestSummary:
-    """A request's history entry from the status entries of its events (``event_status``): outcome counts,
-    and the rejection and failure reasons."""
+    """A request's history entry from the status entries of its events (``event_status``): outcome counts (an
+    applied event that was undone counts as ``undone``), the rejection and failure reasons, and how many events
+    name an asset (0: the request was about everything of the from-user)."""
     outcomes: dict[str, int] = {}
     reasons: set[str] = set()
+    assets = 0
     for event in events:
-        outcome = str(event.get("outcome"))
+        outcome = UNDONE if event.get("undone") else str(event.get("outcome"))
+        info = event.get("assetInformation")
+        assets += 1 if isinstance(info, Mapping) and info.get("identifier") else 0
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         reason = event.get("reason")
         if outcome in (FAILED, "rejected") and isinstance(reason, str) and reason:
             reasons.add(reason)
-    return RequestSummary(request_id, created_at, action_by, *parties, outcomes, sorted(reasons))
+    return RequestSummary(request_id, created_at, action_by, *parties, outcomes, sorted(reasons), assets)
 
 
 # --- errors: what a use case refuses, for the entry points to map (HTTP status, CLI exit code) -----------
