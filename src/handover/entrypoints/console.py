@@ -39,6 +39,7 @@ from handover.entrypoints.api_audit import preview_request, undo_request
 from handover.entrypoints.api_common import Api, ApiError
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, token_of
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
+from handover.service.requests import person
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,27 @@ def json_value(value: Any) -> str:
 
 
 STORES = {STORE_COURSE_BATCH: "Course batch", STORE_ASSET: "Asset"}
-templates.env.filters.update(reason=reason_text, when=when, value=json_value, store=lambda s: STORES.get(s, s))
+
+
+def who(user_id: str | None, names: Mapping[str, str]) -> str:
+    """``Ann Lee (u-ann)`` where the directory knows the user, else the id (``?`` when there is none)."""
+    return names.get(user_id, user_id) if user_id else "?"
+
+
+def record_label(store: str, key: str, names: Mapping[tuple[str, str], str]) -> str:
+    """``Course batch do_course1/b-101 “Algebra, spring”`` / ``Question do_q1``: the type and the name where
+    known (``TransferRequests.record_names``), else the store's kind and the key."""
+    found = names.get((store, key))
+    if store == STORE_COURSE_BATCH:
+        return f"Course batch {key} “{found}”" if found else f"Course batch {key}"
+    if found and "“" in found:
+        kind, _, name = found.partition(" ")
+        return f"{kind} {key} {name}"
+    return f"{found or STORES.get(store, store)} {key}"
+
+
+templates.env.filters.update(reason=reason_text, when=when, value=json_value, store=lambda s: STORES.get(s, s),
+                             who=who, record=record_label)
 
 
 # --- the transfer form --------------------------------------------------------------------------------
@@ -343,10 +364,21 @@ def home(request: Request) -> Response:
 
 
 def _form_page(
-    request: Request, caller: Caller, form: TransferForm, errors: Mapping[str, str], status: int
+    request: Request, caller: Caller, form: TransferForm, errors: Mapping[str, str], status: int,
+    lookup: Mapping[str, Any] | None = None,
 ) -> Response:
+    service = api_of(request).service
+    names = service.names([form.actionBy.strip(), form.fromUser.strip(), form.toUser.strip()])
     return render(request, "transfer.html", caller, status, title="Transfer ownership", form=form,
-                  errors=dict(errors), nav="transfer")
+                  errors=dict(errors), nav="transfer", names=names, lookup=lookup or {})
+
+
+def _form_problems(api: Api, form: TransferForm) -> dict[str, str]:
+    """Every problem of the form at once, in the form's words (``TransferRequests.form_problems``)."""
+    problems: dict[str, str] = api.call(
+        api.service.form_problems, organisation_id=form.organisationId, action_by=form.actionBy,
+        from_user=form.fromUser, to_user=form.toUser, objects=form.identifiers(), context=form.context)
+    return problems
 
 
 @router.get("/transfer")
@@ -365,10 +397,11 @@ class TransferFields:
 
     def __init__(
         self, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
-        objects: Text = "", context: Text = "User Deletion",
+        objects: Text = "", context: Text = "User Deletion", lookup: Text = "", pick: Text = "",
     ) -> None:
         self.organisationId, self.actionBy, self.fromUser, self.toUser = organisationId, actionBy, fromUser, toUser
         self.objects, self.context = objects, context
+        self.lookup, self.pick = lookup, pick  # the user look-up: what to look for; "fromUser:<id>" chosen
 
     def form(self, caller: Caller) -> TransferForm:
         # with a token, the admin is the token's user (the API refuses any other actionBy)
@@ -383,7 +416,29 @@ Fields = Annotated[TransferFields, Depends()]
 def transfer_edit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         form = fields.form(caller)
+        key, _, user_id = fields.pick.partition(":")
+        if key in ("fromUser", "toUser") and user_id:  # a user chosen from the look-up
+            setattr(form, key, user_id)
         return _form_page(request, caller, form, {}, 200)
+
+    return page(request, build, post=True)
+
+
+@router.post("/transfer/lookup")
+def transfer_lookup(request: Request, fields: Fields) -> Response:
+    """Find users of the form's organisation by id or name; each found user can be chosen as from- or to-user."""
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        form = fields.form(caller)
+        try:
+            found, by_name = api.call(api.service.find_users, form.organisationId, fields.lookup)
+        except ApiError as exc:
+            if exc.status >= 500:
+                raise
+            return _form_page(request, caller, form, {"lookup": exc.errmsg}, 400, {"text": fields.lookup})
+        users = [{"id": u.id, "label": person(u), "roles": ", ".join(u.roles)} for u in found]
+        return _form_page(request, caller, form, {}, 200, {"text": fields.lookup, "users": users,
+                                                          "by_name": by_name, "searched": True})
 
     return page(request, build, post=True)
 
@@ -393,14 +448,20 @@ def transfer_preview(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
         form = fields.form(caller)
+        problems = _form_problems(api, form)
+        if problems:
+            return _form_page(request, caller, form, problems, 400)
         try:
             result = preview_request(api, form.request_doc(api.service.roles_of), str(uuid.uuid4()),
                                      PREVIEW_RECORDS)
         except ApiError as exc:
             return _form_page(request, caller, form, errors_of(exc), exc.status)
-        rejected = [e for e in result["events"] if e["outcome"] == "rejected"]
+        records = [(r["store"], r["key"]) for e in result["events"] for r in e["records"]]
+        records += [(STORE_ASSET, i) for i in form.identifiers()]
         return render(request, "preview.html", caller, title="Check the transfer", form=form, result=result,
-                      all_rejected=len(rejected) == len(result["events"]), nav="transfer")
+                      all_rejected=result["allRejected"] and not result["nothingChanges"], nav="transfer",
+                      names=api.service.names([form.actionBy, form.fromUser, form.toUser]),
+                      records=api.service.record_names(records))
 
     return page(request, build, post=True)
 
@@ -410,6 +471,9 @@ def transfer_submit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
         form = fields.form(caller)
+        problems = _form_problems(api, form)
+        if problems:
+            return _form_page(request, caller, form, problems, 400)
         try:
             result = api.submit(form.request_doc(api.service.roles_of), str(uuid.uuid4()))
         except ApiError as exc:
@@ -434,11 +498,12 @@ def history(request: Request, user: str = "", outcome: str = "") -> Response:
         found = service.history(user=user.strip() or None, outcome=wanted or None, action_by=caller.user,
                                 limit=HISTORY_PAGE + 1, offset=(number - 1) * HISTORY_PAGE)
         rows = found or []
+        names = service.names(i for r in rows[:HISTORY_PAGE] for i in (r.from_user, r.to_user, r.action_by) if i)
         more = len(rows) > HISTORY_PAGE
         query = {k: v for k, v in {"user": user.strip(), "outcome": wanted}.items() if v}
         return render(request, "history.html", caller, 400 if errors else 200, title="Request history",
                       rows=rows[:HISTORY_PAGE], kept=found is not None, user=user.strip(), outcome=wanted,
-                      outcomes=OUTCOMES, errors=errors, nav="requests", page=number,
+                      outcomes=OUTCOMES, errors=errors, nav="requests", page=number, names=names,
                       newer=urlencode({**query, "page": number - 1}) if number > 1 else None,
                       older=urlencode({**query, "page": number + 1}) if more else None)
 
@@ -471,9 +536,17 @@ def request_detail(request: Request, request_id: str) -> Response:
         pending = any(e["outcome"] == "pending" for e in events)
         undoable = _undoable(events)
         undo = _undo_note(request.query_params)
-        return render(request, "request.html", caller, title=f"Request {request_id}", request_id=request_id,
+        service = api.service
+        names = service.names([summary.from_user or "", summary.to_user or "", summary.action_by or ""]
+                              if summary is not None else [])
+        records = [(c["store"], c["key"]) for e in events for c in e.get("changes", [])]
+        records += [(STORE_ASSET, str(e["assetInformation"]["identifier"])) for e in events
+                    if e["assetInformation"].get("identifier")]
+        title = summary.title if summary is not None else f"Request {request_id}"
+        return render(request, "request.html", caller, title=title, request_id=request_id,
                       summary=summary, events=events, failures=errors, pending=pending, undoable=undoable,
-                      submitted=request.query_params.get("submitted"), undo=undo, nav="requests")
+                      submitted=request.query_params.get("submitted"), undo=undo, nav="requests", names=names,
+                      records=service.record_names(records))
 
     return page(request, build)
 
@@ -511,7 +584,9 @@ def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | N
     changes = sum(len(e.get("changes", [])) for e in events)
     more = any(e.get("nextCursor") for e in events)
     undone = [e for e in events if e.get("undone")]
+    names = api.service.names([summary.from_user or "", summary.to_user or ""] if summary is not None else [])
     return render(request, "undo.html", caller, status, title=f"Undo request {request_id}?", request_id=request_id,
+                  names=names,
                   summary=summary, admin=admin, errors=dict(errors), changes=changes, more=more, nav="requests",
                   undoable=_undoable(events), undone=undone,
                   pending=any(e["outcome"] == "pending" for e in events))
