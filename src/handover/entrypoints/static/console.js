@@ -2,6 +2,7 @@
 // 1. An error summary takes the focus, so that keyboard and screen-reader users hear what went wrong.
 // 2. A region with data-refresh reloads itself from the server: every data-every seconds, or every 2 s while
 //    it has data-pending (a request whose events are not processed yet).
+// 3. Enter in the transfer form's user look-up runs the look-up (without it, Enter previews the transfer).
 (function () {
   "use strict";
   var summary = document.querySelector("[data-error-summary]");
@@ -31,4 +32,11 @@
   }
 
   document.querySelectorAll("[data-refresh]").forEach(schedule);
+
+  var lookup = document.getElementById("lookup"), find = document.getElementById("find");
+  if (lookup && find) {
+    lookup.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); find.click(); }
+    });
+  }
 }());
