@@ -457,6 +457,11 @@ class SunbirdAssets:
         self._uow.flush()
         return self._graph.get_many(list(dict.fromkeys(identifiers)))
 
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the graph's count)."""
+        self._uow.flush()
+        return self._graph.types_created_by(user_id)
+
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
         for page in self._graph.pages_created_by(user_id, object_types, page_size):
             self._uow.flush()
