@@ -162,8 +162,11 @@ def people(service: TransferRequests, preview: dict[str, Any]) -> None:
     assert records[("course_batch", "do_course1/b-101")] == "Algebra, spring", records
     assert records[("asset", "do_q1")] in ("Question", "Question “Name of do_q1”"), records  # Sunbird's has a name
     assert ("asset", "do_nope") not in records, records
-    found, _ = service.find_users("org-1", "u-ravi")
+    found, by_name = service.find_users("org-1", "u-ravi")
+    assert [u.id for u in found] == ["u-ravi"] and by_name
+    found, _ = service.find_users("org-1", "KUMAR")
     assert [u.id for u in found] == ["u-ravi"]
+    assert [u.id for u in service.find_users("org-1", "a")[0]] == ["u-admin", "u-meera", "u-ravi"]  # not deleted Ann
     assert service.find_users("org-1", "u-zoe")[0] == []  # another organisation's user is not found
     with pytest.raises(Invalid):
         service.find_users("", "ravi")

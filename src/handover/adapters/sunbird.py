@@ -383,6 +383,10 @@ class SunbirdUsers:
         """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""
         return self._client.organisation_exists(organisation_id)
 
+    def find(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """Users of the organisation userorg's search finds for ``text`` (the console's look-up)."""
+        return self._client.find_users(organisation_id, text, limit)
+
 
 def drifted(hit: BatchHit, row: CourseBatch) -> bool:
     """Whether the Elasticsearch copy differs from the Cassandra row in the fields handover writes."""

@@ -78,6 +78,12 @@ def search_body(user_id: str) -> dict[str, Any]:
     return {"request": {"filters": {"id": user_id}, "fields": list(SEARCH_FIELDS), "limit": 1}}
 
 
+def find_body(organisation_id: str, text: str, limit: int) -> dict[str, Any]:
+    """The user search of the console's look-up: userorg's free-text ``query`` within one root organisation."""
+    return {"request": {"query": text, "filters": {"rootOrgId": organisation_id}, "fields": list(SEARCH_FIELDS),
+                        "limit": limit}}
+
+
 def notification_payload(note: Notification) -> bytes:
     """The request body of SPEC 2.3, serialized by the JSON encoder (the HTML was escaped when built)."""
     return json.dumps(note.request_body(), ensure_ascii=False).encode("utf-8")
@@ -232,6 +238,20 @@ class UserOrgClient:
                 return user_from_profile(hit, user_id, deleted=True)
         # read says the user exists but is deleted; the search index has not caught up: retry later
         raise SunbirdStoreError(STORE, f"{doing}: the read API reports it deleted, the search finds no such user")
+
+    def find_users(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """``POST {base}/private/user/v1/search`` with the free-text ``query`` and the filter ``rootOrgId``: up to
+        ``limit`` users of the organisation (deleted ones too, marked ``isDeleted``). ``SunbirdStoreError`` when
+        userorg fails."""
+        doing = f"searching users of {organisation_id!r}"
+        payload = json.dumps(find_body(organisation_id, text, limit)).encode()
+        response = self._call("POST", self.endpoints.search_url(), doing, _read_retryable, payload)
+        body = self._json(response, doing)
+        result = body.get("result", {}).get("response", {}) if isinstance(body, Mapping) else {}
+        content = result.get("content") if isinstance(result, Mapping) else None
+        users = [user_from_profile(hit, str(hit.get("id"))) for hit in content or []
+                 if isinstance(hit, Mapping) and isinstance(hit.get("id"), str)]
+        return [u for u in users if u.rootOrgId == organisation_id][:limit]
 
     def organisation_exists(self, organisation_id: str) -> bool:
         """``POST {base}/v1/org/read`` with ``{"request": {"organisationId": id}}``: True on 200 with an
