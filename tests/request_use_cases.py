@@ -155,6 +155,10 @@ def people(service: TransferRequests, preview: dict[str, Any]) -> None:
         "actionBy": "u-meera is not an admin of org-1.", "fromUser": "No user u-nobody in org-1.",
         "toUser": "No user u-zoe in org-1."}
     assert problems(from_user="u-ravi", to_user="u-ann") == {"toUser": "u-ann is deleted: choose a user who is not."}
+    # an organisation's users are checked for its own people only: no probing of org-2's users from org-1
+    assert problems(organisation_id="org-2", from_user="u-zoe", to_user="u-kim") == problems(
+        organisation_id="org-2", from_user="u-nobody", to_user="u-nobody2") == {
+        "actionBy": "No user u-admin in org-2."}
 
     assert service.names(["u-ann", "u-ravi", "u-nobody", ""]) == {"u-ann": "Ann Lee (u-ann)",
                                                                    "u-ravi": "Ravi Kumar (u-ravi)"}
@@ -162,11 +166,14 @@ def people(service: TransferRequests, preview: dict[str, Any]) -> None:
     assert records[("course_batch", "do_course1/b-101")] == "Algebra, spring", records
     assert records[("asset", "do_q1")] in ("Question", "Question “Name of do_q1”"), records  # Sunbird's has a name
     assert ("asset", "do_nope") not in records, records
-    found, by_name = service.find_users("org-1", "u-ravi")
+    found, by_name = service.find_users("u-admin", "org-1", "u-ravi")
     assert [u.id for u in found] == ["u-ravi"] and by_name
-    found, _ = service.find_users("org-1", "KUMAR")
+    found, _ = service.find_users("u-admin", "org-1", "KUMAR")
     assert [u.id for u in found] == ["u-ravi"]
-    assert [u.id for u in service.find_users("org-1", "a")[0]] == ["u-admin", "u-meera", "u-ravi"]  # not deleted Ann
-    assert service.find_users("org-1", "u-zoe")[0] == []  # another organisation's user is not found
+    some = service.find_users("u-admin", "org-1", "a")[0]
+    assert [u.id for u in some] == ["u-admin", "u-meera", "u-ravi"]  # Ann Lee is deleted: not offered
+    assert service.find_users("u-admin", "org-1", "u-zoe")[0] == []  # another organisation's user is not found
     with pytest.raises(Invalid):
-        service.find_users("", "ravi")
+        service.find_users("u-admin", "", "ravi")
+    with pytest.raises(Forbidden):
+        service.find_users("u-admin", "org-2", "zoe")  # an admin looks up the users of their organisation only

@@ -442,6 +442,10 @@ def test_the_user_lookup_finds_by_id_or_name_within_the_organisation(console: Co
     assert "u-zoe" not in other_org and "No user of org-1 has the ID or a name like “zo”." in other_org
     deleted = console.post("/admin/transfer/lookup", {**FORM, "lookup": "ann"})  # Ann Lee is deleted
     assert "u-ann)" not in deleted.split("Look up a user")[1].split("</fieldset>")[0]
+    elsewhere = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "org-2", "lookup": "zo"},
+                             status=400)  # u-admin may not look into org-2
+    assert error_of(elsewhere, "lookup") == "Look-ups are for the admins of org-2: u-admin is not one of them."
+    assert "Zoë" not in elsewhere
     refused = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "", "lookup": "x"}, status=400)
     assert error_of(refused, "lookup") == "Enter the organisation ID and an ID or a name to look for."
     picked = console.post("/admin/transfer/edit", {**FORM, "fromUser": "", "pick": "fromUser:u-ravi"})

@@ -368,7 +368,7 @@ def _form_page(
     lookup: Mapping[str, Any] | None = None,
 ) -> Response:
     service = api_of(request).service
-    names = service.names([form.actionBy.strip(), form.fromUser.strip(), form.toUser.strip()])
+    names = service.names([form.actionBy, form.fromUser, form.toUser], form.organisationId.strip())
     return render(request, "transfer.html", caller, status, title="Transfer ownership", form=form,
                   errors=dict(errors), nav="transfer", names=names, lookup=lookup or {})
 
@@ -431,7 +431,7 @@ def transfer_lookup(request: Request, fields: Fields) -> Response:
         api = api_of(request)
         form = fields.form(caller)
         try:
-            found, by_name = api.call(api.service.find_users, form.organisationId, fields.lookup)
+            found, by_name = api.call(api.service.find_users, form.actionBy, form.organisationId, fields.lookup)
         except ApiError as exc:
             if exc.status >= 500:
                 raise
@@ -457,10 +457,10 @@ def transfer_preview(request: Request, fields: Fields) -> Response:
         except ApiError as exc:
             return _form_page(request, caller, form, errors_of(exc), exc.status)
         records = [(r["store"], r["key"]) for e in result["events"] for r in e["records"]]
-        records += [(STORE_ASSET, i) for i in form.identifiers()]
+        records += _assets_found(result["events"])
         return render(request, "preview.html", caller, title="Check the transfer", form=form, result=result,
                       all_rejected=result["allRejected"] and not result["nothingChanges"], nav="transfer",
-                      names=api.service.names([form.actionBy, form.fromUser, form.toUser]),
+                      names=api.service.names([form.actionBy, form.fromUser, form.toUser], form.organisationId),
                       records=api.service.record_names(records))
 
     return page(request, build, post=True)
@@ -540,8 +540,7 @@ def request_detail(request: Request, request_id: str) -> Response:
         names = service.names([summary.from_user or "", summary.to_user or "", summary.action_by or ""]
                               if summary is not None else [])
         records = [(c["store"], c["key"]) for e in events for c in e.get("changes", [])]
-        records += [(STORE_ASSET, str(e["assetInformation"]["identifier"])) for e in events
-                    if e["assetInformation"].get("identifier")]
+        records += _assets_found(events)
         title = summary.title if summary is not None else f"Request {request_id}"
         return render(request, "request.html", caller, title=title, request_id=request_id,
                       summary=summary, events=events, failures=errors, pending=pending, undoable=undoable,
@@ -549,6 +548,15 @@ def request_detail(request: Request, request_id: str) -> Response:
                       records=service.record_names(records))
 
     return page(request, build)
+
+
+def _assets_found(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The assets the events name that were found (an asset of another organisation answers as an absent one, so
+    that it is not named either: no probing)."""
+    not_found = Reason.ASSET_NOT_FOUND.value
+    return [(STORE_ASSET, str(e["assetInformation"]["identifier"])) for e in events
+            if e["assetInformation"].get("identifier") and e["outcome"] != "pending"
+            and not_found not in e.get("skipped", ()) and e.get("reason") != not_found]
 
 
 def _undoable(events: list[dict[str, Any]]) -> bool:

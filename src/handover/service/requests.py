@@ -543,6 +543,9 @@ class TransferRequests:
                     if (bad := id_problem(user_id)) is not None:
                         problems[key] = f"The user ID {bad}."
                         continue
+                    caller = people.get("actionBy")
+                    if key != "actionBy" and (caller is None or known is None or caller.rootOrgId != known):
+                        continue  # an organisation's users are looked up for its own people only (no probing)
                     user = directory.user(user_id)
                     if user is None or (known is not None and user.rootOrgId != known):
                         problems[key] = f"No user {user_id} in {known}." if known else f"No user {user_id}."
@@ -576,15 +579,16 @@ class TransferRequests:
 
     # names beside ids
 
-    def names(self, user_ids: Iterable[str]) -> dict[str, str]:
+    def names(self, user_ids: Iterable[str], organisation_id: str | None = None) -> dict[str, str]:
         """``{"u-ann": "Ann Lee (u-ann)"}`` for each id the user directory knows (others left out; {} when the
-        directory fails: the pages then show ids)."""
+        directory fails: the pages then show ids). ``organisation_id``: only users of that root organisation (a
+        form's ids are named only within its organisation: no probing)."""
         out: dict[str, str] = {}
         try:
             with self.read() as uow:
-                for user_id in dict.fromkeys(i for i in user_ids if i):
+                for user_id in dict.fromkeys(i.strip() for i in user_ids if i and i.strip()):
                     user = uow.users.get(user_id)
-                    if user is not None:
+                    if user is not None and organisation_id in (None, user.rootOrgId):
                         out[user_id] = person(user)
         except Exception:
             log.warning("user directory unavailable: ids shown without names", exc_info=True)
@@ -615,26 +619,40 @@ class TransferRequests:
             out[(STORE_ASSET, identifier)] = label
         return out
 
-    def find_users(self, organisation_id: str, text: str, limit: int = FOUND_USERS) -> tuple[list[User], bool]:
+    def find_users(
+        self, admin: str, organisation_id: str, text: str, limit: int = FOUND_USERS
+    ) -> tuple[list[User], bool]:
         """The users of ``organisation_id`` whose id is ``text`` or whose names contain it (case-insensitive), at
         most ``limit``, and whether names were searched (False: this directory looks users up by id only).
-        Deleted users are left out. ``Invalid`` without an organisation or text; ``Unavailable``."""
+        Deleted users are left out. ``admin`` (the signed-in user, or the form's admin) must be ``ORG_ADMIN`` of
+        the organisation: ``Forbidden`` otherwise, so that nobody looks into another organisation. ``Invalid``
+        without an organisation or text; ``Unavailable``."""
         org, wanted = organisation_id.strip(), text.strip()
         if not org or not wanted:
             raise Invalid("Enter the organisation ID and an ID or a name to look for.")
-        for value in (org, wanted):
+        for value in (org, wanted, admin.strip()):
             if (bad := id_problem(value)) is not None:
                 raise Invalid(f"{value[:40]!r} {bad}.")
         try:
             with self.read() as uow:
+                if not admin_of(uow.users.get(admin.strip()), org):
+                    raise Forbidden(f"Look-ups are for the admins of {org}: {admin.strip() or 'no admin'} is not "
+                                    "one of them.")
                 exact = uow.users.get(wanted)
                 found = [exact] if exact is not None and exact.rootOrgId == org else []
                 search: Callable[[str, str, int], list[User]] | None = getattr(uow.users, "find", None)
                 if search is not None:
                     found += [u for u in search(org, wanted, limit + 1) if u.id != wanted]
+        except ServiceError:
+            raise
         except Exception as exc:
             raise _store_down(exc) from None
         return [u for u in found if not u.isDeleted][:limit], search is not None
+
+
+def admin_of(user: User | None, organisation_id: str | None) -> bool:
+    """``user`` is known and ``ORG_ADMIN`` of ``organisation_id`` (False when either is missing)."""
+    return user is not None and organisation_id is not None and is_org_admin_of(user, organisation_id)
 
 
 def person(user: User) -> str:
