@@ -116,6 +116,7 @@ def test_a_blank_form_reports_every_problem_at_once(console: Console) -> None:
     several = console.post("/admin/transfer", {**FORM, "actionBy": "u-meera", "fromUser": "u-nobody",
                                                "toUser": "u-zoe"}, status=400)
     assert error_of(several, "actionBy") == "u-meera is not an admin of org-1."
+    assert several.index('href="#actionBy"') < several.index('href="#fromUser"') < several.index('href="#toUser"')
     assert error_of(several, "fromUser") == "No user u-nobody in org-1."
     assert error_of(several, "toUser") == "No user u-zoe in org-1."
     assert "given user id" not in several and "not present or blank" not in several  # no API words

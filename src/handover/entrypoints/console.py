@@ -137,8 +137,6 @@ templates.env.filters.update(reason=reason_text, when=when, value=json_value, st
 
 # --- the transfer form --------------------------------------------------------------------------------
 
-FIELDS = ("organisationId", "actionBy", "fromUser", "toUser", "objects", "context")
-
 
 @dataclass
 class TransferForm:

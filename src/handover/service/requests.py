@@ -173,6 +173,7 @@ def _store_down(exc: Exception) -> Unavailable:
 DEFAULT_RECORDS = 20  # changed records shown per event (preview, status)
 BATCH_STATUSES = {0: "upcoming", 1: "ongoing", 2: "completed"}  # Sunbird's course batch statuses
 FOUND_USERS = 10  # users a look-up shows
+FORM_FIELDS = ("organisationId", "actionBy", "fromUser", "toUser", "objects", "context")  # the transfer form's
 
 
 class UnitOfWorkDirectory:
@@ -575,7 +576,7 @@ class TransferRequests:
                     break
         if (bad := text_problem(context)) is not None:
             problems["context"] = f"The context contains {bad}."
-        return problems
+        return {key: problems[key] for key in FORM_FIELDS if key in problems}  # in the form's order
 
     # names beside ids
 
