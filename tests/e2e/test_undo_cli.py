@@ -41,7 +41,7 @@ def test_undo_of_a_request_gives_back_the_store_before_it(store_url: str, tmp_pa
 
     result = json.loads(out)
     assert result["conflicts"] == 0 and result["reverted"] == 11
-    assert f"{TRANSFER_MID}: 11 reverted, 0 conflicts" in err
+    assert f"{TRANSFER_MID}: 11 changes reverted, 0 conflicts" in err
     assert run("dump", "--store", store_url)[0] == run("dump", "--store", reference)[0]
 
     again, err = run("undo", TRANSFER_MID, "--store", store_url)

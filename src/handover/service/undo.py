@@ -77,10 +77,17 @@ class EventUndo:
         }
 
     def message(self) -> str:
-        """``already undone, 0 reverted`` or ``11 reverted, 0 conflicts``, for the CLI's line of this event."""
-        if self.already_undone:
-            return "already undone, 0 reverted"
-        return f"{self.reverted} reverted, {self.conflicts} conflict{'' if self.conflicts == 1 else 's'}"
+        """``already undone, 0 reverted`` or ``11 changes reverted, 0 conflicts``, for the CLI's line of this
+        event."""
+        return undo_message(self.already_undone, self.reverted, self.conflicts)
+
+
+def undo_message(already_undone: bool, reverted: int, conflicts: int) -> str:
+    """What an undo did in words, the same in the console, the CLI and the API."""
+    if already_undone:
+        return "already undone, 0 reverted"
+    changes = f"{reverted} change{'' if reverted == 1 else 's'} reverted"
+    return f"{changes}, {conflicts} conflict{'' if conflicts == 1 else 's'}"
 
 
 @dataclass(slots=True)
@@ -97,10 +104,7 @@ class UndoResult:
     def message(self) -> str:
         """What the undo did in words, as the console, the CLI and the API say it: ``already undone, 0 reverted``
         when there was nothing left to undo, else ``11 changes reverted, 0 conflicts``."""
-        if self.already_undone:
-            return "already undone, 0 reverted"
-        changes = f"{self.reverted} change{'' if self.reverted == 1 else 's'} reverted"
-        return f"{changes}, {self.conflicts} conflict{'' if self.conflicts == 1 else 's'}"
+        return undo_message(self.already_undone, self.reverted, self.conflicts)
 
     @property
     def reverted(self) -> int:
