@@ -4,8 +4,8 @@ Nothing here validates, previews, submits or undoes by itself: the pages call th
 ``service.requests.TransferRequests`` through ``Api`` (so the console answers what the API answers): the form's
 problems, all at once and in the form's words, next to their fields (``form_problems``, then the API's validation),
 names beside ids (``names``, ``record_names``), the user look-up (``find_users``), submit, preview, status, undo,
-the history and the failed events (ports ``RequestHistory`` and ``FailedEvents``: the SQL store's request log and queue, the Sunbird store's
-keyspace; with Kafka the failed events are on the failed topic, and the page says so).
+the history and the failed events (ports ``RequestHistory`` and ``FailedEvents``: the SQL store's request log and
+queue, the Sunbird store's keyspace; with Kafka the failed events are on the failed topic, and the page says so).
 
 Authentication as the API: with ``auth.mode = jwt`` the console asks once for a token, keeps it in an HttpOnly,
 SameSite=Strict session cookie (``Secure`` by the request's scheme, or as ``auth.cookie.secure`` says behind a

@@ -60,6 +60,10 @@ class AuditPage:
 
 
 class UserDirectory(Protocol):
+    """The users. Optional, where the directory can (``getattr``): ``organisation_exists(org_id) -> bool`` and
+    ``find(org_id, text, limit) -> list[User]`` (users of the root organisation whose id or names contain ``text``,
+    for the console's look-up)."""
+
     def get(self, user_id: str) -> User | None: ...
 
 
@@ -80,6 +84,9 @@ class BatchRepository(Protocol):
 
 
 class AssetRepository(Protocol):
+    """The assets. Optional, where the store can (``getattr``): ``types_created_by(user_id) -> dict[str, int]``,
+    how many assets the user created by objectType (the preview's "stays with the old owner")."""
+
     def get(self, identifier: str) -> Asset | None: ...
 
     def pages_created_by(
