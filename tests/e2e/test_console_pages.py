@@ -297,6 +297,7 @@ def test_with_jwt_the_console_asks_for_a_token_once(secured: Console, key: rsa.R
     form = secured.page("/admin/transfer")
     assert "Signed in as <strong>u-admin</strong>" in form and "Authentication is off" not in form
     assert re.search(r'id="actionBy"[^>]*value="u-admin"[^>]*readonly', form)
+    assert 'id="organisationId" name="organisationId" type="text" value="org-1"' in form  # the admin's own
 
     # the admin is the token's user whatever the form says
     done = http.post("/admin/transfer", data={**FORM, "actionBy": "u-admin2"}, follow_redirects=False)
@@ -304,6 +305,12 @@ def test_with_jwt_the_console_asks_for_a_token_once(secured: Console, key: rsa.R
     secured.drain()
     mine = secured.page(done.headers["location"])
     assert "<dt>Admin</dt><dd>Org Admin (u-admin)</dd>" in mine
+    # the look-up is the token's user's too: another admin's id typed in the form opens no other organisation
+    elsewhere = http.post("/admin/transfer/lookup", data={**FORM, "organisationId": "org-2", "actionBy": "u-admin2",
+                                                          "lookup": "zo"})
+    assert elsewhere.status_code == 400 and "Zoë" not in elsewhere.text
+    assert error_of(elsewhere.text, "lookup") == "Look-ups are for the admins of org-2: u-admin is not one of them."
+    assert "Ravi Kumar (u-ravi)" in http.post("/admin/transfer/lookup", data={**FORM, "lookup": "ravi"}).text
 
     # another organisation's admin (a bearer header works as the cookie does) sees only its own requests and
     # the failed events of its organisation

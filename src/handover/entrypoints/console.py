@@ -383,7 +383,8 @@ def _form_problems(api: Api, form: TransferForm) -> dict[str, str]:
 @router.get("/transfer")
 def transfer_form(request: Request) -> Response:
     def build(caller: Caller) -> Response:
-        return _form_page(request, caller, TransferForm(actionBy=caller.user or ""), {}, 200)
+        home = api_of(request).service.home_organisation(caller.user) if caller.user else ""
+        return _form_page(request, caller, TransferForm(organisationId=home, actionBy=caller.user or ""), {}, 200)
 
     return page(request, build)
 

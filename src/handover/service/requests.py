@@ -620,6 +620,17 @@ class TransferRequests:
             out[(STORE_ASSET, identifier)] = label
         return out
 
+    def home_organisation(self, admin: str) -> str:
+        """The root organisation of which ``admin`` is ``ORG_ADMIN`` ("" when not one, or the directory fails), to
+        start the transfer form with."""
+        try:
+            with self.read() as uow:
+                user = uow.users.get(admin) if admin else None
+        except Exception:
+            log.warning("user directory unavailable: the form starts without an organisation", exc_info=True)
+            return ""
+        return user.rootOrgId if user is not None and admin_of(user, user.rootOrgId) else ""
+
     def find_users(
         self, admin: str, organisation_id: str, text: str, limit: int = FOUND_USERS
     ) -> tuple[list[User], bool]:
