@@ -200,8 +200,8 @@ def undo(
         fail(f"store: {exc}", EXIT_STORE)
     for event in result.events:
         err.print(f"{event.mid}: {event.message()}", highlight=False)
-    if len(result.events) > 1 or result.already_undone:
-        err.print(f"{request or mid}: {result.message()}", highlight=False)
+    if request is not None:
+        err.print(f"{request}: {result.message()}", highlight=False)
     print(json.dumps(result.to_json(), ensure_ascii=False))
 
 
