@@ -247,7 +247,7 @@ def test_a_failed_event_is_redriven(server: Server, store: SqlStore, page: Page)
         check(page, "request-failed")
 
         nav(page, "Failed events")
-        row = page.get_by_role("row").filter(has_text="u-zoe → u-kim")
+        row = page.get_by_role("row").filter(has_text="Zoë Ünal (u-zoe) → Kim Park (u-kim)")
         expect(row).to_contain_text("PROCESSING_FAILED: processing failed after every retry (2 attempts)")
         expect(row).to_contain_text("asset writes refused by a test trigger")
         check(page, "failed-events")

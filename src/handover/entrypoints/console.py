@@ -628,7 +628,8 @@ def failed(request: Request) -> Response:
         api = api_of(request)
         found = api.service.failed_events(caller.user, limit=FAILED_PAGE)
         q = request.query_params
-        return render(request, "failed.html", caller, title="Failed events", rows=found or [],
+        names = api.service.names(u for f in found or [] for u in (f.from_user, f.to_user) if u)
+        return render(request, "failed.html", caller, title="Failed events", rows=found or [], names=names,
                       queue=found is not None, topic=api.app.settings["kafka.output.failed.topic"], nav="failed",
                       redriven=q.get("redriven"), missing=q.get("missing"))
 
