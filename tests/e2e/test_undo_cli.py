@@ -41,12 +41,16 @@ def test_undo_of_a_request_gives_back_the_store_before_it(store_url: str, tmp_pa
 
     result = json.loads(out)
     assert result["conflicts"] == 0 and result["reverted"] == 11
-    assert f"{TRANSFER_MID}: reverted 11, conflicts 0" in err
+    assert err.splitlines() == [f"{TRANSFER_MID}: 11 changes reverted, 0 conflicts",
+                                "req-0001: 11 changes reverted, 0 conflicts"]
     assert run("dump", "--store", store_url)[0] == run("dump", "--store", reference)[0]
 
     again, err = run("undo", TRANSFER_MID, "--store", store_url)
     assert json.loads(again)["events"][0]["alreadyUndone"] is True
-    assert "already undone" in err
+    assert err.splitlines() == [f"{TRANSFER_MID}: already undone, 0 reverted"]
+    again, err = run("undo", "--request", "req-0001", "--store", store_url)
+    assert (json.loads(again)["reverted"], json.loads(again)["alreadyUndone"]) == (0, True)
+    assert "req-0001: already undone, 0 reverted" in err
     assert run("dump", "--store", store_url)[0] == run("dump", "--store", reference)[0]
 
 

@@ -229,6 +229,17 @@ class SqlUsers:
         query = sa.select(users).where(*conditions).order_by(users.c.id).limit(limit)
         return [_user(r) for r in self._conn.execute(query)]
 
+    def find(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """Up to ``limit`` users of the organisation whose id, user name, first or last name (or both names)
+        contain ``text``, case-insensitive, by id (the console's user look-up)."""
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        full = users.c.firstName + " " + users.c.lastName
+        matches = [sa.func.lower(c).like(pattern, escape="\\")
+                   for c in (users.c.id, users.c.userName, users.c.firstName, users.c.lastName, full)]
+        query = (sa.select(users).where(users.c.rootOrgId == organisation_id, sa.or_(*matches))
+                 .order_by(users.c.id).limit(limit))
+        return [_user(r) for r in self._conn.execute(query)]
+
 
 class SqlBatches:
     def __init__(self, conn: Connection) -> None:
@@ -327,6 +338,12 @@ class SqlAssets:
             query = sa.select(asset).where(asset.c.identifier.in_(chunk)).with_for_update()
             found.update((a.identifier, a) for a in map(_asset, self._conn.execute(query)))
         return found
+
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the preview's "stays with the old owner")."""
+        query = (sa.select(asset.c.objectType, sa.func.count()).where(asset.c.createdBy == user_id)
+                 .group_by(asset.c.objectType))
+        return {str(t): int(n) for t, n in self._conn.execute(query)}
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
         types = list(object_types)

@@ -26,10 +26,11 @@ from handover import metrics
 from handover.adapters.sql import SqlStore
 from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
+from handover.service.audit_trail import UNDO_PREFIX
 from handover.service.delivery import deliver
 from handover.service.engine import Engine
 from handover.service.ports import DuplicateRequest, FailedEvent, PublishError, RequestStatus, RequestSummary
-from handover.service.requests import event_status, parties_of
+from handover.service.requests import UNDONE, event_status, parties_of
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +392,7 @@ class SqlRequestLog:
             conn.execute(request_summary.delete().where(request_summary.c.request_id == request_id, ~left))
 
     def status(self, request_id: str) -> RequestStatus | None:
-        rl, lg, q = request_log, ledger, event_queue
+        rl, lg, q, undo = request_log, ledger, event_queue, ledger.alias("undo")
         stmt = (
             sa.select(
                 rl.c.mid,
@@ -403,8 +404,9 @@ class SqlRequestLog:
                 lg.c.changed_batches,
                 lg.c.changed_assets,
                 q.c.status.label("queue_status"),
+                undo.c.mid.label("undo_mid"),
             )
-            .select_from(rl.outerjoin(lg, lg.c.mid == rl.c.mid).outerjoin(q, q.c.mid == rl.c.mid))
+            .select_from(_with_outcomes(rl, lg, q, undo))
             .where(rl.c.request_id == request_id)
             .order_by(rl.c.position, rl.c.mid)
         )
@@ -440,11 +442,11 @@ class SqlRequestLog:
         if action_by is not None:
             stmt = stmt.where(rl.c.action_by == action_by)
         if outcome:
-            inner, lg, q = rl.alias("e"), ledger.alias("l"), event_queue.alias("q")
+            inner, lg, q, undo = rl.alias("e"), ledger.alias("l"), event_queue.alias("q"), ledger.alias("u")
             ended = (
                 sa.select(inner.c.request_id)
-                .select_from(inner.outerjoin(lg, lg.c.mid == inner.c.mid).outerjoin(q, q.c.mid == inner.c.mid))
-                .where(_outcome_of(lg, q) == outcome)
+                .select_from(_with_outcomes(inner, lg, q, undo))
+                .where(_outcome_of(lg, q, undo) == outcome)
             )
             stmt = stmt.where(rl.c.request_id.in_(ended))
         with self._reader.connect() as conn:
@@ -464,19 +466,23 @@ class SqlRequestLog:
     def _summaries(self, conn: sa.Connection, heads: Sequence[tuple[str, datetime]]) -> list[RequestSummary]:
         if not heads:
             return []
-        rl, rs, lg, q = request_log, request_summary, ledger, event_queue
+        rl, rs, lg, q, undo = request_log, request_summary, ledger, event_queue, ledger.alias("undo")
         ids = [rid for rid, _ in heads]
         events = conn.execute(
-            sa.select(rl.c.request_id, rl.c.action_by, _outcome_of(lg, q).label("outcome"), lg.c.reason)
-            .select_from(rl.outerjoin(lg, lg.c.mid == rl.c.mid).outerjoin(q, q.c.mid == rl.c.mid))
+            sa.select(rl.c.request_id, rl.c.action_by, _outcome_of(lg, q, undo).label("outcome"), lg.c.reason,
+                      rl.c.asset_information)
+            .select_from(_with_outcomes(rl, lg, q, undo))
             .where(rl.c.request_id.in_(ids))
         ).all()
         users = {r.request_id: r for r in conn.execute(sa.select(rs).where(rs.c.request_id.in_(ids)))}
         outcomes: dict[str, dict[str, int]] = {rid: {} for rid in ids}
         reasons: dict[str, set[str]] = {rid: set() for rid in ids}
         action_by: dict[str, str | None] = {}
+        assets: dict[str, int] = dict.fromkeys(ids, 0)
         for row in events:
             counts = outcomes[row.request_id]
+            info = row.asset_information
+            assets[row.request_id] += 1 if isinstance(info, dict) and info.get("identifier") else 0
             counts[row.outcome] = counts.get(row.outcome, 0) + 1
             action_by[row.request_id] = row.action_by
             if row.outcome == FAILED:
@@ -490,7 +496,7 @@ class SqlRequestLog:
                 RequestSummary(
                     rid, created_at, action_by.get(rid),
                     who.organisation_id if who else None, who.from_user if who else None, who.to_user if who else None,
-                    outcomes[rid], sorted(reasons[rid]),
+                    outcomes[rid], sorted(reasons[rid]), assets[rid],
                 )
             )
         return out
@@ -508,10 +514,24 @@ class SqlRequestLog:
         return [(a, str(o), r, int(n)) for a, o, r, n in rows]
 
 
-def _outcome_of(lg: Any, q: Any) -> Any:
-    """An event's outcome in SQL, as ``_event_status`` tells it: the ledger's, else ``failed`` when processing
-    gave up, else ``pending``."""
-    return sa.case((lg.c.outcome.is_not(None), lg.c.outcome), (q.c.status == FAILED, FAILED), else_=PENDING)
+def _with_outcomes(rl: Any, lg: Any, q: Any, undo: Any) -> Any:
+    """The request log joined with each event's ledger row, queue row and undo ledger row (``undo:<mid>``)."""
+    return (
+        rl.outerjoin(lg, lg.c.mid == rl.c.mid)
+        .outerjoin(q, q.c.mid == rl.c.mid)
+        .outerjoin(undo, undo.c.mid == sa.literal(UNDO_PREFIX, sa.String) + rl.c.mid)
+    )
+
+
+def _outcome_of(lg: Any, q: Any, undo: Any) -> Any:
+    """An event's outcome in SQL for the history, as ``summary_of`` counts it: ``undone`` when the ledger has its
+    undo, else the ledger's, else ``failed`` when processing gave up, else ``pending``."""
+    return sa.case(
+        (undo.c.mid.is_not(None), UNDONE),
+        (lg.c.outcome.is_not(None), lg.c.outcome),
+        (q.c.status == FAILED, FAILED),
+        else_=PENDING,
+    )
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -531,6 +551,7 @@ def _event_status(row: Any) -> dict[str, Any]:
         row.changed_batches or 0,
         row.changed_assets or 0,
         failed=row.queue_status == FAILED,
+        undone=row.undo_mid is not None,
     )
 
 

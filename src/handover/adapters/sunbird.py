@@ -63,6 +63,7 @@ from handover.domain.model import Asset, CourseBatch, User, asset_from_json, bat
 from handover.domain.notification import Notification
 from handover.domain.policy import IMAGE_SUFFIX
 from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate, FieldChange
+from handover.service.audit_trail import undo_mid
 from handover.service.ports import (
     AssetRepository,
     AuditLog,
@@ -386,6 +387,10 @@ class SunbirdUsers:
         """``DeletedUserSearch`` through userorg's user search (``UserOrgClient.deleted_users``)."""
         return self._client.deleted_users(organisation_id, after, limit)
 
+    def find(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """Users of the organisation userorg's search finds for ``text`` (the console's look-up)."""
+        return self._client.find_users(organisation_id, text, limit)
+
 
 def drifted(hit: BatchHit, row: CourseBatch) -> bool:
     """Whether the Elasticsearch copy differs from the Cassandra row in the fields handover writes."""
@@ -459,6 +464,11 @@ class SunbirdAssets:
     def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
         self._uow.flush()
         return self._graph.get_many(list(dict.fromkeys(identifiers)))
+
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the graph's count)."""
+        self._uow.flush()
+        return self._graph.types_created_by(user_id)
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
         for page in self._graph.pages_created_by(user_id, object_types, page_size):
@@ -700,6 +710,7 @@ class SunbirdRequestLog:
             if entry is None:
                 events.append(event_status(mid, asset))
             else:
+                undone = entry.outcome == "applied" and self._store.cassandra.ledger_get(undo_mid(mid)) is not None
                 events.append(
                     event_status(
                         mid,
@@ -709,6 +720,7 @@ class SunbirdRequestLog:
                         entry.skipped,
                         entry.changed_batches,
                         entry.changed_assets,
+                        undone=undone,
                     )
                 )
         return RequestStatus(request_id, rows[0][2], events)

@@ -380,8 +380,9 @@ def undo(
     except store_errors() as exc:
         fail(f"store: {exc}", EXIT_STORE)
     for event in result.events:
-        state = " (already undone: nothing changed)" if event.already_undone else ""
-        err.print(f"{event.mid}: reverted {event.reverted}, conflicts {event.conflicts}{state}", highlight=False)
+        err.print(f"{event.mid}: {event.message()}", highlight=False)
+    if request is not None:
+        err.print(f"{request}: {result.message()}", highlight=False)
     print(json.dumps(result.to_json(), ensure_ascii=False))
 
 

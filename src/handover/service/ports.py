@@ -65,6 +65,10 @@ class AuditPage:
 
 
 class UserDirectory(Protocol):
+    """The users. Optional, where the directory can (``getattr``): ``organisation_exists(org_id) -> bool`` and
+    ``find(org_id, text, limit) -> list[User]`` (users of the root organisation whose id or names contain ``text``,
+    for the console's look-up)."""
+
     def get(self, user_id: str) -> User | None: ...
 
 
@@ -96,6 +100,9 @@ class BatchRepository(Protocol):
 
 
 class AssetRepository(Protocol):
+    """The assets. Optional, where the store can (``getattr``): ``types_created_by(user_id) -> dict[str, int]``,
+    how many assets the user created by objectType (the preview's "stays with the old owner")."""
+
     def get(self, identifier: str) -> Asset | None: ...
 
     def pages_created_by(
@@ -334,7 +341,9 @@ class FailedEvent:
 @dataclass(frozen=True, slots=True)
 class RequestSummary:
     """One API request in the history: who, when, and how many of its events ended how (``outcomes``:
-    applied / rejected / duplicate / failed / pending counts; ``reasons``: the rejection and failure reasons)."""
+    applied / undone / rejected / duplicate / failed / pending counts, an undone event counted as ``undone`` only;
+    ``reasons``: the rejection and failure reasons; ``assets``: how many events name an asset, 0 when the request
+    was about everything of the from-user)."""
 
     request_id: str
     created_at: datetime
@@ -344,10 +353,17 @@ class RequestSummary:
     to_user: str | None
     outcomes: dict[str, int]
     reasons: list[str]
+    assets: int = 0
 
     @property
     def events(self) -> int:
         return sum(self.outcomes.values())
+
+    @property
+    def title(self) -> str:
+        """``u-ann → u-ravi: everything`` (or ``: 2 assets``), for lists and headings."""
+        what = "everything" if not self.assets else f"{self.assets} asset{'' if self.assets == 1 else 's'}"
+        return f"{self.from_user or '?'} → {self.to_user or '?'}: {what}"
 
 
 class RequestHistory(Protocol):
@@ -364,8 +380,8 @@ class RequestHistory(Protocol):
         offset: int = 0,
     ) -> list[RequestSummary]:
         """At most ``limit`` requests after the first ``offset`` that match, newest first. ``user``: the request's
-        admin, from-user or to-user; ``outcome``: at least one event ended so (applied, rejected, duplicate,
-        failed, pending); ``action_by``: only that admin's."""
+        admin, from-user or to-user; ``outcome``: at least one event ended so (applied and not undone, undone,
+        rejected, duplicate, failed, pending); ``action_by``: only that admin's."""
         ...
 
     def summary(self, request_id: str) -> RequestSummary | None:

@@ -54,7 +54,8 @@ class NotUndoable(UndoError):
 
 @dataclass(slots=True)
 class EventUndo:
-    """What undoing one event did (or, when ``already_undone``, what the earlier undo did)."""
+    """What undoing one event did. An event undone before (``already_undone``) reverts nothing now: ``reverted``
+    and ``conflicts`` are 0 and ``note`` says what the earlier undo did."""
 
     mid: str
     reverted: int = 0
@@ -76,10 +77,35 @@ class EventUndo:
             "conflictSamples": self.conflict_samples,
         }
 
+    def message(self) -> str:
+        """``already undone, 0 reverted`` or ``11 changes reverted, 0 conflicts``, for the CLI's line of this
+        event."""
+        return undo_message(self.already_undone, self.reverted, self.conflicts)
+
+
+def undo_message(already_undone: bool, reverted: int, conflicts: int) -> str:
+    """What an undo did in words, the same in the console, the CLI and the API."""
+    if already_undone:
+        return "already undone, 0 reverted"
+    changes = f"{reverted} change{'' if reverted == 1 else 's'} reverted"
+    return f"{changes}, {conflicts} conflict{'' if conflicts == 1 else 's'}"
+
 
 @dataclass(slots=True)
 class UndoResult:
     events: list[EventUndo]
+
+    @property
+    def already_undone(self) -> bool:
+        """Every applied event of it was undone before: this undo changed nothing."""
+        return any(e.already_undone for e in self.events) and not any(
+            not e.already_undone and not e.note for e in self.events
+        )
+
+    def message(self) -> str:
+        """What the undo did in words, as the console, the CLI and the API say it: ``already undone, 0 reverted``
+        when there was nothing left to undo, else ``11 changes reverted, 0 conflicts``."""
+        return undo_message(self.already_undone, self.reverted, self.conflicts)
 
     @property
     def reverted(self) -> int:
@@ -93,6 +119,8 @@ class UndoResult:
         return {
             "reverted": self.reverted,
             "conflicts": self.conflicts,
+            "alreadyUndone": self.already_undone,
+            "message": self.message(),
             "events": [e.to_json() for e in self.events],
         }
 
@@ -218,8 +246,10 @@ class Undoer:
             done = uow.ledger.get(undo_mid(entry.mid))
             if done is not None:
                 reverted, conflicts = undo_details(done)
-                results[entry.mid] = EventUndo(entry.mid, reverted, conflicts, already_undone=True,
-                                               note="already undone: nothing changed")
+                results[entry.mid] = EventUndo(
+                    entry.mid, already_undone=True,
+                    note=f"already undone at {done.processed_at.isoformat()} (that undo reverted {reverted}, "
+                         f"{conflicts} conflicts): nothing changed")
             elif entry.outcome != "applied":
                 results[entry.mid] = EventUndo(entry.mid, note=f"{entry.outcome}: it changed nothing")
             else:

@@ -4,6 +4,7 @@
 //    it has data-pending (a request whose events are not processed yet).
 // 3. A form with data-busy shows that the server is working once it is sent (a large preview or undo takes a
 //    while): its buttons are marked busy, a second submit is ignored, and the text is announced in a status region.
+// 4. Enter in the transfer form's user look-up runs the look-up (without it, Enter previews the transfer).
 (function () {
   "use strict";
   var summary = document.querySelector("[data-error-summary]");
@@ -54,4 +55,10 @@
       form.querySelector(".busy-status").textContent = "";
     });
   });
+  var lookup = document.getElementById("lookup"), find = document.getElementById("find");
+  if (lookup && find) {
+    lookup.addEventListener("keydown", function (event) {
+      if (event.key === "Enter") { event.preventDefault(); find.click(); }
+    });
+  }
 }());
