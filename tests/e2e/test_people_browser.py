@@ -102,8 +102,10 @@ def test_preview_submit_and_undo_show_a_working_state_and_true_counts(
     busy(page, form, "Undoing 6 changed records", "working-undo")
     expect(page.get_by_role("status")).to_contain_text("reverted")
 
-    page.goto(f"{server.base}/admin/requests/{request_id}/undo")  # once undone: no count of what is gone
-    expect(page.locator("main")).to_contain_text("Nothing is left to undo")
+    page.goto(f"{server.base}/admin/requests/{request_id}/undo")  # once undone: no count of what is gone, no button
+    expect(page.locator("main")).to_contain_text("This request was already undone")
+    expect(page.locator("main")).to_contain_text("there is nothing left to undo")
+    expect(page.get_by_role("button", name="Yes, undo this request")).to_have_count(0)
 
 
 @pytest.fixture

@@ -87,7 +87,8 @@ def test_store_failures(tmp_path: Path) -> None:
     empty = f"sqlite:///{tmp_path / 'never-initialised.db'}"
     out, err = run("report", "deleted-owners", "--store", empty, code=1)
     assert out == ""  # no header before the error
-    assert " ".join(err.split()) == "error: The store is unavailable (OperationalError). no such table: users"
+    assert " ".join(err.split()) == (f"error: the store {empty} has no handover schema yet (table 'asset' is "
+                                     f"missing): run `handover init --store {empty}` first")
     _, err = run("report", "deleted-owners", "--store", "postgresql://127.0.0.1:1/none", code=1)
     assert " ".join(err.split()).startswith("error: The store is unavailable (StoreError). database unavailable:")
 
