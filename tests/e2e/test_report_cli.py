@@ -90,7 +90,7 @@ def test_store_failures(tmp_path: Path) -> None:
     assert " ".join(err.split()) == (f"error: the store {empty} has no handover schema yet (table 'asset' is "
                                      f"missing): run `handover init --store {empty}` first")
     _, err = run("report", "deleted-owners", "--store", "postgresql://127.0.0.1:1/none", code=1)
-    assert " ".join(err.split()).startswith("error: The store is unavailable (StoreError). database unavailable:")
+    assert " ".join(err.split()).startswith("error: store: database unavailable: connection failed:")
 
 
 def test_a_reader_that_stops_early(tmp_path: Path) -> None:
