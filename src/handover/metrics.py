@@ -41,6 +41,9 @@ total_transfer_events = Counter("total_transfer_events_count", "Ownership-transf
 skipped_messages = Counter("skipped_message_count", "Ownership-transfer events rejected (Lern)")
 success_messages = Counter("success_message_count", "Ownership-transfer events applied (Lern)")
 api_read_success = Counter("api_read_success_count", "User reads answered HTTP 200 by userorg (Lern)")
+# the sunbird:// adapters: every request sent to a store (a CQL statement or batch, an HTTP request, a Cypher
+# statement), by store and kind (read or write)
+store_requests = Counter("store_requests", "Requests sent to a Sunbird store, by store and kind", ["store", "kind"])
 
 
 def observe(outcome: Outcome, seconds: float) -> None:

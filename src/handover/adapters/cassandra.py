@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from handover import metrics
 from handover.adapters.sunbird_errors import StoreErrors, SunbirdStoreError, check_identifier
 from handover.domain.model import CourseBatch
 from handover.domain.notification import Notification
@@ -225,6 +226,11 @@ def grouped(items: Sequence[T], size: int) -> list[list[T]]:
     if size < 1:
         raise ValueError("group size must be positive")
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def counted(requests: int, kind: str) -> None:
+    """Count requests sent to Cassandra (``handover_store_requests_total``; a batch is one request)."""
+    metrics.store_requests.labels(store=STORE, kind=kind).inc(requests)
 
 
 def batch_from_row(row: Any) -> CourseBatch:
@@ -732,10 +738,12 @@ class CassandraGateway:
     def execute(self, statement: Statement, doing: str) -> Any:
         cql, params = statement
         bound = self.prepare(cql).bind(params)
+        counted(1, "read" if cql.startswith("SELECT") else "write")
         with self.errors(doing):
             return self.session().execute(bound)
 
     def execute_plain(self, cql: str, doing: str) -> Any:
+        counted(1, "read" if cql.startswith("SELECT") else "write")
         with self.errors(doing):
             return self.session().execute(self.connection.simple(cql))
 
@@ -747,6 +755,7 @@ class CassandraGateway:
             batch = self.connection.batch()
             for cql, params in group:
                 batch.add(self.prepare(cql), params)
+            counted(1, "write")
             with self.errors(doing):
                 self.session().execute(batch)
         return len(groups)
@@ -803,6 +812,7 @@ class CassandraGateway:
         from cassandra.concurrent import execute_concurrent_with_args
 
         prepared = self.prepare(self.batches.select_by_key())
+        counted(len(keys), "read")
         with self.errors(f"reading {self.batches.name}"):
             results = execute_concurrent_with_args(self.session(), prepared, list(keys), concurrency=32)
         out: dict[tuple[str, str], CourseBatch] = {}

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from handover import metrics
 from handover.adapters.neo4j_http import NEO4J_3_COMMIT_PATH, TransactionalEndpoint
 from handover.adapters.sunbird_errors import StoreErrors, SunbirdStoreError, check_identifier
 from handover.domain.model import Asset
@@ -471,6 +472,7 @@ class AssetGraph:
         self._runner = None
 
     def _run(self, query: Query, doing: str, write: bool) -> list[dict[str, Any]]:
+        metrics.store_requests.labels(store=STORE, kind="write" if write else "read").inc()
         return self.runner().run(query, doing, write)
 
     def get(self, identifier: str) -> Asset | None:
