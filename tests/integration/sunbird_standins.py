@@ -86,6 +86,10 @@ class CassandraStandIn:
         self.j.write("cassandra.ledger", entry.mid)
         self.ledger[entry.mid] = entry
 
+    def ledger_put_many(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            self.ledger_put(entry)
+
     def ledger_by_request(self, request_id: str) -> list[LedgerEntry]:
         return sorted((e for e in self.ledger.values() if e.request_id == request_id), key=lambda e: e.mid)
 

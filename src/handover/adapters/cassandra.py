@@ -47,6 +47,7 @@ T = TypeVar("T")
 Statement = tuple[str, tuple[Any, ...]]  # CQL with ? markers, and its bound values
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BATCH_COLUMNS = "courseid, batchid, name, status, createdby, mentors"
+CONCURRENCY = 32  # requests in flight at once for concurrent reads and batches
 
 # --- connection options ------------------------------------------------------------------------------
 
@@ -748,17 +749,34 @@ class CassandraGateway:
             return self.session().execute(self.connection.simple(cql))
 
     def execute_grouped(self, statements: Sequence[Statement], doing: str) -> int:
-        """Statements as LOGGED batches of ``write_group_size`` (each group is applied entirely or not at all).
-        Returns the number of groups."""
-        groups = grouped(statements, self.write_group_size)
+        """Statements as LOGGED batches of ``write_group_size`` (each group is applied entirely or not at all),
+        the batches sent concurrently (the statements must not depend on each other's order). Returns the number
+        of groups; SunbirdStoreError when a batch failed (the others may have been applied)."""
+        return self.execute_batches(grouped(statements, self.write_group_size), doing)
+
+    def execute_batches(self, groups: Sequence[Sequence[Statement]], doing: str) -> int:
+        """Each group as one LOGGED batch, the batches sent concurrently (at most ``CONCURRENCY`` in flight)."""
+        batches = []
         for group in groups:
             batch = self.connection.batch()
             for cql, params in group:
                 batch.add(self.prepare(cql), params)
-            counted(1, "write")
+            batches.append(batch)
+        if not batches:
+            return 0
+        counted(len(batches), "write")
+        if len(batches) == 1:
             with self.errors(doing):
-                self.session().execute(batch)
-        return len(groups)
+                self.session().execute(batches[0])
+            return 1
+        from cassandra.concurrent import execute_concurrent
+
+        with self.errors(doing):
+            results = execute_concurrent(self.session(), [(b, None) for b in batches], concurrency=CONCURRENCY)
+        for ok, result in results:
+            if not ok:
+                raise SunbirdStoreError(STORE, f"{doing}: {describe(result)}")
+        return len(batches)
 
     # schema
     def init_schema(self) -> None:
@@ -814,7 +832,7 @@ class CassandraGateway:
         prepared = self.prepare(self.batches.select_by_key())
         counted(len(keys), "read")
         with self.errors(f"reading {self.batches.name}"):
-            results = execute_concurrent_with_args(self.session(), prepared, list(keys), concurrency=32)
+            results = execute_concurrent_with_args(self.session(), prepared, list(keys), concurrency=CONCURRENCY)
         out: dict[tuple[str, str], CourseBatch] = {}
         for key, (ok, result) in zip(keys, results, strict=True):
             if not ok:
@@ -842,8 +860,19 @@ class CassandraGateway:
         return ledger_from_row(row) if row is not None else None
 
     def ledger_put(self, entry: LedgerEntry) -> None:
-        for statement in self.handover.ledger_statements(entry):
-            self.execute(statement, "writing the ledger")
+        self.ledger_put_many([entry])
+
+    def ledger_put_many(self, entries: Sequence[LedgerEntry]) -> None:
+        """The ledger rows of ``entries`` (each with its ``ledger_by_request`` row in the same LOGGED batch),
+        packed into batches of at least one entry and about ``write_group_size`` statements, sent concurrently."""
+        groups: list[list[Statement]] = []
+        for entry in entries:
+            statements = self.handover.ledger_statements(entry)
+            if groups and len(groups[-1]) + len(statements) <= self.write_group_size:
+                groups[-1].extend(statements)
+            else:
+                groups.append(list(statements))
+        self.execute_batches(groups, "writing the ledger")
 
     def ledger_by_request(self, request_id: str) -> list[LedgerEntry]:
         rows = self.execute((self.handover.select_mids_of_request(), (request_id,)), "reading the ledger")

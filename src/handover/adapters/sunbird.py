@@ -512,11 +512,11 @@ class SunbirdLedger:
         return sorted(entries.values(), key=lambda e: e.mid)
 
     def flush(self) -> None:
-        for entry in self.pending.values():
-            if self._uow.writes:
-                self._cassandra.ledger_put(entry)
-            elif self._preview is not None:
-                self._preview[entry.mid] = entry
+        """The ledger rows of the unit of work's events, in one round of concurrent batches."""
+        if self._uow.writes:
+            self._cassandra.ledger_put_many(list(self.pending.values()))
+        elif self._preview is not None:
+            self._preview.update(self.pending)
         self.pending.clear()
 
 

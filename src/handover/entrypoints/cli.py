@@ -9,6 +9,7 @@ plain line every ``PROGRESS_EVERY`` seconds otherwise. Output cut short by its r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO, TypeVar
 
@@ -104,6 +106,8 @@ ConfigOpt = Annotated[
 
 EXIT_STORE = 1
 EXIT_USAGE = 2
+REPLAY_BATCH = 100  # events per unit of work in replay
+log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 PROGRESS_EVERY = 5.0  # seconds between progress lines on stderr when it is not a terminal
 
@@ -277,6 +281,16 @@ def replay(
                                                 help="Write one JSON result per input line.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Report what would change; change nothing "
                                           "(the store is written in a transaction that is rolled back).")] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            metavar="N",
+            help="Events per unit of work (one commit), as the worker's micro-batches; a batch that fails is "
+            "processed again one event at a time. 1: each event on its own. --dry-run takes one at a time.",
+        ),
+    ] = REPLAY_BATCH,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -304,11 +318,25 @@ def replay(
             progress = stack.enter_context(WorkProgress("replay", "written", events=total))
             engine = handover.engine(uow_factory=factory, on_written=progress.written)
             poison = poison_errors()
-            for number, line in enumerate(source, start=1):
+
+            def one(line: bytes) -> Outcome:
                 try:
-                    outcome = engine.process(line.rstrip(b"\r\n"))
+                    return engine.process(line)
                 except poison as exc:  # this line's data, not the store: report it and go on (SPEC 4)
-                    outcome = Outcome(None, "rejected", "PROCESSING_FAILED", f"{type(exc).__name__}: {exc}")
+                    return Outcome(None, "rejected", "PROCESSING_FAILED", f"{type(exc).__name__}: {exc}")
+
+            def outcomes() -> Iterator[Outcome]:
+                size = 1 if dry_run else batch_size
+                while chunk := [line.rstrip(b"\r\n") for line in islice(source, size)]:
+                    if len(chunk) > 1:
+                        try:
+                            yield from engine.process_batch(chunk)
+                            continue
+                        except Exception as exc:  # no ledger row of the batch was written: again one by one
+                            log.warning("replay: a batch of %d events failed (%s); one at a time", len(chunk), exc)
+                    yield from (one(line) for line in chunk)
+
+            for number, outcome in enumerate(outcomes(), start=1):
                 tally[outcome.outcome] += 1
                 if outcome.reason:
                     tally[f"rejected: {outcome.reason}"] += 1
