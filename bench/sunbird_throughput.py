@@ -13,15 +13,17 @@ The servers are the test servers of tests/servers (started here, stopped at the 
 A deployment is seeded as Sunbird has it (``tests/sunbird_deployment.py``) with the groups of
 ``tests/streams.py`` (about 4.2 events per group: a single-asset transfer, a transfer of everything, a
 delete-user clean-up with an admin email, a redelivery; every 10th group two rejections), then ``handover
-replay`` runs in this process over the N events. Printed: events/s of the replay command (from start to exit,
-connections included), and the requests each server was sent, in total and per event, as the adapters count
-them (``handover_store_requests_total{store, kind}``: a CQL statement or LOGGED batch, an HTTP request, a
-Cypher statement; a Cassandra read of k keys sent concurrently counts k). The userorg count is checked against
-the requests the stand-in received. The report and the dump are then compared with the embedded (SQLite) store's
-replay of the same events.
+replay`` runs in this process over the N events, once per ``--batch-size`` (default 1 and 100; each on a fresh
+deployment of its own on the same servers). Printed side by side for each: events/s of the replay command (from
+start to exit, connections included), and for each server the round trips (each time the client waits for
+answers) and the requests per event, as the adapters count them (``handover_store_round_trips_total`` and
+``handover_store_requests_total{store, kind}``: a request is a CQL statement or LOGGED batch, an HTTP request, a
+Cypher statement; Cassandra reads of k keys, or k batches, sent concurrently are k requests in one round
+trip). The userorg count is checked against the requests the stand-in received. The report and the dump are
+then compared with the embedded (SQLite) store's replay of the same events.
 
-    .venv/bin/python bench/sunbird_throughput.py                    # N = 300
-    .venv/bin/python bench/sunbird_throughput.py --events 1000
+    .venv/bin/python bench/sunbird_throughput.py                    # N = 300, --batch-size 1 and 100
+    .venv/bin/python bench/sunbird_throughput.py --events 1000 --batch-sizes 1,10,100,500
     .venv/bin/python bench/sunbird_throughput.py --profile /tmp/replay.txt   # pyinstrument (dev extra)
 
 Target (issue 15): at least 100 events/s on these servers. Figures: README, "Speed on sunbird://".
@@ -37,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,13 +85,15 @@ def servers(directory: Path) -> Iterator[tuple[ServerProcess, ServerProcess, Ser
         yield made[0], made[1], made[2]
 
 
-def request_counts() -> dict[tuple[str, str], float]:
-    """(store, kind) -> requests counted so far by the adapters."""
-    out: dict[tuple[str, str], float] = {}
-    for family in metrics.store_requests.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                out[(sample.labels["store"], sample.labels["kind"])] = sample.value
+def counts() -> dict[tuple[str, str, str], float]:
+    """(what, store, kind) -> round trips (what = "trips") and requests ("requests") counted so far by the
+    adapters."""
+    out: dict[tuple[str, str, str], float] = {}
+    for what, counter in (("trips", metrics.store_round_trips), ("requests", metrics.store_requests)):
+        for family in counter.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    out[(what, sample.labels["store"], sample.labels["kind"])] = sample.value
     return out
 
 
@@ -99,82 +104,109 @@ def cli(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+@dataclass
+class Run:
+    batch_size: int
+    seconds: float
+    trips: dict[tuple[str, str], float]  # (store, kind) -> round trips
+    requests: dict[tuple[str, str], float]
+    same: bool  # report and dump equal the embedded store's
+
+
+def replay_once(
+    stack: ExitStack, tmp: Path, ports: tuple[int, int, int], args: argparse.Namespace, batch_size: int
+) -> Run:
+    """A fresh deployment (names of its own) on the running servers, seeded, replayed with ``--batch-size``."""
+    cql_port, bolt_port, es_port = ports
+    userorg = FakeUserOrg()
+    deployment = Deployment(
+        cassandra_port=cql_port,
+        es_url=f"http://127.0.0.1:{es_port}",
+        bolt_uri=f"bolt://127.0.0.1:{bolt_port}",
+        userorg_url=stack.enter_context(serve(userorg)),
+    )
+    deployment.create()
+    stack.callback(deployment.drop)
+    fixture, events = sunbird_stream(groups_for(args.events))
+    userorg.add(*(user_from_json(u) for u in fixture["users"]))
+    deployment.seed(fixture)
+    env = {**deployment.env}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        env[f"HANDOVER_{key.upper().replace('.', '_')}"] = value
+    cli(env, "init")
+
+    source, report = tmp / f"events-{batch_size}.jsonl", tmp / f"report-{batch_size}.jsonl"
+    source.write_bytes(b"\n".join(events) + b"\n")
+    before, served_before = counts(), len(userorg.requests)
+    profiler = None
+    if args.profile is not None:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    t0 = time.perf_counter()
+    cli(env, "replay", str(source), "--report", str(report), "--batch-size", str(batch_size))
+    seconds = time.perf_counter() - t0
+    if profiler is not None:
+        profiler.stop()
+        path = args.profile.with_name(f"{args.profile.stem}-batch{batch_size}{args.profile.suffix}")
+        path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+        print(f"profile of --batch-size {batch_size}: {path}")
+    after, served = counts(), len(userorg.requests) - served_before
+    delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
+    trips = {(s, k): v for (what, s, k), v in delta.items() if what == "trips"}
+    requests = {(s, k): v for (what, s, k), v in delta.items() if what == "requests"}
+    counted = sum(v for (s, _), v in requests.items() if s == "userorg")
+    if served != counted:
+        print(f"MISMATCH: the userorg stand-in received {served} requests, the adapter counted {counted:.0f}")
+
+    expected_report, expected_dump = embedded_replay(tmp / f"embedded-{batch_size}.db", fixture, events)
+    got = [json.loads(line) for line in report.read_text().splitlines()]
+    same = got == expected_report and comparable(sunbird_dump(env)) == comparable(expected_dump)
+    return Run(batch_size, seconds, trips, requests, same)
+
+
+def per_event(table: dict[tuple[str, str], float], store: str, kind: str | None, n: int) -> float:
+    """The count of ``store`` (or "all") and ``kind`` (or None: both) per event."""
+    return sum(v for (s, k), v in table.items() if store in (s, "all") and kind in (k, None)) / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=300, help="about how many events (default 300)")
-    parser.add_argument("--profile", type=Path, help="write a pyinstrument profile of the replay to this file")
+    parser.add_argument("--batch-sizes", default="1,100",
+                        help="replay --batch-size values, one replay each (default 1,100)")
+    parser.add_argument("--profile", type=Path,
+                        help="write a pyinstrument profile of each replay (FILE-batchN.txt, dev extra)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for the replay (e.g. page_size=2), as HANDOVER_KEY")
     args = parser.parse_args()
+    sizes = [int(v) for v in args.batch_sizes.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="handover-bench-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         print("starting the test servers", flush=True)
         cql, bolt, es = stack.enter_context(servers(tmp))
-        userorg = FakeUserOrg()
-        deployment = Deployment(
-            cassandra_port=cql.port,
-            es_url=f"http://127.0.0.1:{es.port}",
-            bolt_uri=f"bolt://127.0.0.1:{bolt.port}",
-            userorg_url=stack.enter_context(serve(userorg)),
-        )
-        deployment.create()
-        stack.callback(deployment.drop)
+        runs = [replay_once(stack, tmp, (cql.port, bolt.port, es.port), args, size) for size in sizes]
 
-        fixture, events = sunbird_stream(groups_for(args.events))
-        userorg.add(*(user_from_json(u) for u in fixture["users"]))
-        t0 = time.monotonic()
-        deployment.seed(fixture)
-        print(f"{len(events)} events; seeded {len(fixture['course_batches'])} batches, {len(fixture['assets'])} "
-              f"nodes, {len(fixture['users'])} users in {time.monotonic() - t0:.1f}s", flush=True)
-        env = {**deployment.env}
-        for item in args.set:
-            key, _, value = item.partition("=")
-            env[f"HANDOVER_{key.upper().replace('.', '_')}"] = value
-        cli(env, "init")
-
-        source, report = tmp / "events.jsonl", tmp / "report.jsonl"
-        source.write_bytes(b"\n".join(events) + b"\n")
-        before, served_before = request_counts(), len(userorg.requests)
-        profiler = None
-        if args.profile is not None:
-            from pyinstrument import Profiler
-
-            profiler = Profiler(interval=0.001)
-            profiler.start()
-        t0 = time.perf_counter()
-        cli(env, "replay", str(source), "--report", str(report))
-        seconds = time.perf_counter() - t0
-        if profiler is not None:
-            profiler.stop()
-            args.profile.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
-        after, served = request_counts(), len(userorg.requests) - served_before
-
-        n = len(events)
-        print(f"\nreplay of {n} events: {seconds:.2f}s, {n / seconds:.1f} events/s "
-              f"(target >= 100: {'met' if n / seconds >= 100 else 'NOT met'})")
-        print(f"{'requests':<10}" + "".join(f"{s:>15}" for s in STORES) + f"{'all':>10}")
-        totals = {s: 0.0 for s in STORES}
-        for kind in ("read", "write"):
-            row = {s: after.get((s, kind), 0) - before.get((s, kind), 0) for s in STORES}
-            for s in STORES:
-                totals[s] += row[s]
-            print(f"{kind:<10}" + "".join(f"{row[s]:>15,.0f}" for s in STORES) + f"{sum(row.values()):>10,.0f}")
-        print(f"{'total':<10}" + "".join(f"{totals[s]:>15,.0f}" for s in STORES) + f"{sum(totals.values()):>10,.0f}")
-        print(f"{'per event':<10}" + "".join(f"{totals[s] / n:>15.2f}" for s in STORES)
-              + f"{sum(totals.values()) / n:>10.2f}")
-        if served != totals["userorg"]:
-            print(f"MISMATCH: the userorg stand-in received {served} requests, the adapter counted "
-                  f"{totals['userorg']:.0f}")
-
-        expected_report, expected_dump = embedded_replay(tmp / "embedded.db", fixture, events)
-        got = [json.loads(line) for line in report.read_text().splitlines()]
-        same = got == expected_report and comparable(sunbird_dump(env)) == comparable(expected_dump)
-        print(f"report and dump equal the embedded store's: {'yes' if same else 'NO'}")
-        if args.profile is not None:
-            print(f"profile: {args.profile}")
-        if not same:
-            raise SystemExit(1)
+    n = len(sunbird_stream(groups_for(args.events))[1])
+    print(f"\nreplay of {n} events on sunbird:// (target: at least 100 events/s); per event, for each "
+          "--batch-size: round trips (read, write, all) and requests (all)")
+    print(f"{'':<15}" + "".join(f"{f'batch {r.batch_size}: trips r/w/all, requests':>44}" for r in runs))
+    for store in (*STORES, "all"):
+        cells = ""
+        for r in runs:
+            values = [per_event(r.trips, store, kind, n) for kind in ("read", "write", None)]
+            values.append(per_event(r.requests, store, None, n))
+            cells += f"{'':>12}" + "".join(f"{v:>8.2f}" for v in values)
+        print(f"{store:<15}{cells}")
+    print(f"{'events/s':<15}" + "".join(f"{n / r.seconds:>44.1f}" for r in runs))
+    print(f"{'seconds':<15}" + "".join(f"{r.seconds:>44.2f}" for r in runs))
+    print(f"{'= embedded':<15}" + "".join(f"{'yes' if r.same else 'NO':>44}" for r in runs)
+          + "   (report and dump equal the embedded store's)")
+    if not all(r.same for r in runs):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

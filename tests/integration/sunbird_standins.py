@@ -82,6 +82,9 @@ class CassandraStandIn:
     def ledger_get(self, mid: str) -> LedgerEntry | None:
         return self.ledger.get(mid)
 
+    def ledger_get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry | None]:
+        return {mid: self.ledger.get(mid) for mid in mids}
+
     def ledger_put(self, entry: LedgerEntry) -> None:
         self.j.write("cassandra.ledger", entry.mid)
         self.ledger[entry.mid] = entry

@@ -230,8 +230,8 @@ def grouped(items: Sequence[T], size: int) -> list[list[T]]:
 
 
 def counted(requests: int, kind: str) -> None:
-    """Count requests sent to Cassandra (``handover_store_requests_total``; a batch is one request)."""
-    metrics.store_requests.labels(store=STORE, kind=kind).inc(requests)
+    """Count one round trip to Cassandra carrying ``requests`` requests (a batch is one request)."""
+    metrics.store_call(STORE, kind, requests)
 
 
 def batch_from_row(row: Any) -> CourseBatch:
@@ -858,6 +858,26 @@ class CassandraGateway:
     def ledger_get(self, mid: str) -> LedgerEntry | None:
         row = self.execute((self.handover.select_ledger(), (mid,)), "reading the ledger").one()
         return ledger_from_row(row) if row is not None else None
+
+    def ledger_get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry | None]:
+        """The ledger rows of ``mids`` (None where there is none), read concurrently."""
+        if not mids:
+            return {}
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        prepared = self.prepare(self.handover.select_ledger())
+        counted(len(mids), "read")
+        with self.errors("reading the ledger"):
+            results = execute_concurrent_with_args(
+                self.session(), prepared, [(m,) for m in mids], concurrency=CONCURRENCY
+            )
+        out: dict[str, LedgerEntry | None] = {}
+        for mid, (ok, result) in zip(mids, results, strict=True):
+            if not ok:
+                raise SunbirdStoreError(STORE, f"reading the ledger {mid}: {describe(result)}")
+            row = result.one()
+            out[mid] = ledger_from_row(row) if row is not None else None
+        return out
 
     def ledger_put(self, entry: LedgerEntry) -> None:
         self.ledger_put_many([entry])

@@ -472,7 +472,7 @@ class AssetGraph:
         self._runner = None
 
     def _run(self, query: Query, doing: str, write: bool) -> list[dict[str, Any]]:
-        metrics.store_requests.labels(store=STORE, kind="write" if write else "read").inc()
+        metrics.store_call(STORE, "write" if write else "read")
         return self.runner().run(query, doing, write)
 
     def get(self, identifier: str) -> Asset | None:

@@ -417,6 +417,10 @@ class SqlLedger:
         ).first()
         return _ledger_entry(row) if row is not None else None
 
+    def prefetch(self, mids: Sequence[str]) -> None:
+        """Nothing: a read inside the transaction is cheap here."""
+        return None
+
     def record(self, entry: LedgerEntry) -> None:
         row = {
             "mid": entry.mid,

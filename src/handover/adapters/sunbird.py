@@ -620,12 +620,20 @@ class SunbirdLedger:
         self._cassandra = uow.store.cassandra
         self._preview = preview
         self.pending: dict[str, LedgerEntry] = {}
+        self._fetched: dict[str, LedgerEntry | None] = {}  # read by prefetch, each answers one get
+
+    def prefetch(self, mids: Sequence[str]) -> None:
+        """Read the ledger rows of a micro-batch's mids at once (concurrently): one round trip instead of one
+        per event. Each answers the first ``get`` of its mid; a mid asked again is read again."""
+        self._fetched = self._cassandra.ledger_get_many(list(dict.fromkeys(mids)))
 
     def get(self, mid: str) -> LedgerEntry | None:
         if mid in self.pending:
             return self.pending[mid]
         if self._preview is not None and mid in self._preview:
             return self._preview[mid]
+        if mid in self._fetched:
+            return self._fetched.pop(mid)
         return self._cassandra.ledger_get(mid)
 
     def record(self, entry: LedgerEntry) -> None:

@@ -199,7 +199,7 @@ class UserOrgClient:
     ) -> httpx.Response:
         """The response (2xx or a status in ``ok``); anything else, after retries, is a SunbirdStoreError."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        counter = metrics.store_requests.labels(store=STORE, kind="write" if retryable is _post_retryable else "read")
+        kind = "write" if retryable is _post_retryable else "read"
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.attempts),
@@ -208,7 +208,7 @@ class UserOrgClient:
                 reraise=True,
             ):
                 with attempt:
-                    counter.inc()
+                    metrics.store_call(STORE, kind)
                     response = self._client.request(method, url, content=body, headers=headers)
                     if response.status_code >= 300 and response.status_code not in ok:
                         raise _Status(response.status_code, response.text)

@@ -81,6 +81,8 @@ class Engine:
             outcomes: list[Outcome] = []
             try:
                 with self._uow_factory() as uow:
+                    if len(parsed) > 1:
+                        uow.ledger.prefetch([p.mid for p in parsed if p.mid is not None])
                     for event in parsed:
                         if outcomes and should_stop is not None and should_stop():
                             break

@@ -123,6 +123,11 @@ class AssetRepository(Protocol):
 class Ledger(Protocol):
     def get(self, mid: str) -> LedgerEntry | None: ...
 
+    def prefetch(self, mids: Sequence[str]) -> None:
+        """A hint, before the events of a micro-batch are handled: ``get`` will be asked for these mids, in
+        order. A store whose reads are round trips reads them all at once here; others ignore it."""
+        ...
+
     def record(self, entry: LedgerEntry) -> None: ...
 
     def by_request(self, request_id: str) -> list[LedgerEntry]:
