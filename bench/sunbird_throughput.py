@@ -10,21 +10,26 @@ The servers are the test servers of tests/servers (started here, stopped at the 
 - userorg: ``tests/integration/userorg_server.py``, a stand-in written for the tests (an HTTP/1.0 server in a
   thread of this process: a new connection per request).
 
-A deployment is seeded as Sunbird has it (``tests/sunbird_deployment.py``) with the groups of
-``tests/streams.py`` (about 4.2 events per group: a single-asset transfer, a transfer of everything, a
-delete-user clean-up with an admin email, a redelivery; every 10th group two rejections), then ``handover
-replay`` runs in this process over the N events, once per ``--batch-size`` (default 1 and 100; each on a fresh
-deployment of its own on the same servers). Printed side by side for each: events/s of the replay command (from
-start to exit, connections included), and for each server the round trips (each time the client waits for
-answers) and the requests per event, as the adapters count them (``handover_store_round_trips_total`` and
+A deployment is seeded as Sunbird has it (``tests/sunbird_deployment.py``) with the groups of ``tests/streams.py``
+(about 4.2 events per group: a single-asset transfer, a transfer of everything, a delete-user clean-up with an admin
+email, a redelivery; every 10th group two rejections), then ``handover replay`` runs in this process over the N
+events, once per ``--batch-size`` (default 1 and 100; each on a fresh deployment of its own on the same servers,
+after a warm-up replay of ``--warmup`` events per batch size, not measured: the servers' JVMs are slow until they
+have compiled their hot paths). Printed side by side for each: events/s of the replay command (from start to exit,
+connections included), and for each server the round trips (each time the client waits for answers) and the requests
+per event, as the adapters count them (``handover_store_round_trips_total`` and
 ``handover_store_requests_total{store, kind}``: a request is a CQL statement or LOGGED batch, an HTTP request, a
-Cypher statement; Cassandra reads of k keys, or k batches, sent concurrently are k requests in one round
-trip). The userorg count is checked against the requests the stand-in received. The report and the dump are
-then compared with the embedded (SQLite) store's replay of the same events.
+Cypher statement; Cassandra reads of k keys, or k batches, sent concurrently are k requests in one round trip). The
+userorg count is checked against the requests the stand-in received. The report and the dump are then compared with
+the embedded (SQLite) store's replay of the same events.
 
     .venv/bin/python bench/sunbird_throughput.py                    # N = 300, --batch-size 1 and 100
     .venv/bin/python bench/sunbird_throughput.py --events 1000 --batch-sizes 1,10,100,500
     .venv/bin/python bench/sunbird_throughput.py --profile /tmp/replay.txt   # pyinstrument (dev extra)
+
+Against another checkout (before/after): ``cd`` there and run this file with ``PYTHONPATH=src`` (a checkout whose
+replay has no ``--batch-size`` takes ``--batch-sizes 1``: one event per unit of work; one that counts no round trips
+prints them as 0).
 
 Target (issue 15): at least 100 events/s on these servers. Figures: README, "Speed on sunbird://".
 """
@@ -55,6 +60,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from handover import metrics  # noqa: E402
 from handover.domain.model import user_from_json  # noqa: E402
+from handover.entrypoints import cli as cli_module  # noqa: E402
 from handover.entrypoints.cli import app  # noqa: E402
 
 STORES = ("cassandra", "elasticsearch", "neo4j", "userorg")
@@ -89,8 +95,9 @@ def counts() -> dict[tuple[str, str, str], float]:
     """(what, store, kind) -> round trips (what = "trips") and requests ("requests") counted so far by the
     adapters."""
     out: dict[tuple[str, str, str], float] = {}
-    for what, counter in (("trips", metrics.store_round_trips), ("requests", metrics.store_requests)):
-        for family in counter.collect():
+    for what, name in (("trips", "store_round_trips"), ("requests", "store_requests")):
+        counter = getattr(metrics, name, None)  # an older checkout may count requests only
+        for family in counter.collect() if counter is not None else ():
             for sample in family.samples:
                 if sample.name.endswith("_total"):
                     out[(what, sample.labels["store"], sample.labels["kind"])] = sample.value
@@ -114,7 +121,8 @@ class Run:
 
 
 def replay_once(
-    stack: ExitStack, tmp: Path, ports: tuple[int, int, int], args: argparse.Namespace, batch_size: int
+    stack: ExitStack, tmp: Path, ports: tuple[int, int, int], args: argparse.Namespace, batch_size: int,
+    events_wanted: int, profile: Path | None = None,
 ) -> Run:
     """A fresh deployment (names of its own) on the running servers, seeded, replayed with ``--batch-size``."""
     cql_port, bolt_port, es_port = ports
@@ -127,7 +135,7 @@ def replay_once(
     )
     deployment.create()
     stack.callback(deployment.drop)
-    fixture, events = sunbird_stream(groups_for(args.events))
+    fixture, events = sunbird_stream(groups_for(events_wanted))
     userorg.add(*(user_from_json(u) for u in fixture["users"]))
     deployment.seed(fixture)
     env = {**deployment.env}
@@ -136,21 +144,24 @@ def replay_once(
         env[f"HANDOVER_{key.upper().replace('.', '_')}"] = value
     cli(env, "init")
 
-    source, report = tmp / f"events-{batch_size}.jsonl", tmp / f"report-{batch_size}.jsonl"
+    source, report = tmp / f"events-{deployment.tag}.jsonl", tmp / f"report-{deployment.tag}.jsonl"
     source.write_bytes(b"\n".join(events) + b"\n")
     before, served_before = counts(), len(userorg.requests)
     profiler = None
-    if args.profile is not None:
+    if profile is not None:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.001)
         profiler.start()
     t0 = time.perf_counter()
-    cli(env, "replay", str(source), "--report", str(report), "--batch-size", str(batch_size))
+    batching = ["--batch-size", str(batch_size)] if hasattr(cli_module, "REPLAY_BATCH") else []
+    if not batching and batch_size != 1:
+        raise SystemExit("this checkout's replay has no --batch-size: use --batch-sizes 1")
+    cli(env, "replay", str(source), "--report", str(report), *batching)
     seconds = time.perf_counter() - t0
     if profiler is not None:
         profiler.stop()
-        path = args.profile.with_name(f"{args.profile.stem}-batch{batch_size}{args.profile.suffix}")
+        path = profile.with_name(f"{profile.stem}-batch{batch_size}{profile.suffix}")
         path.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
         print(f"profile of --batch-size {batch_size}: {path}")
     after, served = counts(), len(userorg.requests) - served_before
@@ -161,7 +172,7 @@ def replay_once(
     if served != counted:
         print(f"MISMATCH: the userorg stand-in received {served} requests, the adapter counted {counted:.0f}")
 
-    expected_report, expected_dump = embedded_replay(tmp / f"embedded-{batch_size}.db", fixture, events)
+    expected_report, expected_dump = embedded_replay(tmp / f"embedded-{deployment.tag}.db", fixture, events)
     got = [json.loads(line) for line in report.read_text().splitlines()]
     same = got == expected_report and comparable(sunbird_dump(env)) == comparable(expected_dump)
     return Run(batch_size, seconds, trips, requests, same)
@@ -177,6 +188,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300, help="about how many events (default 300)")
     parser.add_argument("--batch-sizes", default="1,100",
                         help="replay --batch-size values, one replay each (default 1,100)")
+    parser.add_argument("--warmup", type=int, default=100,
+                        help="events replayed first per batch size, not measured (default 100; 0: none)")
     parser.add_argument("--profile", type=Path,
                         help="write a pyinstrument profile of each replay (FILE-batchN.txt, dev extra)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -188,7 +201,13 @@ def main() -> None:
         tmp = Path(tmp_name)
         print("starting the test servers", flush=True)
         cql, bolt, es = stack.enter_context(servers(tmp))
-        runs = [replay_once(stack, tmp, (cql.port, bolt.port, es.port), args, size) for size in sizes]
+        ports = (cql.port, bolt.port, es.port)
+        if args.warmup:  # the servers' JVMs (Cassandra, ArcadeDB) compile their hot paths on first use
+            t0 = time.monotonic()
+            for size in sizes:
+                replay_once(stack, tmp, ports, args, size, args.warmup)
+            print(f"  warm-up replays ({args.warmup} events per batch size) in {time.monotonic() - t0:.1f}s")
+        runs = [replay_once(stack, tmp, ports, args, size, args.events, args.profile) for size in sizes]
 
     n = len(sunbird_stream(groups_for(args.events))[1])
     print(f"\nreplay of {n} events on sunbird:// (target: at least 100 events/s); per event, for each "
