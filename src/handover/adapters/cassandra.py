@@ -1012,7 +1012,13 @@ class CassandraGateway:
     # audit
     def audit_put(self, records: Sequence[AuditRecord]) -> None:
         if records:
-            self.execute_grouped(self.handover.audit_statements(records), "writing the audit trail")
+            statements = self.handover.audit_statements(records)
+            # the audit_by_user rows (first in the list) are written before the audit rows they point to
+            by_user = f"INSERT INTO {self.handover.keyspace}.audit_by_user "
+            split = sum(1 for cql, _ in statements if cql.startswith(by_user))
+            for part in (statements[:split], statements[split:]):
+                if part:
+                    self.execute_grouped(part, "writing the audit trail")
 
     def audit_rows(self, mid: str, after: tuple[str, str, str] | None, limit: int) -> list[AuditRecord]:
         rows = self.execute(self.handover.audit_page(mid, after, limit), "reading the audit trail")
