@@ -175,6 +175,27 @@ def test_help_has_no_type_artifacts_and_gives_examples(command: list[str]) -> No
         assert "Usage: handover load [OPTIONS] FIXTURE" in out
 
 
+GROUPS = [[], *[[group.name] for group in app.registered_groups if group.name is not None]]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_a_group_lists_its_commands_without_artifacts_each_help_on_one_line(group: list[str]) -> None:
+    """``handover --help`` and ``handover report --help``: no ``<bool>`` beside ``--help``, and each command's
+    summary is its docstring's lines joined (typer kept their line breaks: "... or" then "configured assets")."""
+    result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "400"})  # wide enough that nothing wraps
+    assert result.exit_code == 0, result.stdout
+    assert "<bool>" not in result.stdout, result.stdout
+    typer_app = app if not group else next(g.typer_instance for g in app.registered_groups if g.name == group[0])
+    assert typer_app is not None
+    commands = [c for c in typer_app.registered_commands if c.callback is not None]
+    assert commands
+    for c in commands:
+        summary = one_line((c.callback.__doc__ or "").split("\n\n")[0])
+        name = c.name or c.callback.__name__
+        row = next(line for line in result.stdout.splitlines() if line.startswith(f"│ {name} "))
+        assert summary in row, (summary, row)
+
+
 @pytest.mark.parametrize(
     ("document", "what", "fix"),
     [({"mid": "LP.1", "edata": {"action": "ownership-transfer"}}, "one JSON document", "jq -c ."),

@@ -54,6 +54,8 @@ class Command(TyperCommand):
         for param in self.params:
             if isinstance(param, TyperArgument):
                 param.display_type_rich = _no_type  # type: ignore[method-assign]
+        if self.help and not self.short_help:  # the group's list of commands: the docstring's lines joined (typer
+            self.short_help = " ".join(self.help.split("\n\n")[0].split())  # keeps their line breaks there)
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help(super().get_help_option(ctx))
@@ -719,7 +721,7 @@ def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
 
 # --- handover report ... (SPEC 12) ----------------------------------------------------------------------
 
-report_app = typer.Typer(help="Reports read from the store (SPEC 12).", no_args_is_help=True)
+report_app = typer.Typer(cls=Group, help="Reports read from the store (SPEC 12).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
 
