@@ -78,7 +78,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a message is one line (a log, a pipe): the terminal wraps it
 
 
 def command(name: str | None = None, *, epilog: str | None = None) -> Callable[[F], F]:
