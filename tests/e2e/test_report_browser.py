@@ -70,7 +70,8 @@ def test_deleted_owners_then_transfer_to(server: Server, page: Page) -> None:
     expect(count(ann, "Assets")).to_have_text("4")
     expect(ann).to_contain_text("The first 5 of 6:")
     expect(ann.get_by_role("listitem").first).to_have_text(
-        "Course Batch “Algebra, spring” do_course1/b-101, Ongoing Batch")
+        "Course batch do_course1/b-101 “Algebra, spring”, Ongoing Batch")  # as the request and preview pages say
+    expect(ann.get_by_role("listitem").nth(2)).to_have_text("Question do_q1, Live")
     expect(page.get_by_role("region")).to_have_count(1)  # no other deleted user of org-1 owns anything
     check(page, "deleted-owners")
 
