@@ -305,6 +305,9 @@ def test_with_jwt_the_console_asks_for_a_token_once(secured: Console, key: rsa.R
     secured.drain()
     mine = secured.page(done.headers["location"])
     assert "<dt>Admin</dt><dd>Org Admin (u-admin)</dd>" in mine
+    confirm = secured.page(done.headers["location"].split("?")[0] + "/undo")  # titled and named as the request
+    assert "<h1>Undo “u-ann → u-ravi: everything”?</h1>" in confirm
+    assert "Undone by <strong>Org Admin (u-admin)</strong>" in confirm
     # the look-up is the token's user's too: another admin's id typed in the form opens no other organisation
     elsewhere = http.post("/admin/transfer/lookup", data={**FORM, "organisationId": "org-2", "actionBy": "u-admin2",
                                                           "lookup": "zo"})

@@ -592,8 +592,10 @@ def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | N
     events = found["events"]
     with api.app.reader() as uow:
         scope = undo_scope(uow, request_id=request_id)  # the true counts, from the ledger
-    names = api.service.names([summary.from_user or "", summary.to_user or ""] if summary is not None else [])
-    return render(request, "undo.html", caller, status, title=f"Undo request {request_id}?", request_id=request_id,
+    names = api.service.names([summary.from_user or "", summary.to_user or "", caller.user or ""]
+                              if summary is not None else [caller.user or ""])
+    title = f"Undo “{summary.title}”?" if summary is not None else f"Undo request {request_id}?"
+    return render(request, "undo.html", caller, status, title=title, request_id=request_id,
                   names=names, summary=summary, admin=admin, errors=dict(errors), scope=scope, nav="requests",
                   undoable=_undoable(events), undone=[e for e in events if e.get("undone")],
                   pending=any(e["outcome"] == "pending" for e in events))
