@@ -56,14 +56,14 @@ def test_deleted_owners_then_transfer_to(server: Server, page: Page) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("Deleted users who still own records")
     check(page, "deleted-owners-ask")
 
-    page.get_by_label("Organisation", exact=True).fill("org-x")
+    page.get_by_label("Organisation ID", exact=True).fill("org-x")
     page.get_by_role("button", name="Show").click()
     expect(page.locator("[data-error-summary]")).to_contain_text("No organisation org-x in the user directory.")
-    expect(page.get_by_label("Organisation", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Organisation ID", exact=True)).to_have_attribute("aria-invalid", "true")
     check(page, "deleted-owners-unknown")
 
-    page.get_by_label("Organisation", exact=True).fill("org-1")
-    page.get_by_label("Admin (actionBy)").fill("u-admin")
+    page.get_by_label("Organisation ID", exact=True).fill("org-1")
+    page.get_by_label("Admin user ID").fill("u-admin")  # the transfer form's words
     page.get_by_role("button", name="Show").click()
     ann = page.get_by_role("region", name="Ann Lee (u-ann)")
     expect(count(ann, "Course batches")).to_have_text("2")
@@ -139,7 +139,7 @@ def sign_in(page: Page, server: Server, key: rsa.RSAPrivateKey, user: str) -> No
 def test_with_a_token_the_admins_own_organisation(secured: Server, key: rsa.RSAPrivateKey, page: Page) -> None:
     sign_in(page, secured, key, "u-admin")
     expect(page.get_by_role("heading", level=1)).to_have_text("Deleted users who still own records")
-    expect(page.get_by_label("Organisation", exact=True)).to_have_count(0)  # the admin's organisation: nothing to ask
+    expect(page.get_by_label("Organisation ID", exact=True)).to_have_count(0)  # the admin's own: not asked
     ann = page.get_by_role("region", name="Ann Lee (u-ann)")
     expect(count(ann, "Assets")).to_have_text("4")
     check(page, "deleted-owners-signed-in")
