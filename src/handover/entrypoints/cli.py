@@ -748,6 +748,9 @@ def report_deleted_owners(
         fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}", EXIT_USAGE)
     if organisation is not None:
         check_text(organisation, "organisation")
+        if not organisation.strip():  # the service's words are the API's ("authentication is off ..."): not here
+            fail("--organisation is empty: give a root organisation id, or leave it out for every organisation",
+                 EXIT_USAGE)
     report = open_app(store, config).deleted_owners()
     try:
         org = report.organisation_for(None, organisation) if organisation is not None else None
