@@ -196,6 +196,20 @@ def test_submit_history_detail_undo(console: Console) -> None:
     assert "Requested nope resource not found" in console.page("/admin/requests/nope", status=404)
 
 
+def test_a_request_that_changed_nothing_offers_no_undo(console: Console) -> None:
+    # u-meera (COURSE_MENTOR only) may not receive a Question: the event is applied with its asset skipped
+    response = console.http.post("/admin/transfer", data={**FORM, "toUser": "u-meera", "objects": "do_q2"},
+                                 follow_redirects=False)
+    assert response.status_code == 303
+    request_id = response.headers["location"].split("/admin/requests/")[1].split("?")[0]
+    console.drain()
+    detail = console.page(f"/admin/requests/{request_id}")
+    assert "ROLE_NOT_ALLOWED" in detail and "Undo this request" not in detail
+    confirm = console.page(f"/admin/requests/{request_id}/undo")
+    assert "No event of this request changed anything: there is nothing to undo." in confirm
+    assert "Yes, undo this request" not in confirm
+
+
 def test_failed_event_and_redrive(console: Console) -> None:
     queue = console.parts.sink
     assert isinstance(queue, SqlEventQueue)

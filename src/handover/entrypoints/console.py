@@ -561,9 +561,10 @@ def _assets_found(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _undoable(events: list[dict[str, Any]]) -> bool:
-    """Every event processed, and one of them applied and not undone yet."""
+    """Every event processed, and one of them applied, with records changed (an event whose objects were all
+    skipped changed none: nothing to revert), and not undone yet."""
     return not any(e["outcome"] == "pending" for e in events) and any(
-        e["outcome"] == "applied" and not e.get("undone") for e in events
+        e["outcome"] == "applied" and any((e.get("changed") or {}).values()) and not e.get("undone") for e in events
     )
 
 
