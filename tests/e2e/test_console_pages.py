@@ -470,6 +470,8 @@ def test_the_user_lookup_finds_by_id_or_name_within_the_organisation(console: Co
     elsewhere = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "org-2", "lookup": "zo"},
                              status=400)  # u-admin may not look into org-2
     assert error_of(elsewhere, "lookup") == "Look-ups are for the admins of org-2: u-admin is not one of them."
+    blank = console.post("/admin/transfer/lookup", {**FORM, "actionBy": "", "lookup": "ravi"}, status=400)
+    assert error_of(blank, "lookup") == "Enter the admin's user ID first: look-ups are for the admins of org-1."
     assert "Zoë" not in elsewhere
     refused = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "", "lookup": "x"}, status=400)
     assert error_of(refused, "lookup") == "Enter the organisation ID and an ID or a name to look for."
