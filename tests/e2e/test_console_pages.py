@@ -210,6 +210,15 @@ def test_a_request_that_changed_nothing_offers_no_undo(console: Console) -> None
     assert "Yes, undo this request" not in confirm
 
 
+@pytest.mark.parametrize(("path", "page"), [("/admin/transfer/preview", "/admin/transfer"),
+                                            ("/admin/transfer/edit", "/admin/transfer"),
+                                            ("/admin/transfer/lookup", "/admin/transfer"),
+                                            ("/admin/failed/redrive", "/admin/failed")])
+def test_a_result_page_opened_by_its_address_leads_to_its_form(console: Console, path: str, page: str) -> None:
+    response = console.http.get(path, follow_redirects=False)  # a new tab, a bookmark: no JSON 405
+    assert response.status_code == 303 and response.headers["location"] == page
+
+
 def test_failed_event_and_redrive(console: Console) -> None:
     queue = console.parts.sink
     assert isinstance(queue, SqlEventQueue)

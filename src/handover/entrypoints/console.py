@@ -413,6 +413,19 @@ class TransferFields:
 Fields = Annotated[TransferFields, Depends()]
 
 
+@router.get("/transfer/edit")
+@router.get("/transfer/lookup")
+@router.get("/transfer/preview")
+def transfer_result_opened(request: Request) -> Response:
+    """A form's result page opened again by its address (a new tab, a bookmark): the form, not a 405 in JSON."""
+    return see(request, "/transfer")
+
+
+@router.get("/failed/redrive")
+def redrive_opened(request: Request) -> Response:
+    return see(request, "/failed")
+
+
 @router.post("/transfer/edit")
 def transfer_edit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
