@@ -219,6 +219,12 @@ def test_a_result_page_opened_by_its_address_leads_to_its_form(console: Console,
     assert response.status_code == 303 and response.headers["location"] == page
 
 
+def test_an_address_under_the_console_that_names_no_page(console: Console) -> None:
+    page = console.page("/admin/requets", status=404)  # a typo: a console page, not the API's JSON
+    assert "<h1>Not found</h1>" in page and "There is no console page at /admin/requets." in page
+    assert console.http.get("/v1/nope").json()["params"]["err"] == "NOT_FOUND"  # the API's own stay JSON
+
+
 def test_failed_event_and_redrive(console: Console) -> None:
     queue = console.parts.sink
     assert isinstance(queue, SqlEventQueue)

@@ -271,6 +271,18 @@ def see(request: Request, path: str, **query: Any) -> RedirectResponse:
     return RedirectResponse(f"{base_of(request)}{path}{suffix}", status_code=303)
 
 
+def is_console_path(request: Request) -> bool:
+    """The request is for an address under the console (``/admin``)."""
+    base = base_of(request)
+    return request.url.path == base or request.url.path.startswith(base + "/")
+
+
+def no_such_page(request: Request) -> HTMLResponse:
+    """A console address that names no page (a typo, an old link): a page saying so, not the API's JSON 404."""
+    message = f"There is no console page at {request.url.path}."
+    return render(request, "error.html", None, 404, title="Not found", message=message)
+
+
 def cross_site(request: Request) -> HTMLResponse:
     message = "This form was sent from another site's page."
     return render(request, "error.html", None, 403, title="Refused", message=message)
