@@ -149,6 +149,16 @@ def test_serve_refuses_a_port_already_taken_before_anything_else(tmp_path: Path)
     assert not store.exists()  # the store was not even opened
 
 
+@pytest.mark.parametrize(("port", "words"), [("70000", "less than or equal to 65535"),
+                                             ("0", "greater than or equal to 1")])
+def test_serve_refuses_a_port_out_of_range_as_a_usage_error(tmp_path: Path, port: str, words: str) -> None:
+    # 70000 passed the port check (getaddrinfo wraps it) and then crashed uvicorn with an OverflowError
+    store = tmp_path / "never.db"
+    _, err = run("serve", "--port", port, "--store", f"sqlite:///{store}", code=2)
+    assert "Invalid value for '--port'" in one_line(err) and words in one_line(err), err
+    assert not store.exists()
+
+
 def test_version() -> None:
     from importlib.metadata import version
 

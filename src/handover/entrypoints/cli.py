@@ -491,7 +491,8 @@ def _exit_cleanly(signum: int, frame: object) -> None:
          "handover serve (local use only)")
 def serve(
     host: Annotated[str, typer.Option("--host", metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535,
+                                      help="Port to listen on.")] = 8000,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
