@@ -121,3 +121,5 @@ def test_authentication_off_needs_an_organisation(open_http: TestClient) -> None
 def test_in_the_openapi_document(open_http: TestClient) -> None:
     paths = open_http.get("/openapi.json").json()["paths"]
     assert set(paths[REPORT]) == {"get"} and GATEWAY_REPORT in paths
+    # its query parameters, which the route reads by hand, are in the document (/docs can send them)
+    assert [p["name"] for p in paths[REPORT]["get"]["parameters"]] == ["organisationId", "cursor", "limit"]
