@@ -19,6 +19,7 @@ from handover.adapters.sql import SqlStore
 from tests.e2e.api_support import Server, loaded_store, serving
 from tests.e2e.test_api_auth import new_key, public_pem, token
 from tests.e2e.test_console_browser import AXE, CHROMIUM, DESKTOP, browser, check, nav, page
+from tests.e2e.test_people_browser import busy, hold
 from tests.report_fixture import report_fixture
 
 __all__ = ["browser", "page"]  # the browser and page fixtures of the console's browser tests
@@ -76,7 +77,10 @@ def test_deleted_owners_then_transfer_to(server: Server, page: Page) -> None:
     check(page, "deleted-owners")
 
     ann.get_by_label("Transfer to…").fill("u-ravi")
+    form = "form[aria-label='Transfer what u-ann owns']"
+    hold(page, form)  # the working state of the transfer form's preview (issue 14 point 5) here too
     ann.get_by_role("button", name="Preview the transfer of what u-ann owns").click()
+    busy(page, form, "Working out the preview of what u-ann owns", "deleted-owners-working")
     expect(page.get_by_role("heading", level=1)).to_have_text("Check the transfer")
     expect(page.locator("#preview-total")).to_have_text("2 course batches and 4 assets would change.")
     check(page, "deleted-owners-transfer-preview")
