@@ -74,6 +74,9 @@ def test_deleted_owners_then_transfer_to(server: Server, page: Page) -> None:
         "Course batch do_course1/b-101 “Algebra, spring”, Ongoing Batch")  # as the request and preview pages say
     expect(ann.get_by_role("listitem").nth(2)).to_have_text("Question do_q1, Live")
     expect(page.get_by_role("region")).to_have_count(1)  # no other deleted user of org-1 owns anything
+    # the whole list elsewhere, each as it runs (with authentication off the API needs the organisation)
+    expect(page.locator("main")).to_contain_text("handover report deleted-owners -o org-1 or "
+                                                 "GET /v1/user/ownership/report/deleted-owners?organisationId=org-1")
     check(page, "deleted-owners")
 
     ann.get_by_label("Transfer to…").fill("u-ravi")
