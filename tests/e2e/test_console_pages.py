@@ -225,6 +225,20 @@ def test_an_address_under_the_console_that_names_no_page(console: Console) -> No
     assert console.http.get("/v1/nope").json()["params"]["err"] == "NOT_FOUND"  # the API's own stay JSON
 
 
+def test_the_undo_page_of_a_request_partly_undone_counts_what_is_left(console: Console) -> None:
+    response = console.http.post("/admin/transfer", data={**FORM, "objects": "do_q1, do_q2"}, follow_redirects=False)
+    request_id = response.headers["location"].split("/admin/requests/")[1].split("?")[0]
+    console.drain()
+    first, second = console.http.get(f"{TRANSFER}/{request_id}").json()["result"]["events"]
+    console.http.app.state.api.app.undoer().undo_event(first["mid"])  # `handover undo MID`: one event of two
+    confirm = console.page(f"/admin/requests/{request_id}/undo")
+    left = second["changed"]["assets"]
+    # not "The request changed 0 course batches and 1 asset" for a request that changed 3 assets
+    assert (f"Its events not undone yet (1 of 2) changed <strong>0 course batches</strong> and <strong>{left} asset"
+            in confirm), confirm
+    assert "Yes, undo this request" in confirm
+
+
 def test_failed_event_and_redrive(console: Console) -> None:
     queue = console.parts.sink
     assert isinstance(queue, SqlEventQueue)
