@@ -614,7 +614,7 @@ def redrive(
         table.add_row(key, str(counts.get(key, 0)))
     for key in sorted(k for k in counts if k.startswith("rejected: ")):
         table.add_row("  " + key.removeprefix("rejected: "), str(counts[key]))
-    err.print(table)
+    err.print(table, soft_wrap=False)  # a table is laid out to the width (its title centred)
     if counts.get("failed again"):
         raise typer.Exit(EXIT_STORE)
 
@@ -703,7 +703,7 @@ def print_summary(tally: Counter[str], changed: Counter[str], dry_run: bool) -> 
         table.add_row("  " + key.removeprefix("rejected: "), str(tally[key]))
     table.add_row("course batches changed", str(changed["course_batches"]))
     table.add_row("assets changed", str(changed["assets"]))
-    err.print(table)
+    err.print(table, soft_wrap=False)  # a table is laid out to the width (its title centred)
 
 
 def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
