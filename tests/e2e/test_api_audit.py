@@ -198,6 +198,9 @@ def test_changes_pages_reject_bad_cursors_and_unknown_events(lite: Env) -> None:
                  "Request req-pages has no event 'LP.other'.", "RESOURCE_NOT_FOUND")
     first = lite.http.get(path, params={"mid": event["mid"], "limit": 1}).json()["result"]
     assert len(first["changes"]) == 1 and first["nextCursor"] is not None
+    # the query parameters the route reads by hand are in the OpenAPI document (/docs can send them)
+    documented = lite.http.get("/openapi.json").json()["paths"][TRANSFER + "/{requestId}/changes"]["get"]
+    assert [p["name"] for p in documented["parameters"]] == ["requestId", "mid", "cursor", "limit"]
 
 
 # --- with tokens --------------------------------------------------------------------------------------

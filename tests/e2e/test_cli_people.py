@@ -80,7 +80,9 @@ def test_init_loads_an_example_only_into_a_new_store(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'handover.db'}"
     fixture = str(EXAMPLES / "fixture.json")
     _, err = run("init", "--example", fixture, "--store", store)
-    assert "schema created" in err and "new store: 5 users, 3 course_batches, 6 assets loaded" in one_line(err)
+    # each message one whole line, however long (a log file or a pipe is not wrapped at 80 columns)
+    assert err.splitlines() == [f"schema created in {store}",
+                                f"new store: 5 users, 3 course_batches, 6 assets loaded from {fixture}"], err
     run("replay", str(transfer_file(tmp_path)), "--store", store)
     after_transfer = run("dump", "--store", store)[0]
 
@@ -147,6 +149,16 @@ def test_serve_refuses_a_port_already_taken_before_anything_else(tmp_path: Path)
     assert not store.exists()  # the store was not even opened
 
 
+@pytest.mark.parametrize(("port", "words"), [("70000", "less than or equal to 65535"),
+                                             ("0", "greater than or equal to 1")])
+def test_serve_refuses_a_port_out_of_range_as_a_usage_error(tmp_path: Path, port: str, words: str) -> None:
+    # 70000 passed the port check (getaddrinfo wraps it) and then crashed uvicorn with an OverflowError
+    store = tmp_path / "never.db"
+    _, err = run("serve", "--port", port, "--store", f"sqlite:///{store}", code=2)
+    assert "Invalid value for '--port'" in one_line(err) and words in one_line(err), err
+    assert not store.exists()
+
+
 def test_version() -> None:
     from importlib.metadata import version
 
@@ -173,6 +185,27 @@ def test_help_has_no_type_artifacts_and_gives_examples(command: list[str]) -> No
         assert "[default: jsonl]" in out
     if command == ["load"]:
         assert "Usage: handover load [OPTIONS] FIXTURE" in out
+
+
+GROUPS = [[], *[[group.name] for group in app.registered_groups if group.name is not None]]
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_a_group_lists_its_commands_without_artifacts_each_help_on_one_line(group: list[str]) -> None:
+    """``handover --help`` and ``handover report --help``: no ``<bool>`` beside ``--help``, and each command's
+    summary is its docstring's lines joined (typer kept their line breaks: "... or" then "configured assets")."""
+    result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "400"})  # wide enough that nothing wraps
+    assert result.exit_code == 0, result.stdout
+    assert "<bool>" not in result.stdout, result.stdout
+    typer_app = app if not group else next(g.typer_instance for g in app.registered_groups if g.name == group[0])
+    assert typer_app is not None
+    commands = [c for c in typer_app.registered_commands if c.callback is not None]
+    assert commands
+    for c in commands:
+        summary = one_line((c.callback.__doc__ or "").split("\n\n")[0])
+        name = c.name or c.callback.__name__
+        row = next(line for line in result.stdout.splitlines() if line.startswith(f"│ {name} "))
+        assert summary in row, (summary, row)
 
 
 @pytest.mark.parametrize(

@@ -163,7 +163,8 @@ def test_preview_submit_history_and_undo(server: Server, page: Page) -> None:
 
     row.get_by_role("link").click()
     page.get_by_role("link", name="Undo this request…").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text(f"Undo request {request_id}?")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Undo “u-ann → u-ravi: everything”?")  # as titled
+    expect(page.locator(".request-id")).to_have_text(f"Request {request_id}")
     check(page, "undo-confirm")
     second_tab = page.context.new_page()  # the same confirmation, open in another tab
     second_tab.goto(page.url)

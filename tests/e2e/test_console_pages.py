@@ -196,6 +196,49 @@ def test_submit_history_detail_undo(console: Console) -> None:
     assert "Requested nope resource not found" in console.page("/admin/requests/nope", status=404)
 
 
+def test_a_request_that_changed_nothing_offers_no_undo(console: Console) -> None:
+    # u-meera (COURSE_MENTOR only) may not receive a Question: the event is applied with its asset skipped
+    response = console.http.post("/admin/transfer", data={**FORM, "toUser": "u-meera", "objects": "do_q2"},
+                                 follow_redirects=False)
+    assert response.status_code == 303
+    request_id = response.headers["location"].split("/admin/requests/")[1].split("?")[0]
+    console.drain()
+    detail = console.page(f"/admin/requests/{request_id}")
+    assert "ROLE_NOT_ALLOWED" in detail and "Undo this request" not in detail
+    confirm = console.page(f"/admin/requests/{request_id}/undo")
+    assert "No event of this request changed anything: there is nothing to undo." in confirm
+    assert "Yes, undo this request" not in confirm
+
+
+@pytest.mark.parametrize(("path", "page"), [("/admin/transfer/preview", "/admin/transfer"),
+                                            ("/admin/transfer/edit", "/admin/transfer"),
+                                            ("/admin/transfer/lookup", "/admin/transfer"),
+                                            ("/admin/failed/redrive", "/admin/failed")])
+def test_a_result_page_opened_by_its_address_leads_to_its_form(console: Console, path: str, page: str) -> None:
+    response = console.http.get(path, follow_redirects=False)  # a new tab, a bookmark: no JSON 405
+    assert response.status_code == 303 and response.headers["location"] == page
+
+
+def test_an_address_under_the_console_that_names_no_page(console: Console) -> None:
+    page = console.page("/admin/requets", status=404)  # a typo: a console page, not the API's JSON
+    assert "<h1>Not found</h1>" in page and "There is no console page at /admin/requets." in page
+    assert console.http.get("/v1/nope").json()["params"]["err"] == "NOT_FOUND"  # the API's own stay JSON
+
+
+def test_the_undo_page_of_a_request_partly_undone_counts_what_is_left(console: Console) -> None:
+    response = console.http.post("/admin/transfer", data={**FORM, "objects": "do_q1, do_q2"}, follow_redirects=False)
+    request_id = response.headers["location"].split("/admin/requests/")[1].split("?")[0]
+    console.drain()
+    first, second = console.http.get(f"{TRANSFER}/{request_id}").json()["result"]["events"]
+    console.http.app.state.api.app.undoer().undo_event(first["mid"])  # `handover undo MID`: one event of two
+    confirm = console.page(f"/admin/requests/{request_id}/undo")
+    left = second["changed"]["assets"]
+    # not "The request changed 0 course batches and 1 asset" for a request that changed 3 assets
+    assert (f"Its events not undone yet (1 of 2) changed <strong>0 course batches</strong> and <strong>{left} asset"
+            in confirm), confirm
+    assert "Yes, undo this request" in confirm
+
+
 def test_failed_event_and_redrive(console: Console) -> None:
     queue = console.parts.sink
     assert isinstance(queue, SqlEventQueue)
@@ -305,6 +348,9 @@ def test_with_jwt_the_console_asks_for_a_token_once(secured: Console, key: rsa.R
     secured.drain()
     mine = secured.page(done.headers["location"])
     assert "<dt>Admin</dt><dd>Org Admin (u-admin)</dd>" in mine
+    confirm = secured.page(done.headers["location"].split("?")[0] + "/undo")  # titled and named as the request
+    assert "<h1>Undo “u-ann → u-ravi: everything”?</h1>" in confirm
+    assert "Undone by <strong>Org Admin (u-admin)</strong>" in confirm
     # the look-up is the token's user's too: another admin's id typed in the form opens no other organisation
     elsewhere = http.post("/admin/transfer/lookup", data={**FORM, "organisationId": "org-2", "actionBy": "u-admin2",
                                                           "lookup": "zo"})
@@ -453,6 +499,8 @@ def test_the_user_lookup_finds_by_id_or_name_within_the_organisation(console: Co
     elsewhere = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "org-2", "lookup": "zo"},
                              status=400)  # u-admin may not look into org-2
     assert error_of(elsewhere, "lookup") == "Look-ups are for the admins of org-2: u-admin is not one of them."
+    blank = console.post("/admin/transfer/lookup", {**FORM, "actionBy": "", "lookup": "ravi"}, status=400)
+    assert error_of(blank, "lookup") == "Enter the admin's user ID first: look-ups are for the admins of org-1."
     assert "Zoë" not in elsewhere
     refused = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "", "lookup": "x"}, status=400)
     assert error_of(refused, "lookup") == "Enter the organisation ID and an ID or a name to look for."

@@ -111,6 +111,9 @@ def test_authentication_off_needs_an_organisation(open_http: TestClient) -> None
                  "organisationId is required (authentication is off, so no admin names it).")
     assert_error(open_http.get(REPORT, params={"organisationId": "org-x"}), 404, ERR_NOT_FOUND,
                  "No organisation org-x in the user directory.", "RESOURCE_NOT_FOUND")
+    # an id no store can hold is a 400 (as everywhere: README), not "No organisation ..." (404)
+    assert_error(open_http.get(REPORT, params={"organisationId": "o" * 256}), 400, ERR_INVALID,
+                 "organisationId is longer than 255 characters.")
     rows = all_pages(open_http, REPORT, 5, "org-r")
     assert sorted(row_key(r) for r in rows) == expected_rows(DOC, "org-r")
 
@@ -118,3 +121,5 @@ def test_authentication_off_needs_an_organisation(open_http: TestClient) -> None
 def test_in_the_openapi_document(open_http: TestClient) -> None:
     paths = open_http.get("/openapi.json").json()["paths"]
     assert set(paths[REPORT]) == {"get"} and GATEWAY_REPORT in paths
+    # its query parameters, which the route reads by hand, are in the document (/docs can send them)
+    assert [p["name"] for p in paths[REPORT]["get"]["parameters"]] == ["organisationId", "cursor", "limit"]

@@ -19,6 +19,7 @@ from handover.adapters.sql import SqlStore
 from tests.e2e.api_support import Server, loaded_store, serving
 from tests.e2e.test_api_auth import new_key, public_pem, token
 from tests.e2e.test_console_browser import AXE, CHROMIUM, DESKTOP, browser, check, nav, page
+from tests.e2e.test_people_browser import busy, hold
 from tests.report_fixture import report_fixture
 
 __all__ = ["browser", "page"]  # the browser and page fixtures of the console's browser tests
@@ -56,26 +57,33 @@ def test_deleted_owners_then_transfer_to(server: Server, page: Page) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text("Deleted users who still own records")
     check(page, "deleted-owners-ask")
 
-    page.get_by_label("Organisation", exact=True).fill("org-x")
+    page.get_by_label("Organisation ID", exact=True).fill("org-x")
     page.get_by_role("button", name="Show").click()
     expect(page.locator("[data-error-summary]")).to_contain_text("No organisation org-x in the user directory.")
-    expect(page.get_by_label("Organisation", exact=True)).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Organisation ID", exact=True)).to_have_attribute("aria-invalid", "true")
     check(page, "deleted-owners-unknown")
 
-    page.get_by_label("Organisation", exact=True).fill("org-1")
-    page.get_by_label("Admin (actionBy)").fill("u-admin")
+    page.get_by_label("Organisation ID", exact=True).fill("org-1")
+    page.get_by_label("Admin user ID").fill("u-admin")  # the transfer form's words
     page.get_by_role("button", name="Show").click()
     ann = page.get_by_role("region", name="Ann Lee (u-ann)")
     expect(count(ann, "Course batches")).to_have_text("2")
     expect(count(ann, "Assets")).to_have_text("4")
     expect(ann).to_contain_text("The first 5 of 6:")
     expect(ann.get_by_role("listitem").first).to_have_text(
-        "Course Batch “Algebra, spring” do_course1/b-101, Ongoing Batch")
+        "Course batch do_course1/b-101 “Algebra, spring”, Ongoing Batch")  # as the request and preview pages say
+    expect(ann.get_by_role("listitem").nth(2)).to_have_text("Question do_q1, Live")
     expect(page.get_by_role("region")).to_have_count(1)  # no other deleted user of org-1 owns anything
+    # the whole list elsewhere, each as it runs (with authentication off the API needs the organisation)
+    expect(page.locator("main")).to_contain_text("handover report deleted-owners -o org-1 or "
+                                                 "GET /v1/user/ownership/report/deleted-owners?organisationId=org-1")
     check(page, "deleted-owners")
 
     ann.get_by_label("Transfer to…").fill("u-ravi")
+    form = "form[aria-label='Transfer what u-ann owns']"
+    hold(page, form)  # the working state of the transfer form's preview (issue 14 point 5) here too
     ann.get_by_role("button", name="Preview the transfer of what u-ann owns").click()
+    busy(page, form, "Working out the preview of what u-ann owns", "deleted-owners-working")
     expect(page.get_by_role("heading", level=1)).to_have_text("Check the transfer")
     expect(page.locator("#preview-total")).to_have_text("2 course batches and 4 assets would change.")
     check(page, "deleted-owners-transfer-preview")
@@ -138,7 +146,7 @@ def sign_in(page: Page, server: Server, key: rsa.RSAPrivateKey, user: str) -> No
 def test_with_a_token_the_admins_own_organisation(secured: Server, key: rsa.RSAPrivateKey, page: Page) -> None:
     sign_in(page, secured, key, "u-admin")
     expect(page.get_by_role("heading", level=1)).to_have_text("Deleted users who still own records")
-    expect(page.get_by_label("Organisation", exact=True)).to_have_count(0)  # the admin's organisation: nothing to ask
+    expect(page.get_by_label("Organisation ID", exact=True)).to_have_count(0)  # the admin's own: not asked
     ann = page.get_by_role("region", name="Ann Lee (u-ann)")
     expect(count(ann, "Assets")).to_have_text("4")
     check(page, "deleted-owners-signed-in")

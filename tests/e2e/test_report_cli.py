@@ -77,6 +77,10 @@ def test_usage_errors(store: str) -> None:
     assert err.strip() == "error: No organisation org-9 in the user directory."
     _, err = run("report", "deleted-owners", "-o", "x" * 300, "--store", store, code=2)
     assert " ".join(err.split()).startswith("error: organisation 'xxxx") and "longer than 255" in err
+    for blank in ("", " "):  # in the CLI's words, not the API's "organisationId is required (authentication ...)"
+        _, err = run("report", "deleted-owners", "-o", blank, "--store", store, code=2)
+        assert err.strip() == ("error: --organisation is empty: give a root organisation id, or leave it out for "
+                               "every organisation"), err
     _, err = run("report", "deleted-owners", "--format", "xml", "--store", store, code=2)
     assert "--format must be one of csv, jsonl, not 'xml'" in " ".join(err.split())
     _, err = run("report", "owners", "--store", store, code=2)

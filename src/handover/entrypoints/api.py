@@ -48,6 +48,7 @@ from handover.entrypoints.api_common import (
 )
 from handover.entrypoints.api_report import router as report_router  # the deleted-owner report (SPEC 12)
 from handover.entrypoints.auth import JwtAuth, authenticator
+from handover.entrypoints.console import is_console_path, no_such_page
 from handover.entrypoints.console import router as console_router  # the admin console at /admin (SPEC 11)
 from handover.entrypoints.console_report import router as console_report_router  # its deleted-owner page
 
@@ -208,8 +209,10 @@ def create_app(
 
 
 def _install_error_handlers(fast: FastAPI) -> None:
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404 and request.method == "GET" and is_console_path(request):
+            return no_such_page(request)
         names = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
         return envelope(
             API_OTHER,

@@ -67,6 +67,17 @@ def report_page(api: Api, user: str | None, organisation: str | None, cursor: st
     return api.call(report.page, org, cursor, limit).to_json()
 
 
+# the query parameters, read by hand (so that a bad one gets its own message): documented here for /docs
+REPORT_PARAMETERS = [
+    {"name": "organisationId", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "The root organisation (default: the token's user's; required with authentication off)."},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "The nextCursor of the previous page; absent for the first page."},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+     "description": "Rows per page."},
+]
+
 for _path in REPORT_PATHS:
     router.add_api_route(
         _path,
@@ -76,5 +87,5 @@ for _path in REPORT_PATHS:
         responses=_ERRORS,
         summary="Deleted users who still own course batches or assets (a page of rows)",
         operation_id="deleted_owners" + ("_gateway" if _path.startswith("/api") else ""),
-        openapi_extra={"security": SECURITY},
+        openapi_extra={"security": SECURITY, "parameters": REPORT_PARAMETERS},
     )

@@ -56,6 +56,8 @@ class Command(TyperCommand):
         for param in self.params:
             if isinstance(param, TyperArgument):
                 param.display_type_rich = _no_type  # type: ignore[method-assign]
+        if self.help and not self.short_help:  # the group's list of commands: the docstring's lines joined (typer
+            self.short_help = " ".join(self.help.split("\n\n")[0].split())  # keeps their line breaks there)
 
     def get_help_option(self, ctx: Any) -> Any:
         return _plain_help(super().get_help_option(ctx))
@@ -78,7 +80,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a message is one line (a log, a pipe): the terminal wraps it
 
 
 def command(name: str | None = None, *, epilog: str | None = None) -> Callable[[F], F]:
@@ -517,7 +519,8 @@ def _exit_cleanly(signum: int, frame: object) -> None:
          "handover serve (local use only)")
 def serve(
     host: Annotated[str, typer.Option("--host", metavar="HOST", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", min=1, max=65535,
+                                      help="Port to listen on.")] = 8000,
     store: StoreOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -639,7 +642,7 @@ def redrive(
         table.add_row(key, str(counts.get(key, 0)))
     for key in sorted(k for k in counts if k.startswith("rejected: ")):
         table.add_row("  " + key.removeprefix("rejected: "), str(counts[key]))
-    err.print(table)
+    err.print(table, soft_wrap=False)  # a table is laid out to the width (its title centred)
     if counts.get("failed again"):
         raise typer.Exit(EXIT_STORE)
 
@@ -728,7 +731,7 @@ def print_summary(tally: Counter[str], changed: Counter[str], dry_run: bool) -> 
         table.add_row("  " + key.removeprefix("rejected: "), str(tally[key]))
     table.add_row("course batches changed", str(changed["course_batches"]))
     table.add_row("assets changed", str(changed["assets"]))
-    err.print(table)
+    err.print(table, soft_wrap=False)  # a table is laid out to the width (its title centred)
 
 
 def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
@@ -747,7 +750,7 @@ def write_dump(sections: Iterator[tuple[str, Any]], out: TextIO) -> None:
 
 # --- handover report ... (SPEC 12) ----------------------------------------------------------------------
 
-report_app = typer.Typer(help="Reports read from the store (SPEC 12).", no_args_is_help=True)
+report_app = typer.Typer(cls=Group, help="Reports read from the store (SPEC 12).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
 
@@ -774,6 +777,9 @@ def report_deleted_owners(
         fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}", EXIT_USAGE)
     if organisation is not None:
         check_text(organisation, "organisation")
+        if not organisation.strip():  # the service's words are the API's ("authentication is off ..."): not here
+            fail("--organisation is empty: give a root organisation id, or leave it out for every organisation",
+                 EXIT_USAGE)
     report = open_app(store, config).deleted_owners()
     try:
         org = report.organisation_for(None, organisation) if organisation is not None else None

@@ -271,6 +271,18 @@ def see(request: Request, path: str, **query: Any) -> RedirectResponse:
     return RedirectResponse(f"{base_of(request)}{path}{suffix}", status_code=303)
 
 
+def is_console_path(request: Request) -> bool:
+    """The request is for an address under the console (``/admin``)."""
+    base = base_of(request)
+    return request.url.path == base or request.url.path.startswith(base + "/")
+
+
+def no_such_page(request: Request) -> HTMLResponse:
+    """A console address that names no page (a typo, an old link): a page saying so, not the API's JSON 404."""
+    message = f"There is no console page at {request.url.path}."
+    return render(request, "error.html", None, 404, title="Not found", message=message)
+
+
 def cross_site(request: Request) -> HTMLResponse:
     message = "This form was sent from another site's page."
     return render(request, "error.html", None, 403, title="Refused", message=message)
@@ -411,6 +423,19 @@ class TransferFields:
 
 
 Fields = Annotated[TransferFields, Depends()]
+
+
+@router.get("/transfer/edit")
+@router.get("/transfer/lookup")
+@router.get("/transfer/preview")
+def transfer_result_opened(request: Request) -> Response:
+    """A form's result page opened again by its address (a new tab, a bookmark): the form, not a 405 in JSON."""
+    return see(request, "/transfer")
+
+
+@router.get("/failed/redrive")
+def redrive_opened(request: Request) -> Response:
+    return see(request, "/failed")
 
 
 @router.post("/transfer/edit")
@@ -561,9 +586,10 @@ def _assets_found(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _undoable(events: list[dict[str, Any]]) -> bool:
-    """Every event processed, and one of them applied and not undone yet."""
+    """Every event processed, and one of them applied, with records changed (an event whose objects were all
+    skipped changed none: nothing to revert), and not undone yet."""
     return not any(e["outcome"] == "pending" for e in events) and any(
-        e["outcome"] == "applied" and not e.get("undone") for e in events
+        e["outcome"] == "applied" and any((e.get("changed") or {}).values()) and not e.get("undone") for e in events
     )
 
 
@@ -592,8 +618,10 @@ def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | N
     events = found["events"]
     with api.app.reader() as uow:
         scope = undo_scope(uow, request_id=request_id)  # the true counts, from the ledger
-    names = api.service.names([summary.from_user or "", summary.to_user or ""] if summary is not None else [])
-    return render(request, "undo.html", caller, status, title=f"Undo request {request_id}?", request_id=request_id,
+    names = api.service.names([summary.from_user or "", summary.to_user or "", caller.user or ""]
+                              if summary is not None else [caller.user or ""])
+    title = f"Undo “{summary.title}”?" if summary is not None else f"Undo request {request_id}?"
+    return render(request, "undo.html", caller, status, title=title, request_id=request_id,
                   names=names, summary=summary, admin=admin, errors=dict(errors), scope=scope, nav="requests",
                   undoable=_undoable(events), undone=[e for e in events if e.get("undone")],
                   pending=any(e["outcome"] == "pending" for e in events))

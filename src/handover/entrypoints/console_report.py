@@ -16,12 +16,24 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from handover.entrypoints.api_common import ApiError
-from handover.entrypoints.console import Caller, api_of, page, render
+from handover.entrypoints.console import Caller, api_of, page, record_label, render
+from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
+from handover.service.reports import ReportRow
 
 OWNERS_PAGE = 20  # deleted owners per page
 FIRST_RECORDS = 5  # records shown per owner
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+
+
+def row_label(row: ReportRow) -> str:
+    """The record as the other console pages name it (``record_label``): ``Course batch do_course1/b-101
+    “Algebra, spring”``, ``Question do_q1``; the report's own columns keep Lern's words (``Course Batch``)."""
+    if row.is_batch:
+        return record_label(STORE_COURSE_BATCH, row.assetIdentifier,
+                            {(STORE_COURSE_BATCH, row.assetIdentifier): row.assetName} if row.assetName else {})
+    kind = f"{row.objectType} “{row.assetName}”" if row.assetName else row.objectType
+    return record_label(STORE_ASSET, row.assetIdentifier, {(STORE_ASSET, row.assetIdentifier): kind})
 
 
 @router.get("/deleted-owners")
@@ -33,6 +45,7 @@ def deleted_owners(request: Request, organisationId: str = "", actionBy: str = "
         context: dict[str, Any] = {
             "title": "Deleted users who still own records", "nav": "deleted-owners", "admin": admin,
             "organisation": organisationId.strip(), "owners": [], "errors": {}, "more": None, "after": after,
+            "label": row_label,
         }
         if caller.user is None and not organisationId.strip():  # authentication off: ask which organisation
             return render(request, "deleted_owners.html", caller, **context)

@@ -30,7 +30,7 @@ from typing import Any
 from handover.domain.model import Asset, CourseBatch, User
 from handover.domain.policy import Policy
 from handover.domain.rules import display_name, is_configured
-from handover.domain.text import text_problem
+from handover.domain.text import id_problem, text_problem
 from handover.domain.transfer_request import is_org_admin_of
 from handover.service.ports import UnitOfWork
 from handover.service.requests import Forbidden, Invalid, NotFound, NotSupported, ServiceError, Unavailable
@@ -178,8 +178,8 @@ class DeletedOwnersReport:
         else the caller's root organisation, of which the caller must be ``ORG_ADMIN`` (``Forbidden``); without
         one (authentication off), ``organisation_id``, which must be given (``Invalid``) and known (``NotFound``)."""
         wanted = (organisation_id or "").strip() or None
-        if wanted is not None and text_problem(wanted) is not None:
-            raise Invalid(f"organisationId contains {text_problem(wanted)}.")
+        if wanted is not None and (bad := id_problem(wanted)) is not None:
+            raise Invalid(f"organisationId {bad}.")  # a 400, as for every id (an overlong one included)
         try:
             with self._read() as uow:
                 if caller is None:

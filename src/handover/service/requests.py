@@ -645,11 +645,12 @@ class TransferRequests:
         for value in (org, wanted, admin.strip()):
             if (bad := id_problem(value)) is not None:
                 raise Invalid(f"{value[:40]!r} {bad}.")
+        if not admin.strip():
+            raise Invalid(f"Enter the admin's user ID first: look-ups are for the admins of {org}.")
         try:
             with self.read() as uow:
                 if not admin_of(uow.users.get(admin.strip()), org):
-                    raise Forbidden(f"Look-ups are for the admins of {org}: {admin.strip() or 'no admin'} is not "
-                                    "one of them.")
+                    raise Forbidden(f"Look-ups are for the admins of {org}: {admin.strip()} is not one of them.")
                 exact = uow.users.get(wanted)
                 found = [exact] if exact is not None and exact.rootOrgId == org else []
                 search: Callable[[str, str, int], list[User]] | None = getattr(uow.users, "find", None)
