@@ -41,6 +41,19 @@ total_transfer_events = Counter("total_transfer_events_count", "Ownership-transf
 skipped_messages = Counter("skipped_message_count", "Ownership-transfer events rejected (Lern)")
 success_messages = Counter("success_message_count", "Ownership-transfer events applied (Lern)")
 api_read_success = Counter("api_read_success_count", "User reads answered HTTP 200 by userorg (Lern)")
+# the sunbird:// adapters: every request sent to a store (a CQL statement or batch, an HTTP request, a Cypher
+# statement), and every round trip (a wait for answers: requests sent concurrently are one), by store and kind
+# (read or write; an Elasticsearch refresh counts as a read, the search's)
+store_requests = Counter("store_requests", "Requests sent to a Sunbird store, by store and kind", ["store", "kind"])
+store_round_trips = Counter(
+    "store_round_trips", "Round trips to a Sunbird store (concurrent requests count once)", ["store", "kind"]
+)
+
+
+def store_call(store: str, kind: str, requests: int = 1) -> None:
+    """One round trip to ``store`` carrying ``requests`` requests (sent concurrently)."""
+    store_requests.labels(store=store, kind=kind).inc(requests)
+    store_round_trips.labels(store=store, kind=kind).inc()
 
 
 def observe(outcome: Outcome, seconds: float) -> None:

@@ -163,7 +163,10 @@ def test_undo_of_a_request_restores_the_store_and_shows_in_the_status(env: Env) 
     (event,) = env.http.get(f"{TRANSFER}/req-undo").json()["result"]["events"]
     assert event["undone"] is True and event["undoneAt"]
     again = env.http.post(f"{GATEWAY}/req-undo/undo", json=ADMIN).json()["result"]
-    assert again["events"][0]["alreadyUndone"] is True and again["reverted"] == result["reverted"]
+    assert again["events"][0]["alreadyUndone"] is True and again["alreadyUndone"] is True
+    assert (again["reverted"], again["conflicts"], again["message"]) == (0, 0, "already undone, 0 reverted")
+    assert result["alreadyUndone"] is False
+    assert result["message"] == f"{result['reverted']} changes reverted, 0 conflicts"
     assert env.dump() == expected
 
 
@@ -195,6 +198,9 @@ def test_changes_pages_reject_bad_cursors_and_unknown_events(lite: Env) -> None:
                  "Request req-pages has no event 'LP.other'.", "RESOURCE_NOT_FOUND")
     first = lite.http.get(path, params={"mid": event["mid"], "limit": 1}).json()["result"]
     assert len(first["changes"]) == 1 and first["nextCursor"] is not None
+    # the query parameters the route reads by hand are in the OpenAPI document (/docs can send them)
+    documented = lite.http.get("/openapi.json").json()["paths"][TRANSFER + "/{requestId}/changes"]["get"]
+    assert [p["name"] for p in documented["parameters"]] == ["requestId", "mid", "cursor", "limit"]
 
 
 # --- with tokens --------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from handover.adapters.neo4j import asset_from_props, node_props, to_graph_props
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.domain.model import Asset, CourseBatch
 from handover.domain.notification import Notification
-from handover.domain.rules import AssetUpdate, BatchUpdate
-from handover.service.ports import AuditRecord, LedgerEntry
+from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate
+from handover.service.ports import STORE_ASSET, AuditRecord, LedgerEntry
 
 
 @dataclass
@@ -82,9 +82,16 @@ class CassandraStandIn:
     def ledger_get(self, mid: str) -> LedgerEntry | None:
         return self.ledger.get(mid)
 
+    def ledger_get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry | None]:
+        return {mid: self.ledger.get(mid) for mid in mids}
+
     def ledger_put(self, entry: LedgerEntry) -> None:
         self.j.write("cassandra.ledger", entry.mid)
         self.ledger[entry.mid] = entry
+
+    def ledger_put_many(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            self.ledger_put(entry)
 
     def ledger_by_request(self, request_id: str) -> list[LedgerEntry]:
         return sorted((e for e in self.ledger.values() if e.request_id == request_id), key=lambda e: e.mid)
@@ -136,6 +143,18 @@ class CassandraStandIn:
     def audit_rows(self, mid: str, after: tuple[str, str, str] | None, limit: int) -> list[AuditRecord]:
         keys = sorted(k for k in self.audit if k[0] == mid and (after is None or k[1:] > after))
         return [self.audit[k] for k in keys[:limit]]
+
+    def audit_about_user(self, user_id: str) -> list[tuple[str, str, str, str]]:
+        return sorted(
+            (r.mid, r.store, r.record_key, side)
+            for r in self.audit.values()
+            if r.store == STORE_ASSET and r.change.field == CREATED_BY
+            for side, user in (("before", r.change.before), ("after", r.change.after))
+            if user == user_id
+        )
+
+    def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
+        return [self.audit[k] for k in sorted(self.audit) if k[:3] == (mid, store, record_key)]
 
 
 class IndexStandIn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,12 +18,13 @@ import pytest
 from handover.adapters.sunbird import SunbirdOutbox, SunbirdStore
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.config import load_settings
-from handover.domain.model import CourseBatch, user_from_json
+from handover.domain.model import CourseBatch, asset_from_json, user_from_json
 from handover.domain.notification import Notification
 from handover.service.engine import Engine, EngineSettings
 from tests.conftest import EXAMPLES
 from tests.integration.sunbird_standins import CassandraStandIn, GraphStandIn, IndexStandIn, Journal
 from tests.integration.userorg_server import FakeUserOrg, serve
+from tests.streams import group_events, group_fixture
 
 FIXTURE = json.loads((EXAMPLES / "fixture.json").read_text())
 EXPECTED_DUMP = json.loads((EXAMPLES / "expected_dump.json").read_text())
@@ -210,3 +211,36 @@ def test_undo_of_the_transfer_puts_back_the_records(rig: Rig) -> None:
     assert result.conflicts == 0 and result.reverted > 0
     assert rig.dump() == before
     assert_index_matches_rows(rig)
+
+
+def single_asset_transfers(rig: Rig, groups: Sequence[str]) -> list[bytes]:
+    """For each group of ``tests.streams``: its users in userorg, its nodes in the graph, and its transfer of one
+    asset (a<g> -> b<g>)."""
+    events = []
+    for g in groups:
+        fixture = group_fixture(g)
+        rig.userorg.add(*(user_from_json(u) for u in fixture["users"]))
+        rig.graph.upsert([asset_from_json(a) for a in fixture["assets"]])
+        events.append(json.dumps(group_events(g)[0]).encode())
+    return events
+
+
+def test_a_micro_batch_writes_the_changes_of_independent_events_together(rig: Rig) -> None:
+    events = single_asset_transfers(rig, ["000001", "000002", "000003"])
+    outcomes = rig.engine().process_batch(events)
+    assert [o.changed_assets for o in outcomes] == [2, 2, 2]  # each asset and its Image node
+    assert rig.journal.operations() == ["cassandra.audit", "neo4j.write"] + ["cassandra.ledger"] * 3
+    assert rig.journal.entries[1] == ("neo4j.write", ["q000001", "q000001.img", "q000002", "q000002.img",
+                                                      "q000003", "q000003.img"])
+
+
+def test_a_read_that_a_held_write_changes_comes_after_it(rig: Rig) -> None:
+    [there] = single_asset_transfers(rig, ["000001"])
+    back = json.loads(there)  # the same asset back, b -> a, in the same micro-batch: it must see the first write
+    back["mid"] += ".back"
+    edata = back["edata"]
+    edata["fromUserProfile"]["userId"], edata["toUserProfile"]["userId"] = "b000001", "a000001"
+    outcomes = rig.engine().process_batch([there, json.dumps(back).encode()])
+    assert [(o.outcome, o.changed_assets) for o in outcomes] == [("applied", 2), ("applied", 2)]
+    assert rig.journal.operations() == ["cassandra.audit", "neo4j.write"] * 2 + ["cassandra.ledger"] * 2
+    assert rig.graph.nodes["q000001"]["createdBy"] == "a000001"

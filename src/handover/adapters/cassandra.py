@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from handover import metrics
 from handover.adapters.sunbird_errors import StoreErrors, SunbirdStoreError, check_identifier
 from handover.domain.model import CourseBatch
 from handover.domain.notification import Notification
-from handover.domain.rules import BatchUpdate
-from handover.service.ports import AuditRecord, LedgerEntry
+from handover.domain.rules import CREATED_BY, BatchUpdate, FieldChange
+from handover.service.ports import STORE_ASSET, AuditRecord, LedgerEntry
 
 log = logging.getLogger(__name__)
 STORE = "cassandra"
@@ -46,6 +47,7 @@ T = TypeVar("T")
 Statement = tuple[str, tuple[Any, ...]]  # CQL with ? markers, and its bound values
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BATCH_COLUMNS = "courseid, batchid, name, status, createdby, mentors"
+CONCURRENCY = 32  # requests in flight at once for concurrent reads and batches
 
 # --- connection options ------------------------------------------------------------------------------
 
@@ -227,6 +229,11 @@ def grouped(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def counted(requests: int, kind: str) -> None:
+    """Count one round trip to Cassandra carrying ``requests`` requests (a batch is one request)."""
+    metrics.store_call(STORE, kind, requests)
+
+
 def batch_from_row(row: Any) -> CourseBatch:
     return CourseBatch(
         courseid=row.courseid,
@@ -340,6 +347,10 @@ class HandoverKeyspace:
             "claimed_at timestamp, sent_at timestamp)",
             f"CREATE TABLE IF NOT EXISTS {ks}.audit (mid text, store text, record_key text, field text, "
             "request_id text, before text, after text, at timestamp, PRIMARY KEY (mid, store, record_key, field))",
+            # the audited asset records whose createdBy changed from (side 'before') or to (side 'after') a user:
+            # where that user's names are in the audit (redacted when the user is deleted)
+            f"CREATE TABLE IF NOT EXISTS {ks}.audit_by_user (user_id text, mid text, store text, record_key text, "
+            "side text, PRIMARY KEY (user_id, mid, store, record_key, side))",
             f"CREATE TABLE IF NOT EXISTS {ks}.request_log (request_id text, position int, mid text, action_by text, "
             "asset_information text, created_at timestamp, PRIMARY KEY (request_id, position))",
             # the request history: one partition per UTC day, newest first; request_days lists the days
@@ -492,11 +503,23 @@ class HandoverKeyspace:
 
     # audit: one row per changed field, keyed so that a redelivered event overwrites instead of adding
     def audit_statements(self, records: Sequence[AuditRecord]) -> list[Statement]:
+        """The audit rows, and for each asset record whose ``createdBy`` change is among ``records`` an
+        ``audit_by_user`` row for the user it was (``before``) and the one it became (``after``)."""
         cql = (
             f"INSERT INTO {self.keyspace}.audit (mid, store, record_key, field, request_id, before, after, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        return [
+        by_user = (
+            f"INSERT INTO {self.keyspace}.audit_by_user (user_id, mid, store, record_key, side) VALUES (?, ?, ?, ?, ?)"
+        )
+        about = [
+            (by_user, (user, r.mid, r.store, r.record_key, side))
+            for r in records
+            if r.store == STORE_ASSET and r.change.field == CREATED_BY
+            for side, user in (("before", r.change.before), ("after", r.change.after))
+            if isinstance(user, str) and user
+        ]
+        return about + [
             (
                 cql,
                 (
@@ -512,6 +535,17 @@ class HandoverKeyspace:
             )
             for r in records
         ]
+
+    def select_audit_by_user(self) -> str:
+        return f"SELECT mid, store, record_key, side FROM {self.keyspace}.audit_by_user WHERE user_id = ?"
+
+    def audit_of_record(self, mid: str, store: str, record_key: str) -> Statement:
+        """The audit rows of one record in one event."""
+        return (
+            "SELECT mid, store, record_key, field, request_id, before, after, at "
+            f"FROM {self.keyspace}.audit WHERE mid = ? AND store = ? AND record_key = ?",
+            (mid, store, record_key),
+        )
 
     def audit_page(self, mid: str, after: tuple[str, str, str] | None, limit: int) -> Statement:
         """Audit rows of one event in key order (store, record_key, field), after ``after``."""
@@ -705,24 +739,44 @@ class CassandraGateway:
     def execute(self, statement: Statement, doing: str) -> Any:
         cql, params = statement
         bound = self.prepare(cql).bind(params)
+        counted(1, "read" if cql.startswith("SELECT") else "write")
         with self.errors(doing):
             return self.session().execute(bound)
 
     def execute_plain(self, cql: str, doing: str) -> Any:
+        counted(1, "read" if cql.startswith("SELECT") else "write")
         with self.errors(doing):
             return self.session().execute(self.connection.simple(cql))
 
     def execute_grouped(self, statements: Sequence[Statement], doing: str) -> int:
-        """Statements as LOGGED batches of ``write_group_size`` (each group is applied entirely or not at all).
-        Returns the number of groups."""
-        groups = grouped(statements, self.write_group_size)
+        """Statements as LOGGED batches of ``write_group_size`` (each group is applied entirely or not at all),
+        the batches sent concurrently (the statements must not depend on each other's order). Returns the number
+        of groups; SunbirdStoreError when a batch failed (the others may have been applied)."""
+        return self.execute_batches(grouped(statements, self.write_group_size), doing)
+
+    def execute_batches(self, groups: Sequence[Sequence[Statement]], doing: str) -> int:
+        """Each group as one LOGGED batch, the batches sent concurrently (at most ``CONCURRENCY`` in flight)."""
+        batches = []
         for group in groups:
             batch = self.connection.batch()
             for cql, params in group:
                 batch.add(self.prepare(cql), params)
+            batches.append(batch)
+        if not batches:
+            return 0
+        counted(len(batches), "write")
+        if len(batches) == 1:
             with self.errors(doing):
-                self.session().execute(batch)
-        return len(groups)
+                self.session().execute(batches[0])
+            return 1
+        from cassandra.concurrent import execute_concurrent
+
+        with self.errors(doing):
+            results = execute_concurrent(self.session(), [(b, None) for b in batches], concurrency=CONCURRENCY)
+        for ok, result in results:
+            if not ok:
+                raise SunbirdStoreError(STORE, f"{doing}: {describe(result)}")
+        return len(batches)
 
     # schema
     def init_schema(self) -> None:
@@ -776,8 +830,9 @@ class CassandraGateway:
         from cassandra.concurrent import execute_concurrent_with_args
 
         prepared = self.prepare(self.batches.select_by_key())
+        counted(len(keys), "read")
         with self.errors(f"reading {self.batches.name}"):
-            results = execute_concurrent_with_args(self.session(), prepared, list(keys), concurrency=32)
+            results = execute_concurrent_with_args(self.session(), prepared, list(keys), concurrency=CONCURRENCY)
         out: dict[tuple[str, str], CourseBatch] = {}
         for key, (ok, result) in zip(keys, results, strict=True):
             if not ok:
@@ -804,9 +859,40 @@ class CassandraGateway:
         row = self.execute((self.handover.select_ledger(), (mid,)), "reading the ledger").one()
         return ledger_from_row(row) if row is not None else None
 
+    def ledger_get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry | None]:
+        """The ledger rows of ``mids`` (None where there is none), read concurrently."""
+        if not mids:
+            return {}
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        prepared = self.prepare(self.handover.select_ledger())
+        counted(len(mids), "read")
+        with self.errors("reading the ledger"):
+            results = execute_concurrent_with_args(
+                self.session(), prepared, [(m,) for m in mids], concurrency=CONCURRENCY
+            )
+        out: dict[str, LedgerEntry | None] = {}
+        for mid, (ok, result) in zip(mids, results, strict=True):
+            if not ok:
+                raise SunbirdStoreError(STORE, f"reading the ledger {mid}: {describe(result)}")
+            row = result.one()
+            out[mid] = ledger_from_row(row) if row is not None else None
+        return out
+
     def ledger_put(self, entry: LedgerEntry) -> None:
-        for statement in self.handover.ledger_statements(entry):
-            self.execute(statement, "writing the ledger")
+        self.ledger_put_many([entry])
+
+    def ledger_put_many(self, entries: Sequence[LedgerEntry]) -> None:
+        """The ledger rows of ``entries`` (each with its ``ledger_by_request`` row in the same LOGGED batch),
+        packed into batches of at least one entry and about ``write_group_size`` statements, sent concurrently."""
+        groups: list[list[Statement]] = []
+        for entry in entries:
+            statements = self.handover.ledger_statements(entry)
+            if groups and len(groups[-1]) + len(statements) <= self.write_group_size:
+                groups[-1].extend(statements)
+            else:
+                groups.append(list(statements))
+        self.execute_batches(groups, "writing the ledger")
 
     def ledger_by_request(self, request_id: str) -> list[LedgerEntry]:
         rows = self.execute((self.handover.select_mids_of_request(), (request_id,)), "reading the ledger")
@@ -926,23 +1012,35 @@ class CassandraGateway:
     # audit
     def audit_put(self, records: Sequence[AuditRecord]) -> None:
         if records:
-            self.execute_grouped(self.handover.audit_statements(records), "writing the audit trail")
+            statements = self.handover.audit_statements(records)
+            # the audit_by_user rows (first in the list) are written before the audit rows they point to
+            by_user = f"INSERT INTO {self.handover.keyspace}.audit_by_user "
+            split = sum(1 for cql, _ in statements if cql.startswith(by_user))
+            for part in (statements[:split], statements[split:]):
+                if part:
+                    self.execute_grouped(part, "writing the audit trail")
 
     def audit_rows(self, mid: str, after: tuple[str, str, str] | None, limit: int) -> list[AuditRecord]:
-        from handover.domain.rules import FieldChange
-
         rows = self.execute(self.handover.audit_page(mid, after, limit), "reading the audit trail")
-        return [
-            AuditRecord(
-                r.mid,
-                r.request_id,
-                r.store,
-                r.record_key,
-                FieldChange(r.field, _loads(r.before), _loads(r.after)),
-                _utc(r.at) or EPOCH,
-            )
-            for r in rows
-        ]
+        return [_audit_record(r) for r in rows]
+
+    def audit_about_user(self, user_id: str) -> list[tuple[str, str, str, str]]:
+        """(mid, store, record_key, side) of the audited records whose ``createdBy`` changed from (side
+        ``before``) or to (``after``) ``user_id`` (``audit_by_user``, one partition)."""
+        rows = self.execute((self.handover.select_audit_by_user(), (user_id,)), "reading the audit trail")
+        return [(r.mid, r.store, r.record_key, r.side) for r in rows]
+
+    def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
+        """The audit rows of one record in one event."""
+        rows = self.execute(self.handover.audit_of_record(mid, store, record_key), "reading the audit trail")
+        return [_audit_record(r) for r in rows]
+
+
+def _audit_record(r: Any) -> AuditRecord:
+    return AuditRecord(
+        r.mid, r.request_id, r.store, r.record_key, FieldChange(r.field, _loads(r.before), _loads(r.after)),
+        _utc(r.at) or EPOCH,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,7 @@ from urllib.parse import quote
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from handover import metrics
 from handover.adapters.sunbird_errors import SunbirdStoreError, check_identifier
 from handover.domain.model import CourseBatch
 from handover.domain.rules import BatchUpdate
@@ -363,6 +364,8 @@ class CourseBatchIndex:
 
     def _request(self, method: str, path: str, doing: str, body: bytes | None = None, ndjson_body: bool = False) -> Any:
         headers = {"Content-Type": "application/x-ndjson" if ndjson_body else "application/json"}
+        writes = method != "GET" and not path.endswith(("/_search", "/_refresh"))  # a refresh is the search's
+        kind = "write" if writes else "read"
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.attempts),
@@ -373,6 +376,7 @@ class CourseBatchIndex:
                 with attempt:
                     # another node of es.basePath on each retry
                     url = self.urls[(attempt.retry_state.attempt_number - 1) % len(self.urls)] + path
+                    metrics.store_call(STORE, kind)
                     response = self._client.request(method, url, content=body, headers=headers)
                     if response.status_code >= 400:
                         raise _HttpStatus(response.status_code, response.text)

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from handover import metrics
 from handover.adapters.neo4j_http import NEO4J_3_COMMIT_PATH, TransactionalEndpoint
 from handover.adapters.sunbird_errors import StoreErrors, SunbirdStoreError, check_identifier
 from handover.domain.model import Asset
@@ -86,6 +87,14 @@ class AssetCypher:
             "WITH n ORDER BY n.IL_UNIQUE_ID LIMIT $limit "
             "RETURN properties(n) AS props",
             {"types": list(object_types), "node_type": DATA_NODE, "user": user_id, "after": after, "limit": limit},
+        )
+
+    def types_created_by(self, user_id: str) -> Query:
+        """How many data nodes the user created, by objectType."""
+        return Query(
+            f"MATCH (n:{self.label}) WHERE n.createdBy = $user AND n.IL_SYS_NODE_TYPE = $node_type "
+            "RETURN n.IL_FUNC_OBJECT_TYPE AS type, count(n) AS assets",
+            {"user": user_id, "node_type": DATA_NODE},
         )
 
     def by_id(self, identifier: str) -> Query:
@@ -463,6 +472,7 @@ class AssetGraph:
         self._runner = None
 
     def _run(self, query: Query, doing: str, write: bool) -> list[dict[str, Any]]:
+        metrics.store_call(STORE, "write" if write else "read")
         return self.runner().run(query, doing, write)
 
     def get(self, identifier: str) -> Asset | None:
@@ -477,6 +487,11 @@ class AssetGraph:
                 asset = asset_from_props(row["props"])
                 out[asset.identifier] = asset
         return out
+
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the preview's "stays with the old owner")."""
+        rows = self._run(self.cypher.types_created_by(user_id), "counting a user's assets by type", write=False)
+        return {str(r["type"]): int(r["assets"]) for r in rows if r.get("type") is not None}
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[list[Asset]]:
         after = ""

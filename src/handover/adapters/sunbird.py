@@ -7,10 +7,13 @@ notification record and audit: handover's own Cassandra keyspace.
 
 There is no transaction across these stores. The order of writes, and why a redelivered event converges:
 
-1. Audit rows of a page, then the page's records (Cassandra batches, then their Elasticsearch documents;
-   Neo4j nodes). Record writes are held back until the page's audit rows are written, so a crash never leaves
-   a change without its audit row; audit rows are keyed (mid, store, record, field), so writing them again
-   overwrites instead of adding.
+1. Audit rows, then the records they describe (Cassandra batches, then their Elasticsearch documents; Neo4j
+   nodes). Both are held in the unit of work and written together at a flush (``SunbirdUnitOfWork.flush``:
+   the audit rows first, so a crash never leaves a change without its audit row); audit rows are keyed (mid,
+   store, record, field), so writing them again overwrites instead of adding. A flush comes before a read
+   whose answer a held write could change (a search or page of a user a held write names, a row or node a
+   held write changes), when ``FLUSH_AT`` are held, and at commit: the writes of the events of a micro-batch
+   that do not touch each other's records go out together, one round trip per kind of write.
 2. At commit: the notification record, claimed with a lightweight transaction (``INSERT ... IF NOT EXISTS``)
    before the email is POSTed, then marked sent.
 3. The ledger row, last.
@@ -34,7 +37,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -61,8 +64,9 @@ from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
 from handover.config import ConfigError, Settings
 from handover.domain.model import Asset, CourseBatch, User, asset_from_json, batch_from_json, user_from_json
 from handover.domain.notification import Notification
-from handover.domain.policy import IMAGE_SUFFIX
-from handover.domain.rules import AssetUpdate, BatchUpdate
+from handover.domain.policy import IMAGE_ID_SUFFIX, IMAGE_SUFFIX
+from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate, FieldChange, image_id
+from handover.service.audit_trail import undo_mid
 from handover.service.ports import (
     AssetRepository,
     AuditLog,
@@ -311,6 +315,51 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 # --- the unit of work -------------------------------------------------------------------------------
 
+FLUSH_AT = 2000  # held audit rows and record writes that make a unit of work flush
+
+
+@dataclass
+class PendingWrites:
+    """What a unit of work holds until its next flush, and what it touches: the users (lower-cased) that the
+    written rows and nodes name before or after the write, the course-batch keys and node identifiers."""
+
+    audit: list[AuditRecord] = field(default_factory=list)
+    batches: list[BatchUpdate] = field(default_factory=list)
+    assets: list[AssetUpdate] = field(default_factory=list)
+    users: set[str] = field(default_factory=set)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
+    audit_mids: set[str] = field(default_factory=set)
+
+    def size(self) -> int:
+        return len(self.audit) + len(self.batches) + len(self.assets)
+
+    def touch(self, *users: str | None) -> None:
+        self.users.update(u.lower() for u in users if u)
+
+    def affects(self, users: Iterable[str], keys: Iterable[tuple[str, str]], ids: Iterable[str]) -> bool:
+        if not (self.batches or self.assets):
+            return False
+        return (
+            any(u.lower() in self.users for u in users)
+            or any(k in self.keys for k in keys)
+            or any(i in self.ids for i in ids)
+        )
+
+
+def _users_of_row(row: CourseBatch) -> tuple[str, ...]:
+    return (row.createdby or "", *row.mentors)
+
+
+def _change_values(changes: Sequence[FieldChange]) -> Iterator[str]:
+    """The text values before and after of ``changes`` (user ids among them), lists flattened."""
+    for change in changes:
+        for value in (change.before, change.after):
+            if isinstance(value, str):
+                yield value
+            elif isinstance(value, list | tuple):
+                yield from (v for v in value if isinstance(v, str))
+
 
 class SunbirdUnitOfWork:
     users: UserDirectory
@@ -327,7 +376,7 @@ class SunbirdUnitOfWork:
         self.store = store
         self.writes = writes
         self._preview_ledger = preview_ledger
-        self._pending: list[Callable[[], None]] = []  # record writes waiting for their audit rows
+        self._pending = PendingWrites()  # audit rows and record writes, written together at the next flush
 
     def __enter__(self) -> Self:
         self._ledger = SunbirdLedger(self, self._preview_ledger)
@@ -344,14 +393,68 @@ class SunbirdUnitOfWork:
         """Nothing: these stores have no transactions to serialise (a redelivered or concurrent event converges)."""
         return None
 
-    def hold(self, write: Callable[[], None]) -> None:
+    def hold_audit(self, records: Sequence[AuditRecord]) -> None:
         if self.writes:
-            self._pending.append(write)
+            self._pending.audit.extend(records)
+            self._pending.audit_mids.update(r.mid for r in records)
+
+    def hold_batches(self, updates: Sequence[BatchUpdate], rows: Mapping[tuple[str, str], CourseBatch]) -> None:
+        """``rows``: the rows the updates were planned from (their users are the searches they affect)."""
+        if self.writes:
+            self._pending.batches.extend(updates)
+            for u in updates:
+                row = rows.get(u.key)
+                self._pending.touch(u.createdby, *(u.mentors or ()), *(_users_of_row(row) if row else ()))
+                self._pending.touch(*_change_values(u.changes))
+                self._pending.keys.add(u.key)
+
+    def hold_assets(self, updates: Sequence[AssetUpdate], owners: Mapping[str, str | None]) -> None:
+        """``owners``: the ``createdBy`` each node had when read (the pages of that user see the write)."""
+        if self.writes:
+            self._pending.assets.extend(updates)
+            for u in updates:
+                created_by = u.values.get("createdBy")
+                self._pending.touch(owners.get(u.identifier), created_by if isinstance(created_by, str) else None)
+                self._pending.touch(*_change_values(u.changes))
+                self._pending.ids.add(u.identifier)
+
+    def flush_if_large(self) -> None:
+        """Flush when ``FLUSH_AT`` audit rows and writes are held (called between pages, where every held
+        write has its audit rows)."""
+        if self._pending.size() >= FLUSH_AT:
+            self.flush()
+
+    def holds_audit_of(self, mid: str) -> bool:
+        return mid in self._pending.audit_mids
+
+    def holds_audit_about(self, user_id: str) -> bool:
+        """Whether a held audit row records a ``createdBy`` change from or to ``user_id`` (``audit_by_user``)."""
+        return any(
+            r.change.field == CREATED_BY and user_id in (r.change.before, r.change.after) for r in self._pending.audit
+        )
+
+    def flush_for(
+        self, users: Iterable[str] = (), keys: Iterable[tuple[str, str]] = (), ids: Iterable[str] = ()
+    ) -> None:
+        """Flush before a read whose answer a held write could change: a search or page of one of ``users``
+        (compared lower-cased, as the course-batch search is), a row of ``keys``, a node of ``ids``."""
+        if self._pending.affects(users, keys, ids):
+            self.flush()
 
     def flush(self) -> None:
-        """Run the held record writes (after the audit rows of their page were written)."""
-        while self._pending:
-            self._pending.pop(0)()
+        """Write what is held: the audit rows (one round of Cassandra batches), then the records they describe:
+        the course-batch rows (Cassandra, the source of truth), their documents (one ``_bulk``), the nodes
+        (``UNWIND`` pages). Held across the events of a unit of work until a read needs them (``flush_for``),
+        ``FLUSH_AT`` are held or the unit of work commits."""
+        pending, self._pending = self._pending, PendingWrites()
+        store = self.store
+        if pending.audit:
+            store.cassandra.audit_put(pending.audit)
+        if pending.batches:
+            store.cassandra.write_batches(pending.batches)
+            store.index.write(pending.batches)
+        if pending.assets:
+            store.graph.write(pending.assets)
 
     def commit(self) -> None:
         self.flush()
@@ -363,9 +466,9 @@ class SunbirdUnitOfWork:
     ) -> None:
         """Nothing can be rolled back across these stores: writes already made stay (a redelivered event
         converges, see the module doc); held writes, the email and the ledger row are dropped."""
-        if exc is not None and (self._pending or self._ledger.pending):
+        if exc is not None and (self._pending.size() or self._ledger.pending):
             log.warning("sunbird store: unit of work failed (%s); ledger not written, the event will run again", exc)
-        self._pending.clear()
+        self._pending = PendingWrites()
 
 
 class SunbirdUsers:
@@ -385,6 +488,14 @@ class SunbirdUsers:
         """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""
         return self._client.organisation_exists(organisation_id)
 
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> list[User]:
+        """``DeletedUserSearch`` through userorg's user search (``UserOrgClient.deleted_users``)."""
+        return self._client.deleted_users(organisation_id, after, limit)
+
+    def find(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """Users of the organisation userorg's search finds for ``text`` (the console's look-up)."""
+        return self._client.find_users(organisation_id, text, limit)
+
 
 def drifted(hit: BatchHit, row: CourseBatch) -> bool:
     """Whether the Elasticsearch copy differs from the Cassandra row in the fields handover writes."""
@@ -395,19 +506,24 @@ class SunbirdBatches:
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
         self._store = uow.store
+        self._rows: dict[tuple[str, str], CourseBatch] = {}  # rows read and not yet written
 
     def pages_of_user(self, user_id: str, statuses: frozenset[int], page_size: int) -> Iterator[Sequence[CourseBatch]]:
         """Elasticsearch finds the candidates (every hit, ``search_after``); each is read from Cassandra and
         kept when the row itself has one of ``statuses`` and names the user as creator or mentor. A document
         whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row.
 
-        The held writes (of earlier events of this unit of work, and of the pages before) are made before each
-        search, so that the search and the rows see them (``es.refresh`` makes them searchable)."""
+        Held writes that name the user (of earlier events of this unit of work) are made before the search, so
+        that the search and the rows see them (``es.refresh`` makes them searchable); the others stay held (they
+        cannot change which batches the search finds, nor their rows). A page's own writes need no flush before
+        the next page: ``search_after`` pages past them."""
         seen: set[tuple[str, str]] = set()
-        self._uow.flush()
+        self._uow.flush_for(users=(user_id,))
         for hits in self._store.index.search_pages(user_id, sorted(statuses), page_size):
             fresh = [h for h in hits if (h.course_id, h.batch_id) not in seen]
-            rows = self._store.cassandra.read_batches([(h.course_id, h.batch_id) for h in fresh])
+            keys = [(h.course_id, h.batch_id) for h in fresh]
+            self._uow.flush_for(keys=keys)
+            rows = self._store.cassandra.read_batches(keys)
             page: list[CourseBatch] = []
             repairs: list[tuple[str, dict[str, Any]]] = []
             for hit in fresh:
@@ -421,59 +537,84 @@ class SunbirdBatches:
                     repairs.append((row.batchid, {"createdBy": row.createdby, "mentors": list(row.mentors)}))
                 if row.status in statuses and (row.createdby == user_id or user_id in row.mentors):
                     page.append(row)
+                    self._rows[key] = row
             if repairs and self._uow.writes:
                 log.info("sunbird store: %d course-batch documents re-synced from Cassandra", len(repairs))
                 self._store.index.update_fields(repairs)
             if page:
                 yield page
-            self._uow.flush()  # before the next page's search and rows
+            self._uow.flush_if_large()
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
-        """Cassandra (the source of truth) first, then exactly the written fields of the documents."""
-        if not updates:
-            return
-        todo = list(updates)
-
-        def run() -> None:
-            self._store.cassandra.write_batches(todo)
-            self._store.index.write(todo)
-
-        self._uow.hold(run)
+        """Held until the unit of work flushes: Cassandra (the source of truth) first, then exactly the written
+        fields of the documents."""
+        if updates:
+            rows = {u.key: row for u in updates if (row := self._rows.pop(u.key, None)) is not None}
+            self._uow.hold_batches(list(updates), rows)
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
         """The rows (no locks: Cassandra has none; an undo re-checks each field's value)."""
-        self._uow.flush()
-        return self._store.cassandra.read_batches(list(dict.fromkeys(keys)))
+        wanted = list(dict.fromkeys(keys))
+        self._uow.flush_for(keys=wanted)
+        rows = self._store.cassandra.read_batches(wanted)
+        self._rows.update(rows)
+        return rows
 
 
 class SunbirdAssets:
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
         self._graph = uow.store.graph
+        self._owners: dict[str, str | None] = {}  # createdBy of the nodes read and not yet written
+        self._image: tuple[str, Asset | None] | None = None  # the Image node read with the asset before
 
     def get(self, identifier: str) -> Asset | None:
-        self._uow.flush()
-        return self._graph.get(identifier)
+        """The node. Reading an asset also reads its Image node (one query): a ``get`` of that Image right
+        after, with no other read or write of nodes between, is answered from it."""
+        image, self._image = self._image, None
+        if image is not None and image[0] == identifier:
+            return image[1]
+        wanted = [identifier] if identifier.endswith(IMAGE_ID_SUFFIX) else [identifier, image_id(identifier)]
+        self._uow.flush_for(ids=wanted)
+        found = self._graph.get_many(wanted)
+        self._remember(found.values())
+        if len(wanted) > 1:
+            self._image = (wanted[1], found.get(wanted[1]))
+        return found.get(identifier)
 
     def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
+        self._image = None
+        wanted = list(dict.fromkeys(identifiers))
+        self._uow.flush_for(ids=wanted)
+        found = self._graph.get_many(wanted)
+        self._remember(found.values())
+        return found
+
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the graph's count)."""
         self._uow.flush()
-        return self._graph.get_many(list(dict.fromkeys(identifiers)))
+        return self._graph.types_created_by(user_id)
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
+        """Held writes that name the user are made first; a page's own writes need no flush before the next
+        page (keyset paging by identifier pages past them)."""
+        self._image = None
+        self._uow.flush_for(users=(user_id,))
         for page in self._graph.pages_created_by(user_id, object_types, page_size):
-            self._uow.flush()
+            self._remember(page)
             yield page
+            self._uow.flush_if_large()
 
     def write(self, updates: Sequence[AssetUpdate]) -> None:
-        """The updates' top-level properties (a None value removes the property)."""
-        if not updates:
-            return
-        todo = list(updates)
+        """Held until the unit of work flushes: the updates' top-level properties (a None value removes the
+        property)."""
+        self._image = None
+        if updates:
+            owners = {u.identifier: self._owners.pop(u.identifier, None) for u in updates}
+            self._uow.hold_assets(list(updates), owners)
 
-        def run() -> None:
-            self._graph.write(todo)
-
-        self._uow.hold(run)
+    def _remember(self, assets: Iterable[Asset]) -> None:
+        self._owners.update((a.identifier, a.createdBy) for a in assets)
 
 
 class SunbirdLedger:
@@ -491,7 +632,12 @@ class SunbirdLedger:
         return self._cassandra.ledger_get(mid)
 
     def get_many(self, mids: Sequence[str]) -> dict[str, LedgerEntry]:
-        return {m: found for m in dict.fromkeys(mids) if (found := self.get(m)) is not None}
+        """The ledger rows of a micro-batch's mids read at once (concurrently): one round trip instead of one
+        per event."""
+        kept = {**(self._preview or {}), **self.pending}
+        wanted = [m for m in dict.fromkeys(mids) if m not in kept]
+        found = {m: e for m, e in self._cassandra.ledger_get_many(wanted).items() if e is not None}
+        return {**found, **{m: kept[m] for m in mids if m in kept}}
 
     def record(self, entry: LedgerEntry) -> None:
         """Kept until commit: the ledger row is the last write of an event."""
@@ -504,11 +650,11 @@ class SunbirdLedger:
         return sorted(entries.values(), key=lambda e: e.mid)
 
     def flush(self) -> None:
-        for entry in self.pending.values():
-            if self._uow.writes:
-                self._cassandra.ledger_put(entry)
-            elif self._preview is not None:
-                self._preview[entry.mid] = entry
+        """The ledger rows of the unit of work's events, in one round of concurrent batches."""
+        if self._uow.writes:
+            self._cassandra.ledger_put_many(list(self.pending.values()))
+        elif self._preview is not None:
+            self._preview.update(self.pending)
         self.pending.clear()
 
 
@@ -566,24 +712,50 @@ class SunbirdAudit:
         self._cassandra = uow.store.cassandra
 
     def record(self, records: Sequence[AuditRecord]) -> None:
-        """Write the rows, then the record writes they describe."""
-        if self._uow.writes and records:
-            self._cassandra.audit_put(records)
-        self._uow.flush()
+        """Held until the unit of work flushes, which writes them before the record writes they describe."""
+        self._uow.hold_audit(records)
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """Not done for the Sunbird audit keyspace: its rows are partitioned by event, and finding a user's
-        names in them means scanning every partition. Said in a warning, and in the README."""
-        if values:
-            log.warning(
-                "audit: the names of a deleted user are not redacted from earlier rows of the Sunbird audit "
-                "keyspace (not implemented); rows of the delete-user event itself keep none"
-            )
-        return 0
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """In the audit rows of the records whose ``createdBy`` changed from or to ``user_id`` (``audit_by_user``:
+        where a transfer put that user's names), every value equal to one of ``values`` becomes ``replacement``;
+        rows written back in place (same key, time and request). Returns how many values were replaced."""
+        wanted = set(values) - {replacement}
+        if not wanted:
+            return 0
+
+        def hit(value: Any) -> bool:
+            return isinstance(value, str) and value in wanted
+
+        replaced, changed = 0, []
+        for _, rows in self._about(user_id):
+            for row in rows:
+                old = row.change
+                if hit(old.before) or hit(old.after):
+                    replaced += hit(old.before) + hit(old.after)
+                    before = replacement if hit(old.before) else old.before
+                    after = replacement if hit(old.after) else old.after
+                    changed.append(replace(row, change=FieldChange(old.field, before, after)))
+        if changed and self._uow.writes:
+            self._cassandra.audit_put(changed)
+        return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
-        """None found: finding them needs the same scan of every partition as ``redact`` (not implemented)."""
-        return []
+        """From ``audit_by_user``: one read of the user's partition, then one of each such record's rows."""
+        names: set[str] = set()
+        for side, rows in self._about(user_id):
+            for row in rows:
+                value = row.change.before if side == "before" else row.change.after
+                if row.change.field != CREATED_BY and isinstance(value, str):
+                    names.add(value)
+        return sorted(names)
+
+    def _about(self, user_id: str) -> Iterator[tuple[str, list[AuditRecord]]]:
+        """(side, audit rows of the record) for each audited record whose ``createdBy`` was (``before``) or
+        became (``after``) ``user_id``. Held audit rows about the user are written first."""
+        if self._uow.holds_audit_about(user_id):
+            self._uow.flush()
+        for mid, store, record_key, side in self._cassandra.audit_about_user(user_id):
+            yield side, self._cassandra.audit_record_rows(mid, store, record_key)
 
     def page(
         self,
@@ -597,7 +769,8 @@ class SunbirdAudit:
         """Rows of one event, or of every event of a request (events oldest first, or newest first). Within
         one event rows come in key order (store, record, field): an event changes each field once, so the
         order inside it does not matter to undo."""
-        self._uow.flush()
+        if mid is None or self._uow.holds_audit_of(mid):
+            self._uow.flush()
         if mid is not None:
             mids = [mid]
         elif request_id is not None:
@@ -676,6 +849,7 @@ class SunbirdRequestLog:
             if entry is None:
                 events.append(event_status(mid, asset))
             else:
+                undone = entry.outcome == "applied" and self._store.cassandra.ledger_get(undo_mid(mid)) is not None
                 events.append(
                     event_status(
                         mid,
@@ -685,6 +859,7 @@ class SunbirdRequestLog:
                         entry.skipped,
                         entry.changed_batches,
                         entry.changed_assets,
+                        undone=undone,
                     )
                 )
         return RequestStatus(request_id, rows[0][2], events)

@@ -166,6 +166,18 @@ def changes_page(
 # --- routes -----------------------------------------------------------------------------------------
 
 
+# the query parameters, read by hand (so that a bad one gets its own message): documented here for /docs
+CHANGES_PARAMETERS = [
+    {"name": "mid", "in": "query", "required": True, "schema": {"type": "string"},
+     "description": "The event (its mid) whose changed records to list."},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "The nextCursor of the previous page; absent for the first page."},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECORDS, "default": DEFAULT_RECORDS},
+     "description": "Changed records per page."},
+]
+
+
 def _gateway(path: str) -> str:
     return "_gateway" if path.startswith("/api") else ""
 
@@ -207,5 +219,5 @@ for _path in CHANGES_PATHS:
         responses={k: v for k, v in _STATUS_ERRORS.items() if k != 409},
         summary="A page of the changed records of one event of a request",
         operation_id="changes" + _gateway(_path),
-        openapi_extra={"security": SECURITY},
+        openapi_extra={"security": SECURITY, "parameters": CHANGES_PARAMETERS},
     )
