@@ -18,6 +18,7 @@ N assets, with as much data owned by another user (2N batches, 2N assets in all)
 
     .venv/bin/python bench/bulk_transfer.py                     # N = 50,000 and 200,000; SQLite and PostgreSQL
     .venv/bin/python bench/bulk_transfer.py --sizes 2000 --stores sqlite
+    .venv/bin/python bench/bulk_transfer.py --sizes 50000 --stores sqlite --profile /tmp/prof   # pyinstrument
 
 Every step runs on a freshly populated copy (preview and dry-run, which change nothing, on the copy the transfer
 and its undo then run on). Figures and the machine's load: README, "How a large transfer stays fast and small".
@@ -279,12 +280,28 @@ STEPS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 }
 
 
+def peak_rss_mib() -> float:
+    """This process's peak RSS: ``VmHWM`` (Linux keeps ``ru_maxrss`` across exec, so that would be the parent's)."""
+    try:
+        for text in Path("/proc/self/status").read_text().splitlines():
+            if text.startswith("VmHWM:"):
+                return int(text.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 # --- orchestration --------------------------------------------------------------------------------------
+
+
+PROFILE: list[str] = []  # [directory, name prefix] with --profile
 
 
 def child(step: str, url: str, **extra: str) -> dict[str, Any]:
     """Run one measured step in a fresh process; its seconds, peak RSS (MiB) and result."""
     cmd = [sys.executable, __file__, "--child", step, "--url", url]
+    if PROFILE:
+        cmd += ["--profile", str(Path(PROFILE[0]) / f"{PROFILE[1]}-{step}.txt")]
     for key, value in extra.items():
         cmd += [f"--{key}", value]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -323,6 +340,8 @@ class Copies:
 
 
 def measure(store: str, n: int, workdir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    if PROFILE:
+        PROFILE[1] = f"{store}-{n}"
     path = workdir / f"fixture-{n}.json"
     if not path.exists():
         path.write_text(json.dumps(fixture(n)), encoding="utf-8")
@@ -373,18 +392,31 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--mid")
     parser.add_argument("--file")
+    parser.add_argument("--profile", help="a directory: each step's pyinstrument profile is written there")
     args = parser.parse_args()
     if args.child:
         import handover.adapters.sql
         import handover.bootstrap
         import handover.service.requests  # noqa: F401  (imports are not what is measured)
 
+        profiler = None
+        if args.profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.005)
+            profiler.start()
         started = time.perf_counter()
         result = STEPS[args.child](args)
         seconds = time.perf_counter() - started
-        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if profiler is not None:
+            profiler.stop()
+            Path(args.profile).write_text(profiler.output_text(color=False, show_all=False), encoding="utf-8")
+        rss_mib = peak_rss_mib()
         print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "result": result}))
         return
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        PROFILE[:] = [args.profile, ""]
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
     rows_done = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -618,6 +618,33 @@ class SqlBulk:
         self._conn.execute(audit.insert().from_select(names, select))
 
 
+class SqlCounts:
+    """``service.ports.RecordCounts`` of a preview: the queries of the page reads, counted (index ranges)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def batches_of_user(self, user_id: str, statuses: frozenset[int]) -> int:
+        cb, m = course_batch, course_batch_mentor
+        status = sorted(statuses)
+        created = sa.select(sa.func.count()).where(cb.c.createdby == user_id, cb.c.status.in_(status))
+        mentored = (
+            sa.select(sa.func.count())
+            .select_from(cb.join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid)))
+            .where(m.c.userid == user_id, cb.c.status.in_(status),
+                   sa.or_(cb.c.createdby.is_(None), cb.c.createdby != user_id))
+        )
+        return int(self._conn.execute(created).scalar_one()) + int(self._conn.execute(mentored).scalar_one())
+
+    def asset_profile_counts(self, owner: str, object_types: Sequence[str]) -> list[tuple[str, str | None, int]]:
+        query = (
+            sa.select(asset.c.objectType, asset.c.schemaVersion, sa.func.count())
+            .where(asset.c.createdBy == owner, asset.c.objectType.in_(list(object_types)))
+            .group_by(asset.c.objectType, asset.c.schemaVersion)
+        )
+        return [(r[0], r[1], int(r[2])) for r in self._conn.execute(query)]
+
+
 # --- unit of work and store -------------------------------------------------------------------------
 
 
@@ -631,6 +658,7 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     audit: SqlAudit
     bulk: SqlBulk | None  # None in a preview
+    counts: SqlCounts | None  # only in a preview
 
     def __init__(
         self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None
@@ -659,10 +687,11 @@ class SqlUnitOfWork:
             self.batches, self.assets = _PreviewBatches(conn), _PreviewAssets(conn)
             self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
             self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
+            self.counts = SqlCounts(conn)  # what they would write is counted instead
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
-        self.bulk = SqlBulk(conn)
+        self.bulk, self.counts = SqlBulk(conn), None
         return self
 
     def lock_users(self, user_ids: Iterable[str]) -> None:

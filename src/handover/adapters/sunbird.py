@@ -74,6 +74,7 @@ from handover.service.ports import (
     Ledger,
     LedgerEntry,
     Outbox,
+    RecordCounts,
     RequestHistory,
     RequestLog,
     RequestStatus,
@@ -320,6 +321,7 @@ class SunbirdUnitOfWork:
     outbox: Outbox
     audit: AuditLog
     bulk: BulkWrites | None = None  # the Sunbird stores are written record by record
+    counts: RecordCounts | None = None  # and their previews walk every record
 
     def __init__(
         self, store: SunbirdStore, *, writes: bool, preview_ledger: dict[str, LedgerEntry] | None = None

@@ -184,6 +184,21 @@ class BulkWrites(Protocol):
         ...
 
 
+class RecordCounts(Protocol):
+    """An optional capability of a unit of work that writes nothing (the SQL store's preview): how many records a
+    whole-user transfer would change, counted by the store. A preview walks the first page record by record (the
+    records it shows) and counts the rest instead of walking it."""
+
+    def batches_of_user(self, user_id: str, statuses: frozenset[int]) -> int:
+        """How many batches with one of ``statuses`` ``user_id`` created or mentors, each once (the batches
+        ``BatchRepository.pages_of_user`` yields)."""
+        ...
+
+    def asset_profile_counts(self, owner: str, object_types: Sequence[str]) -> Sequence[tuple[str, str | None, int]]:
+        """(objectType, schemaVersion, how many) of ``owner``'s assets of these types, per distinct pair."""
+        ...
+
+
 class UnitOfWork(Protocol):
     users: UserDirectory
     batches: BatchRepository
@@ -192,6 +207,7 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     audit: AuditLog
     bulk: BulkWrites | None  # None: the store writes record by record only
+    counts: RecordCounts | None  # None: a preview walks every record (and any unit of work that writes)
 
     def __enter__(self) -> Self: ...
 
