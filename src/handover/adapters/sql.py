@@ -853,23 +853,17 @@ class SqlStore:
         parsed_batches = [batch_from_json(b) for b in _list(doc, "course_batches")]
         parsed_assets = [asset_from_json(a) for a in _list(doc, "assets")]
         with self.connect() as conn, conn.begin():
-            for chunk in chunks([u.to_json() for u in parsed_users]):
-                upsert_rows(conn, users, chunk)
-            for chunk in chunks(parsed_batches):
+            # a key given twice: the last one wins (as it would one row after the other)
+            for chunk in chunks(list({u.id: u for u in parsed_users}.values())):
+                upsert_rows(conn, users, [u.to_json() for u in chunk])
+            for chunk in chunks(list({b.key: b for b in parsed_batches}.values())):
                 upsert_rows(conn, course_batch, [b.to_json() for b in chunk])
                 m = course_batch_mentor
-                conn.execute(
-                    m.delete().where(m.c.courseid == sa.bindparam("k_c"), m.c.batchid == sa.bindparam("k_b")),
-                    [{"k_c": b.courseid, "k_b": b.batchid} for b in chunk],
-                )
-                rows = [
-                    {"userid": x, "courseid": b.courseid, "batchid": b.batchid}
-                    for b in chunk
-                    for x in dict.fromkeys(b.mentors)
-                ]
-                if rows:
-                    conn.execute(m.insert(), rows)
-            for chunk in chunks(parsed_assets):
+                delete_rows(conn, m, ("courseid", "batchid"), [{"courseid": b.courseid, "batchid": b.batchid}
+                                                               for b in chunk])
+                insert_rows(conn, m, [{"userid": x, "courseid": b.courseid, "batchid": b.batchid}
+                                      for b in chunk for x in dict.fromkeys(b.mentors)])
+            for chunk in chunks(list({a.identifier: a for a in parsed_assets}.values())):
                 upsert_rows(conn, asset, [_asset_row(a) for a in chunk])
         return {"users": len(parsed_users), "course_batches": len(parsed_batches), "assets": len(parsed_assets)}
 

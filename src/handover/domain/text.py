@@ -40,12 +40,32 @@ def is_storable_id(value: Any) -> bool:
 
 def first_bad_string(doc: Any, root: str = "") -> tuple[str, str] | None:
     """``(path, problem)`` of the first key or string value anywhere in a decoded JSON value that
-    ``text_problem`` refuses (path like ``request.objects[2].identifier``), or None. Iterative."""
+    ``text_problem`` refuses (path like ``request.objects[2].identifier``), or None. Iterative; the paths are
+    built only once a problem is known to be there (a fixture load checks every record)."""
+    if _storable(doc):
+        return None
     for path, text in _strings(doc, root):
         problem = text_problem(text)
         if problem is not None:
             return printable(path) or "(the value)", problem
     return None
+
+
+def _storable(doc: Any) -> bool:
+    """Whether every key and string value of ``doc`` passes ``text_problem``: all of them checked at once, joined
+    (Python never pairs surrogates of separate strings, so a lone one stays lone)."""
+    texts: list[str] = []
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            texts.append(node)
+        elif isinstance(node, dict):
+            texts.extend(k for k in node if isinstance(k, str))
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return text_problem("".join(texts)) is None
 
 
 def _strings(doc: Any, root: str) -> Iterator[tuple[str, str]]:
