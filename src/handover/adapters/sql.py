@@ -81,6 +81,9 @@ def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
 
 
 IN_LIST_SIZE = 500
+# The text columns an undo may revert set-based (``SqlBulk.revert_columns``), per audited store.
+REVERTIBLE_COLUMNS = {STORE_ASSET: ("schemaVersion", "status", "visibility", "createdBy", "creator"),
+                      STORE_COURSE_BATCH: ("createdby",)}
 SET_BASED_MIN = 20  # fewer rows with the same values are written by the (cached) row-by-row statement
 
 
@@ -531,11 +534,15 @@ class SqlAudit:
         newest_first: bool = False,
         cursor: str | None = None,
         limit: int = 1000,
+        skip: Sequence[tuple[str, str]] = (),
     ) -> AuditPage:
+        """``skip``: leave out the rows of these (store, field) pairs."""
         if (mid is None) == (request_id is None):
             raise ValueError("audit page: give exactly one of mid and request_id")
         a = audit
         query = sa.select(a).where(a.c.mid == mid if mid is not None else a.c.request_id == request_id)
+        if skip:
+            query = query.where(sa.not_(sa.tuple_(a.c.store, a.c.field).in_(list(skip))))
         if cursor is not None:
             if not cursor.isdigit():
                 raise ValueError(f"bad audit cursor {cursor!r}")
@@ -596,6 +603,87 @@ class SqlBulk:
             for field, value in values.items():
                 self._audit(stamp, STORE_ASSET, asset.c.identifier, field, asset.c[field], value, match)
         return int(self._conn.execute(asset.update().where(match).values(dict(values))).rowcount)
+
+    # --- undo (``service.ports.ColumnReverts``) ---
+
+    def revert_columns(self, mid: str, stamp: AuditStamp) -> list[tuple[str, str, int]]:
+        a = audit
+        groups = self._conn.execute(
+            sa.select(a.c.store, a.c.field, sa.func.count(), sa.func.count(sa.distinct(a.c.record_key)))
+            .where(a.c.mid == mid)
+            .group_by(a.c.store, a.c.field)
+        ).all()
+        fields: dict[str, set[str]] = {}
+        for store, field, _, _ in groups:
+            fields.setdefault(store, set()).add(field)
+        done = []
+        for store, field, rows, records in groups:
+            if field not in REVERTIBLE_COLUMNS.get(store, ()) or rows != records:
+                continue
+            if any(f.startswith(field + ".") for f in fields[store]):  # a path into it: record by record
+                continue
+            reverted = self._revert_column(mid, store, field, rows, stamp)
+            if reverted is not None:
+                done.append((store, field, reverted))
+        return done
+
+    def _revert_column(self, mid: str, store: str, field: str, rows: int, stamp: AuditStamp) -> int | None:
+        """Every change of ``field`` by ``mid``, or nothing (None) when one of them cannot be reverted this way."""
+        a = audit
+        pg = self._conn.dialect.name == "postgresql"
+
+        def kind(value: Any) -> Any:
+            return sa.func.json_typeof(value) if pg else sa.func.json_type(value)
+
+        def decoded(value: Any) -> Any:
+            return value.op("#>>", return_type=sa.Text)(sa.literal_column("'{}'")) if pg else sa.func.json_extract(
+                value, "$", type_=sa.Text)
+
+        text, null = ("string", "null") if pg else ("text", "null")
+        after_ok = sa.or_(a.c.after.is_(None), kind(a.c.after).in_([text, null]))
+        if store == STORE_ASSET:
+            table, column = asset, asset.c[field]
+            join = asset.c.identifier == a.c.record_key
+            before_ok = sa.or_(a.c.before.is_(None), kind(a.c.before).in_([text, null]))
+        else:  # a batch's creator is never cleared: a string before
+            table, column = course_batch, course_batch.c.createdby
+            slash = sa.func.strpos(a.c.record_key, "/") if pg else sa.func.instr(a.c.record_key, "/")
+            join = sa.and_(course_batch.c.courseid == sa.func.substr(a.c.record_key, 1, slash - 1),
+                           course_batch.c.batchid == sa.func.substr(a.c.record_key, slash + 1))
+            before_ok = sa.and_(a.c.before.is_not(None), kind(a.c.before) == text)
+        mine = sa.and_(a.c.mid == mid, a.c.store == store, a.c.field == field)
+        holds = column.is_not_distinct_from(decoded(a.c.after))
+        first = next(iter(table.primary_key.columns))
+        stuck = self._conn.execute(
+            sa.select(sa.func.count()).select_from(a.outerjoin(table, join))
+            .where(mine, sa.not_(sa.and_(first.is_not(None), after_ok, before_ok, holds)))
+        ).scalar_one()
+        if stuck:
+            return None
+        names = ["mid", "request_id", "store", "record_key", "field", "before", "after", "at"]
+        select = sa.select(
+            sa.cast(sa.literal(stamp.mid), sa.String), a.c.request_id, a.c.store, a.c.record_key, a.c.field,
+            a.c.after, a.c.before, sa.literal(stamp.at, sa.DateTime(timezone=True)),
+        ).where(mine).order_by(a.c.id.desc())
+        self._conn.execute(audit.insert().from_select(names, select))
+        written = self._conn.execute(
+            table.update().where(join, mine, holds).values({column.name: decoded(a.c.before)})
+        ).rowcount
+        if written != rows:  # a record changed between the check and the write: run the undo again
+            raise StoreContention(f"undo of {mid}: {rows - written} of {rows} {field} values changed meanwhile")
+        return rows
+
+    def audit_page_except(
+        self, mid: str, skip: Sequence[tuple[str, str]], *, cursor: str | None, limit: int
+    ) -> AuditPage:
+        return SqlAudit(self._conn).page(mid=mid, newest_first=True, cursor=cursor, limit=limit, skip=skip)
+
+    def audited_records(self, mid: str) -> dict[str, int]:
+        a = audit
+        rows = self._conn.execute(
+            sa.select(a.c.store, sa.func.count(sa.distinct(a.c.record_key))).where(a.c.mid == mid).group_by(a.c.store)
+        )
+        return {r[0]: int(r[1]) for r in rows}
 
     def _audit(
         self, stamp: AuditStamp, store: str, key: Any, field: str, column: Any, value: Any, match: Any
@@ -659,6 +747,7 @@ class SqlUnitOfWork:
     audit: SqlAudit
     bulk: SqlBulk | None  # None in a preview
     counts: SqlCounts | None  # only in a preview
+    reverts: SqlBulk | None  # None in a preview
 
     def __init__(
         self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None
@@ -688,10 +777,12 @@ class SqlUnitOfWork:
             self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
             self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
             self.counts = SqlCounts(conn)  # what they would write is counted instead
+            self.reverts = None
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
         self.bulk, self.counts = SqlBulk(conn), None
+        self.reverts = self.bulk
         return self
 
     def lock_users(self, user_ids: Iterable[str]) -> None:

@@ -199,6 +199,31 @@ class RecordCounts(Protocol):
         ...
 
 
+class ColumnReverts(Protocol):
+    """An optional capability of a store that can undo set-based (the SQL store, as ``BulkWrites``): the undo of
+    one event's changes to plain columns in one statement per field, and the rest of its audit read without them."""
+
+    def revert_columns(self, mid: str, stamp: AuditStamp) -> Sequence[tuple[str, str, int]]:
+        """Undo event ``mid``'s audited changes of each plain-column field (a text column the event changed at most
+        once per record, from and to a string or null; a batch's creator from a string) for which every record
+        still holds the change's ``after``: its ``before`` written back, and an audit row under ``stamp`` with
+        ``before`` and ``after`` swapped. (store, field, how many changes reverted) for each field done; the others
+        are left as they are, for the record-by-record undo."""
+        ...
+
+    def audit_page_except(
+        self, mid: str, skip: Sequence[tuple[str, str]], *, cursor: str | None, limit: int
+    ) -> AuditPage:
+        """A page of event ``mid``'s audit rows, newest first, without those of the (store, field) pairs ``skip``;
+        as ``AuditLog.page``."""
+        ...
+
+    def audited_records(self, mid: str) -> Mapping[str, int]:
+        """How many distinct records of each store (``STORE_COURSE_BATCH``, ``STORE_ASSET``) the audit rows of
+        event ``mid`` name."""
+        ...
+
+
 class UnitOfWork(Protocol):
     users: UserDirectory
     batches: BatchRepository
@@ -207,6 +232,7 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     audit: AuditLog
     bulk: BulkWrites | None  # None: the store writes record by record only
+    reverts: ColumnReverts | None  # None: an undo reverts record by record only
     counts: RecordCounts | None  # None: a preview walks every record (and any unit of work that writes)
 
     def __enter__(self) -> Self: ...
