@@ -83,7 +83,7 @@ def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
 IN_LIST_SIZE = 500
 # The text columns an undo may revert set-based (``SqlBulk.revert_columns``), per audited store.
 REVERTIBLE_COLUMNS = {STORE_ASSET: ("schemaVersion", "status", "visibility", "createdBy", "creator"),
-                      STORE_COURSE_BATCH: ("createdby",)}
+                      STORE_COURSE_BATCH: ("createdby", "mentors")}
 SET_BASED_MIN = 20  # fewer rows with the same values are written by the (cached) row-by-row statement
 
 
@@ -556,6 +556,11 @@ class SqlAudit:
         return AuditPage(records, str(rows[-1].id) if rows and len(rows) == limit else None)
 
 
+def _check_written(mid: str, field: str, rows: int, written: int) -> None:
+    if written != rows:  # a record changed between the check and the write: the undo runs again
+        raise StoreContention(f"undo of {mid}: {rows - written} of {rows} {field} values changed meanwhile")
+
+
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
@@ -622,7 +627,10 @@ class SqlBulk:
                 continue
             if any(f.startswith(field + ".") for f in fields[store]):  # a path into it: record by record
                 continue
-            reverted = self._revert_column(mid, store, field, rows, stamp)
+            if field == "mentors":
+                reverted = self._revert_mentors(mid, rows, stamp)
+            else:
+                reverted = self._revert_column(mid, store, field, rows, stamp)
             if reverted is not None:
                 done.append((store, field, reverted))
         return done
@@ -660,18 +668,64 @@ class SqlBulk:
         ).scalar_one()
         if stuck:
             return None
+        self._audit_undo(mine, stamp)
+        written = self._conn.execute(
+            table.update().where(join, mine, holds).values({column.name: decoded(a.c.before)})
+        ).rowcount
+        _check_written(mid, field, rows, written)
+        return rows
+
+    def _revert_mentors(self, mid: str, rows: int, stamp: AuditStamp) -> int | None:
+        """``_revert_column`` of the batches' mentor lists (a list of strings before; the list equal to the one
+        after, as JSON) and of their index rows."""
+        pg = self._conn.dialect.name == "postgresql"
+        at = "strpos(a.record_key, '/')" if pg else "instr(a.record_key, '/')"
+        courseid, batchid = f"substr(a.record_key, 1, {at} - 1)", f"substr(a.record_key, {at} + 1)"
+        join = f"cb.courseid = {courseid} AND cb.batchid = {batchid}"
+        mine = "a.mid = :mid AND a.store = :store AND a.field = 'mentors'"
+        if pg:
+            holds = 'cb.mentors::jsonb = a."after"::jsonb'
+            array = "json_typeof({}) = 'array'"
+            strings = ("NOT EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(a.\"before\") = 'array' "
+                       "THEN a.\"before\" ELSE '[]'::json END) e WHERE json_typeof(e) <> 'string')")
+            elements = 'CROSS JOIN LATERAL json_array_elements_text(a."before") AS j(value)'
+        else:
+            holds = 'json(cb.mentors) = json(a."after")'
+            array = "json_type({}) = 'array'"
+            strings = "NOT EXISTS (SELECT 1 FROM json_each(a.\"before\") e WHERE e.type <> 'text')"
+            elements = ', json_each(a."before") AS j'
+        after, before = array.format('a."after"'), array.format('a."before"')
+        clean = (f'cb.courseid IS NOT NULL AND a."after" IS NOT NULL AND {after} AND {holds} '
+                 f'AND a."before" IS NOT NULL AND {before} AND {strings}')
+        params = {"mid": mid, "store": STORE_COURSE_BATCH}
+
+        def run(sql: str) -> Any:
+            return self._conn.execute(sa.text(sql), params)
+
+        if run(f"SELECT count(*) FROM audit a LEFT JOIN course_batch cb ON {join} WHERE {mine} AND NOT ({clean})"
+               ).scalar_one():
+            return None
+        self._audit_undo(sa.and_(audit.c.mid == mid, audit.c.store == STORE_COURSE_BATCH, audit.c.field == "mentors"),
+                         stamp)
+        target = join.replace("cb.", "course_batch.")
+        written = run(f'UPDATE course_batch SET mentors = a."before" FROM audit a WHERE {target} AND {mine} AND '
+                      f"{holds.replace('cb.', 'course_batch.')}").rowcount
+        _check_written(mid, "mentors", rows, written)
+        run(f"DELETE FROM course_batch_mentor WHERE (courseid, batchid) IN (SELECT {courseid}, {batchid} "
+            f"FROM audit a WHERE {mine})")
+        run(f"INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT DISTINCT j.value, {courseid}, "
+            f"{batchid} FROM audit a {elements} WHERE {mine}")
+        return rows
+
+    def _audit_undo(self, mine: Any, stamp: AuditStamp) -> None:
+        """The undo's audit rows of the audit rows ``mine``: under ``stamp``, before and after swapped."""
+        a = audit
         names = ["mid", "request_id", "store", "record_key", "field", "before", "after", "at"]
         select = sa.select(
             sa.cast(sa.literal(stamp.mid), sa.String), a.c.request_id, a.c.store, a.c.record_key, a.c.field,
             a.c.after, a.c.before, sa.literal(stamp.at, sa.DateTime(timezone=True)),
         ).where(mine).order_by(a.c.id.desc())
         self._conn.execute(audit.insert().from_select(names, select))
-        written = self._conn.execute(
-            table.update().where(join, mine, holds).values({column.name: decoded(a.c.before)})
-        ).rowcount
-        if written != rows:  # a record changed between the check and the write: run the undo again
-            raise StoreContention(f"undo of {mid}: {rows - written} of {rows} {field} values changed meanwhile")
-        return rows
 
     def audit_page_except(
         self, mid: str, skip: Sequence[tuple[str, str]], *, cursor: str | None, limit: int
