@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -572,10 +573,50 @@ class SqlBulk:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def batch_pages_mentored_by(
-        self, user_id: str, statuses: frozenset[int], page_size: int
-    ) -> Iterator[Sequence[CourseBatch]]:
-        yield from _mentored_pages(self._conn, sorted(statuses), page_size, user_id, not_created=False)
+    def reassign_mentor(self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None) -> int:
+        """Audit rows first (they read the values being replaced), then the lists, the creators, the index."""
+        pg = self._conn.dialect.name == "postgresql"
+        status = ", ".join(str(int(s)) for s in sorted(statuses))
+        mentored = ("(courseid, batchid) IN (SELECT m.courseid, m.batchid FROM course_batch_mentor m "
+                    f"WHERE m.userid = :f) AND status IN ({status})")
+        if pg:  # rules.replace_mentor: every from -> to, the first of equal ones kept
+            new = ("(SELECT json_agg(v ORDER BY k) FROM (SELECT CASE WHEN e.value = :f THEN :t ELSE e.value END AS v,"
+                   " min(e.k) AS k FROM json_array_elements_text(course_batch.mentors) WITH ORDINALITY AS e(value, k)"
+                   " GROUP BY 1) AS s)")
+            creator_json = "to_json(createdby)"
+        else:
+            new = ("(SELECT json_group_array(v) FROM (SELECT CASE WHEN e.value = :f THEN :t ELSE e.value END AS v,"
+                   " min(e.key) AS k FROM json_each(course_batch.mentors) AS e GROUP BY 1 ORDER BY k))")
+            creator_json = "json_quote(createdby)"
+        params: dict[str, Any] = {"f": from_id, "t": to_id, "tq": json.dumps(to_id)}
+
+        def run(sql: str) -> Any:
+            if pg:  # one type for each parameter (it is compared with text and varchar columns)
+                sql = re.sub(r":(f|t)\b", r"CAST(:\1 AS TEXT)", sql)
+            stmt = sa.text(sql)
+            if ":at" in sql:
+                stmt = stmt.bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+            return self._conn.execute(stmt, params)
+
+        if stamp is not None:
+            params.update(mid=stamp.mid, rid=stamp.request_id, at=stamp.at)
+            columns = "mid, request_id, store, record_key, field, before, after, at"
+            stamp_sql = f":mid, :rid, '{STORE_COURSE_BATCH}', courseid || '/' || batchid"
+            run(f"INSERT INTO audit ({columns}) SELECT {stamp_sql}, 'createdby', {creator_json}, "
+                f"{'CAST(:tq AS JSON)' if pg else ':tq'}, :at FROM course_batch WHERE {mentored} "
+                "AND createdby = :f ORDER BY courseid, batchid")
+            changed = f"{new}::jsonb <> mentors::jsonb" if pg else f"json({new}) <> json(mentors)"
+            run(f"INSERT INTO audit ({columns}) SELECT {stamp_sql}, 'mentors', mentors, {new}, :at "
+                f"FROM course_batch WHERE {mentored} AND {changed} ORDER BY courseid, batchid")
+        written = int(run(f"UPDATE course_batch SET mentors = {new}, createdby = CASE WHEN createdby = :f "
+                          f"THEN :t ELSE createdby END WHERE {mentored}").rowcount)
+        batches = f"SELECT courseid, batchid FROM course_batch WHERE status IN ({status})"
+        run("INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT :t, m.courseid, m.batchid "
+            f"FROM course_batch_mentor m WHERE m.userid = :f AND (m.courseid, m.batchid) IN ({batches}) "
+            "AND NOT EXISTS (SELECT 1 FROM course_batch_mentor x WHERE x.userid = :t "
+            "AND x.courseid = m.courseid AND x.batchid = m.batchid)")
+        run(f"DELETE FROM course_batch_mentor WHERE userid = :f AND (courseid, batchid) IN ({batches})")
+        return written
 
     def reassign_batch_creator(
         self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None

@@ -131,8 +131,8 @@ class Engine:
 
     def _transfer_batches(self, uow: UnitOfWork, event: OwnershipTransfer, outcome: Outcome) -> None:
         """Record by record through the rules. Once a page comes back full (a large transfer) and the store
-        writes set-based: the rest of the batches the user mentors still one by one (their mentor lists need
-        the rules), then every remaining batch the user created in one statement."""
+        writes set-based: the rest of the batches the user mentors in a few statements (their mentor lists as
+        ``rules.replace_mentor`` rewrites them), then every remaining batch the user created in one statement."""
         statuses = self.policy.course_batch_statuses
         bulk, counts = self._bulk(uow), self._counts(uow)
         walked_before = outcome.changed_batches
@@ -146,8 +146,8 @@ class Engine:
             outcome.changed_batches = walked_before + counts.batches_of_user(event.from_user_id, statuses)
             return
         assert bulk is not None
-        for page in bulk.batch_pages_mentored_by(event.from_user_id, statuses, self.settings.page_size):
-            self._transfer_batch_page(uow, event, page, outcome)
+        outcome.changed_batches += bulk.reassign_mentor(event.from_user_id, event.to_user_id, statuses,
+                                                        self._stamp(event))
         outcome.changed_batches += bulk.reassign_batch_creator(
             event.from_user_id, event.to_user_id, statuses, self._stamp(event)
         )

@@ -157,10 +157,11 @@ class BulkWrites(Protocol):
     part of a transfer whose new values do not depend on each record; the pure rules still decide those
     values, and the store writes them, with their audit rows, in one statement per (type, version)."""
 
-    def batch_pages_mentored_by(
-        self, user_id: str, statuses: frozenset[int], page_size: int
-    ) -> Iterator[Sequence[CourseBatch]]:
-        """Every batch with one of ``statuses`` that ``user_id`` mentors (whoever created it), in pages."""
+    def reassign_mentor(self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None) -> int:
+        """On every batch with one of ``statuses`` that ``from_id`` mentors: ``from_id`` -> ``to_id`` in the mentor
+        list (``rules.replace_mentor``: duplicates dropped, the first kept) and in the mentor index, and
+        ``createdby`` too where it is ``from_id``; audited as ``rules.transfer_batch`` audits it when ``stamp`` is
+        given. Returns how many batches were written."""
         ...
 
     def reassign_batch_creator(
