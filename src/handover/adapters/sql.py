@@ -610,12 +610,13 @@ class SqlBulk:
                 f"FROM course_batch WHERE {mentored} AND {changed} ORDER BY courseid, batchid")
         written = int(run(f"UPDATE course_batch SET mentors = {new}, createdby = CASE WHEN createdby = :f "
                           f"THEN :t ELSE createdby END WHERE {mentored}").rowcount)
-        batches = f"SELECT courseid, batchid FROM course_batch WHERE status IN ({status})"
+        active = ("EXISTS (SELECT 1 FROM course_batch cb WHERE cb.courseid = {0}.courseid AND cb.batchid = {0}.batchid "
+                  f"AND cb.status IN ({status}))")  # by primary key, for each index row of the user
         run("INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT :t, m.courseid, m.batchid "
-            f"FROM course_batch_mentor m WHERE m.userid = :f AND (m.courseid, m.batchid) IN ({batches}) "
+            f"FROM course_batch_mentor m WHERE m.userid = :f AND {active.format('m')} "
             "AND NOT EXISTS (SELECT 1 FROM course_batch_mentor x WHERE x.userid = :t "
             "AND x.courseid = m.courseid AND x.batchid = m.batchid)")
-        run(f"DELETE FROM course_batch_mentor WHERE userid = :f AND (courseid, batchid) IN ({batches})")
+        run(f"DELETE FROM course_batch_mentor WHERE userid = :f AND {active.format('course_batch_mentor')}")
         return written
 
     def reassign_batch_creator(
