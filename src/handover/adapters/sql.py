@@ -47,6 +47,7 @@ from handover.domain.model import (
 )
 from handover.domain.notification import Notification
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
+from handover.domain.text import first_bad_string
 from handover.service.ports import (
     STORE_ASSET,
     STORE_COURSE_BATCH,
@@ -1037,8 +1038,9 @@ class SqlStore:
         if not isinstance(doc, Mapping):
             raise ValueError("a fixture is a JSON object")
         parsed_users = [user_from_json(u) for u in _list(doc, "users")]
-        parsed_batches = [batch_from_json(b) for b in _list(doc, "course_batches")]
-        parsed_assets = [asset_from_json(a) for a in _list(doc, "assets")]
+        checked = first_bad_string(doc) is None  # the whole fixture at once; else each record says what is wrong
+        parsed_batches = [batch_from_json(b, text_checked=checked) for b in _list(doc, "course_batches")]
+        parsed_assets = [asset_from_json(a, text_checked=checked) for a in _list(doc, "assets")]
         with self.connect() as conn, conn.begin():
             # a key given twice: the last one wins (as it would one row after the other)
             for chunk in chunks(list({u.id: u for u in parsed_users}.values())):

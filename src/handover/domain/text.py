@@ -7,6 +7,7 @@ nothing is cut or refused by one store and kept by another (PostgreSQL's ``varch
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,8 +53,17 @@ def first_bad_string(doc: Any, root: str = "") -> tuple[str, str] | None:
 
 
 def _storable(doc: Any) -> bool:
-    """Whether every key and string value of ``doc`` passes ``text_problem``: all of them checked at once, joined
-    (Python never pairs surrogates of separate strings, so a lone one stays lone)."""
+    """Whether every key and string value of ``doc`` passes ``text_problem``: all of them checked at once, in the
+    JSON text of ``doc`` (which escapes a NUL as ``\\u0000`` and keeps a lone surrogate; a value that merely looks
+    like that escape is looked at string by string), else joined (Python never pairs surrogates of separate
+    strings, so a lone one stays lone)."""
+    try:
+        text = json.dumps(doc, ensure_ascii=False, check_circular=False)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    else:
+        if "\\u0000" not in text:
+            return text_problem(text) is None
     texts: list[str] = []
     stack: list[Any] = [doc]
     while stack:
