@@ -2,7 +2,8 @@
 PostgreSQL through the same SQLAlchemy Core code. Tables: ``sql_schema``; many-row writes: ``sql_rows``.
 
 Every read of a user's records is a keyset-paged query, so memory does not grow with the number of records;
-large transfers are written set-based (``SqlBulk``).
+large transfers are written and undone set-based (``SqlBulk``), and a preview counts what it does not show
+(``SqlCounts``).
 """
 
 from __future__ import annotations
@@ -569,7 +570,8 @@ def _utc(moment: datetime) -> datetime:
 
 class SqlBulk:
     """Set-based writes (``service.ports.BulkWrites``): one UPDATE per rule, its audit rows by INSERT ... SELECT
-    of the values the UPDATE is about to replace."""
+    of the values the UPDATE is about to replace; and set-based undo (``service.ports.ColumnReverts``): the audit
+    rows of the event joined to the records they name, one UPDATE ... FROM per field."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn

@@ -155,7 +155,9 @@ class AuditStamp:
 class BulkWrites(Protocol):
     """An optional capability of a store that can write set-based (the SQL store). The engine uses it for the
     part of a transfer whose new values do not depend on each record; the pure rules still decide those
-    values, and the store writes them, with their audit rows, in one statement per (type, version)."""
+    values, and the store writes them, with their audit rows, in one statement per (type, version). Mentor lists
+    are the one exception: the store applies ``rules.replace_mentor`` itself (the differential property test
+    holds it to the rule)."""
 
     def reassign_mentor(self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None) -> int:
         """On every batch with one of ``statuses`` that ``from_id`` mentors: ``from_id`` -> ``to_id`` in the mentor
