@@ -21,7 +21,11 @@ N assets, with as much data owned by another user (2N batches, 2N assets in all)
     .venv/bin/python bench/bulk_transfer.py --sizes 50000 --stores sqlite --profile /tmp/prof   # pyinstrument
 
 Every step runs on a freshly populated copy (preview and dry-run, which change nothing, on the copy the transfer
-and its undo then run on). Figures and the machine's load: README, "How a large transfer stays fast and small".
+and its undo then run on). Figures and the machine's load: README, "How a large transfer stays fast and small";
+e.g. at commit 5ba43de (load average 4.9, 2 shared cores), ``--sizes 50000,200000 --stores sqlite`` printed:
+
+    sqlite   N=  50000 | baseline   0.25s  transfer   0.85s x3.33 | undo   1.47s x1.74 | preview   0.10s x0.113 | ...
+    sqlite   N= 200000 | baseline   1.05s  transfer   4.47s x4.27 | undo   7.77s x1.74 | preview   0.20s x0.045 | ...
 """
 
 from __future__ import annotations
