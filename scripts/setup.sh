@@ -14,6 +14,11 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
+if [ -z "$extras" ]; then  # the base install is part of an install with any extras
+  for other in .venv/.handover-setup-*; do
+    if [ -f "$other" ] && [ "$(cat "$other")" = "$want" ]; then exit 0; fi
+  done
+fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip
 if [ -n "$extras" ]; then

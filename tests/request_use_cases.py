@@ -46,6 +46,7 @@ def exercise(service: TransferRequests, process: Callable[[], int], delete_meera
     assert preview["changed"]["course_batches"] > 0 and preview["changed"]["assets"] > 0
     with pytest.raises(NotFound):
         service.status("p-1", None)  # a preview records and publishes nothing
+    people(service, preview)
 
     assert service.submit(BODY, "r1") == {"status": SUBMITTED, "requestId": "r1", "events": 1}
     with pytest.raises(Conflict, match="r1 was used by an earlier request"):
@@ -107,6 +108,7 @@ def exercise(service: TransferRequests, process: Callable[[], int], delete_meera
     assert one is not None
     assert (one.action_by, one.organisation_id, one.from_user, one.to_user) == ("u-admin", "org-1", "u-ann", "u-ravi")
     assert one.outcomes == {"applied": 1} and one.reasons == []
+    assert one.title == "u-ann → u-ravi: everything"
     two = service.summary("r2")
     assert two is not None and two.outcomes == {"rejected": 1} and two.reasons == [Reason.USER_DELETED.value]
     assert service.summary("r-none") is None
@@ -122,3 +124,56 @@ def exercise(service: TransferRequests, process: Callable[[], int], delete_meera
     assert undone["requestId"] == "r1" and undone["reverted"] > 0 and undone["conflicts"] == 0
     (after,) = service.status("r1", None)["events"]
     assert after["undone"] is True
+    # undone shows as such in the history, with its own filter; a second undo reverts nothing and says so
+    undone_summary = service.summary("r1")
+    assert undone_summary is not None and undone_summary.outcomes == {"undone": 1}
+    assert history(outcome="undone") == ["r1"] and history(outcome="applied") == []
+    again = service.undo("r1", "u-admin")
+    assert (again["reverted"], again["conflicts"], again["alreadyUndone"]) == (0, 0, True)
+    assert again["message"] == "already undone, 0 reverted"
+
+
+def people(service: TransferRequests, preview: dict[str, Any]) -> None:
+    """Issue 14 on every store: what stays with the old owner, the form's problems all at once in its words, names
+    beside ids from the user directory, and the user look-up within the organisation."""
+    assert (preview["nothingChanges"], preview["allRejected"], preview["unknownAssets"]) == (False, False, [])
+    assert preview["stays"] == {"course_batches": {"completed": 1}, "assets": {"Content": 1}}
+    unknown = service.preview(body(objects=[{"identifier": "do_nope"}]), "p-2")
+    assert (unknown["nothingChanges"], unknown["unknownAssets"], unknown["stays"]) == (True, ["do_nope"], None), unknown
+    assert unknown["whyNothing"] == [Reason.ASSET_NOT_FOUND.value]
+
+    def problems(**fields: Any) -> dict[str, str]:
+        form = {"organisation_id": "org-1", "action_by": "u-admin", "from_user": "u-ann", "to_user": "u-ravi",
+                "objects": [], "context": "User Deletion", **fields}
+        return service.form_problems(**form)
+
+    assert problems() == {}
+    assert problems(organisation_id="", action_by="", from_user="", to_user="") == {
+        "organisationId": "Enter the organisation ID, for example org-1.", "actionBy": "Enter the admin's user ID.",
+        "fromUser": "Enter the from-user's user ID.", "toUser": "Enter the to-user's user ID."}
+    assert problems(action_by="u-meera", from_user="u-nobody", to_user="u-zoe") == {
+        "actionBy": "u-meera is not an admin of org-1.", "fromUser": "No user u-nobody in org-1.",
+        "toUser": "No user u-zoe in org-1."}
+    assert problems(from_user="u-ravi", to_user="u-ann") == {"toUser": "u-ann is deleted: choose a user who is not."}
+    # an organisation's users are checked for its own people only: no probing of org-2's users from org-1
+    assert problems(organisation_id="org-2", from_user="u-zoe", to_user="u-kim") == problems(
+        organisation_id="org-2", from_user="u-nobody", to_user="u-nobody2") == {
+        "actionBy": "No user u-admin in org-2."}
+
+    assert service.names(["u-ann", "u-ravi", "u-nobody", ""]) == {"u-ann": "Ann Lee (u-ann)",
+                                                                   "u-ravi": "Ravi Kumar (u-ravi)"}
+    records = service.record_names([("course_batch", "do_course1/b-101"), ("asset", "do_q1"), ("asset", "do_nope")])
+    assert records[("course_batch", "do_course1/b-101")] == "Algebra, spring", records
+    assert records[("asset", "do_q1")] in ("Question", "Question “Name of do_q1”"), records  # Sunbird's has a name
+    assert ("asset", "do_nope") not in records, records
+    found, by_name = service.find_users("u-admin", "org-1", "u-ravi")
+    assert [u.id for u in found] == ["u-ravi"] and by_name
+    found, _ = service.find_users("u-admin", "org-1", "KUMAR")
+    assert [u.id for u in found] == ["u-ravi"]
+    some = service.find_users("u-admin", "org-1", "a")[0]
+    assert [u.id for u in some] == ["u-admin", "u-meera", "u-ravi"]  # Ann Lee is deleted: not offered
+    assert service.find_users("u-admin", "org-1", "u-zoe")[0] == []  # another organisation's user is not found
+    with pytest.raises(Invalid):
+        service.find_users("u-admin", "", "ravi")
+    with pytest.raises(Forbidden):
+        service.find_users("u-admin", "org-2", "zoe")  # an admin looks up the users of their organisation only

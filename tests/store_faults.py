@@ -1,8 +1,10 @@
 """Real store faults for tests: a database trigger that makes the store refuse to write a user's assets, so
-that processing fails for real (the worker retries, then gives up) until the trigger is dropped."""
+that processing fails for real (the worker retries, then gives up) until the trigger is dropped; connections that
+open read-only; a SQLite database that cannot grow (SQLite's own "database or disk is full")."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,3 +82,33 @@ def read_only_connections(store: SqlStore) -> Iterator[None]:
         yield
     finally:
         sa.event.remove(store.engine, "connect", on_connect)
+
+
+UNLIMITED_PAGES = 4294967294  # SQLite's largest max_page_count
+
+
+@contextmanager
+def database_full(store: SqlStore) -> Iterator[None]:
+    """While inside: the SQLite database cannot grow (``PRAGMA max_page_count`` set to its page count on every
+    connection the store opens), so a write that needs a new page fails with SQLite's own ``SQLITE_FULL``,
+    "database or disk is full", as on a full disk; writes that fit in existing pages still succeed, as they do on
+    a full disk. On the way out the limit is lifted on the connections opened meanwhile too (space was freed:
+    a connection does not stay full)."""
+    if store.engine.dialect.name != "sqlite":
+        raise ValueError("max_page_count is SQLite's")
+    opened: list[Any] = []
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        pages = dbapi_conn.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+        opened.append(dbapi_conn)
+
+    store.engine.pool.dispose()  # the pooled connections, opened before the fault, would hide it
+    sa.event.listen(store.engine, "connect", on_connect)
+    try:
+        yield
+    finally:
+        sa.event.remove(store.engine, "connect", on_connect)
+        for dbapi_conn in opened:
+            with contextlib.suppress(Exception):  # closed since (dropped after the error)
+                dbapi_conn.execute(f"PRAGMA max_page_count = {UNLIMITED_PAGES}")

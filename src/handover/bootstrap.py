@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 from handover.config import ConfigError, ConfigPaths, Settings, config_paths_from_env, load_settings
 from handover.service.engine import Engine, EngineSettings
-from handover.service.ports import Backlog, EventSink, FailedEvents, RequestHistory, RequestLog, UnitOfWork
+from handover.service.ports import (
+    Backlog,
+    EventSink,
+    FailedEvents,
+    RecordsWritten,
+    RequestHistory,
+    RequestLog,
+    UnitOfWork,
+)
+from handover.service.reports import DeletedOwnersReport
 from handover.service.requests import TransferRequests
 from handover.service.undo import Undoer
 
@@ -34,7 +43,9 @@ class App:
     store_url: str
     store: object  # SqlStore, or the Sunbird store
 
-    def engine(self, *, sample_limit: int = 0, uow_factory: object | None = None) -> Engine:
+    def engine(
+        self, *, sample_limit: int = 0, uow_factory: object | None = None, on_written: RecordsWritten | None = None
+    ) -> Engine:
         factory = uow_factory if uow_factory is not None else self.store
         return Engine(
             factory,  # type: ignore[arg-type]
@@ -44,6 +55,7 @@ class App:
                 audit=self.settings["audit.enabled"],
                 sample_limit=sample_limit,
             ),
+            on_written=on_written,
         )
 
     def reader(self) -> UnitOfWork:
@@ -51,12 +63,17 @@ class App:
         unit: UnitOfWork = self.store.read_only()  # type: ignore[attr-defined]
         return unit
 
-    def undoer(self) -> Undoer:
+    def deleted_owners(self) -> DeletedOwnersReport:
+        """The deleted-owner report (SPEC 12) over read-only units of work of the store."""
+        return DeletedOwnersReport(self.reader, self.settings.policy(), self.settings["page_size"])
+
+    def undoer(self, on_written: RecordsWritten | None = None) -> Undoer:
         return Undoer(
             self.store,  # type: ignore[arg-type]
             page_size=self.settings["page_size"],
             audit=self.settings["audit.enabled"],
             replacement=self.settings.policy().replacement_value,
+            on_written=on_written,
         )
 
 
@@ -106,20 +123,29 @@ class ApiParts:
         )
 
 
-def api_parts(app: App) -> ApiParts:
-    """Kafka when ``kafka.broker-servers`` is set, else the embedded store's queue and its worker."""
+def request_log(app: App) -> tuple[RequestLog | None, RequestHistory | None]:
+    """The store's request log and request history (one object; both None on a store that keeps none)."""
     from handover.adapters.sql import SqlStore
-    from handover.adapters.sql_queue import QueueWorker, SqlEventQueue, SqlRequestLog
+    from handover.adapters.sql_queue import SqlRequestLog
 
-    requests: RequestLog | None = None
-    history: RequestHistory | None = None
     if isinstance(app.store, SqlStore):
-        requests = history = SqlRequestLog(app.store)
-    elif app.store_url.startswith("sunbird:"):
+        log = SqlRequestLog(app.store)
+        return log, log
+    if app.store_url.startswith("sunbird:"):
         from handover.adapters.sunbird import SunbirdRequestLog, SunbirdStore
 
         assert isinstance(app.store, SunbirdStore)
-        requests = history = SunbirdRequestLog(app.store)
+        sunbird = SunbirdRequestLog(app.store)
+        return sunbird, sunbird
+    return None, None
+
+
+def api_parts(app: App) -> ApiParts:
+    """Kafka when ``kafka.broker-servers`` is set, else the embedded store's queue and its worker."""
+    from handover.adapters.sql import SqlStore
+    from handover.adapters.sql_queue import QueueWorker, SqlEventQueue
+
+    requests, history = request_log(app)
     if app.settings["kafka.broker-servers"]:
         from handover.adapters.kafka import KafkaEventSink
 
@@ -128,7 +154,9 @@ def api_parts(app: App) -> ApiParts:
     if not isinstance(app.store, SqlStore):
         raise ConfigError(f"store {app.store_url} has no event queue: set kafka.broker-servers")
     queue = SqlEventQueue(app.store)
-    worker = QueueWorker(queue, app.engine(), app.settings["max_attempts"])
+    worker = QueueWorker(
+        queue, app.engine(), app.settings["max_attempts"], lease_seconds=app.settings["queue.processing.lease.seconds"]
+    )
     return ApiParts(queue, requests, worker, history, queue, queue)
 
 

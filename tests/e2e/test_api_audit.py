@@ -163,7 +163,10 @@ def test_undo_of_a_request_restores_the_store_and_shows_in_the_status(env: Env) 
     (event,) = env.http.get(f"{TRANSFER}/req-undo").json()["result"]["events"]
     assert event["undone"] is True and event["undoneAt"]
     again = env.http.post(f"{GATEWAY}/req-undo/undo", json=ADMIN).json()["result"]
-    assert again["events"][0]["alreadyUndone"] is True and again["reverted"] == result["reverted"]
+    assert again["events"][0]["alreadyUndone"] is True and again["alreadyUndone"] is True
+    assert (again["reverted"], again["conflicts"], again["message"]) == (0, 0, "already undone, 0 reverted")
+    assert result["alreadyUndone"] is False
+    assert result["message"] == f"{result['reverted']} changes reverted, 0 conflicts"
     assert env.dump() == expected
 
 

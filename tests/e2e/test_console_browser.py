@@ -142,31 +142,55 @@ def test_preview_submit_history_and_undo(server: Server, page: Page) -> None:
 
     expect(page.get_by_role("heading", level=1)).to_have_text("Check the transfer")
     expect(page.locator("#preview-total")).to_have_text("2 course batches and 4 assets would change.")
-    expect(page.get_by_role("cell", name="Course batch do_course1/b-101").first).to_be_visible()
+    expect(page.get_by_role("cell", name="Course batch do_course1/b-101 “Algebra, spring”").first).to_be_visible()
+    expect(page.locator("#stays")).to_contain_text("1 completed course batch")
+    expect(page.locator("#stays")).to_contain_text("1 asset of type Content")
     check(page, "transfer-preview")
 
     page.get_by_role("button", name="Submit the transfer").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Request")
+    expect(page.get_by_role("heading", level=1)).to_have_text("u-ann → u-ravi: everything")
     expect(page.locator(".outcome-applied")).to_be_visible()  # the page updates itself once processed
     request_id = request_id_of(page)
     expect(page.get_by_role("cell", name="Ravi Kumar").first).to_be_visible()
     check(page, "request-applied")
 
     nav(page, "History")
-    row = page.get_by_role("row").filter(has=page.get_by_role("link", name=request_id))
-    expect(row).to_contain_text("u-ann → u-ravi")
+    row = page.get_by_role("row").filter(has_text=request_id)
+    expect(row.get_by_role("link")).to_have_text("u-ann → u-ravi: everything")
+    expect(row).to_contain_text("Ann Lee (u-ann) → Ravi Kumar (u-ravi)")
     expect(row).to_contain_text("applied")
     check(page, "history")
 
-    page.get_by_role("link", name=request_id).click()
+    row.get_by_role("link").click()
     page.get_by_role("link", name="Undo this request…").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Undo request {request_id}?")
     check(page, "undo-confirm")
+    second_tab = page.context.new_page()  # the same confirmation, open in another tab
+    second_tab.goto(page.url)
     page.get_by_role("button", name="Yes, undo this request").click()
     expect(page.get_by_role("status")).to_contain_text("11 changes reverted, 0 conflicts")
     expect(page.locator(".outcome-undone")).to_be_visible()
+    expect(page.locator(".event")).to_contain_text("(applied, then undone)")
     expect(page.get_by_role("link", name="Undo this request…")).to_have_count(0)
     check(page, "request-undone")
+
+    # issue 14 point 1: undone everywhere, and a repeated undo says it reverted nothing
+    second_tab.get_by_role("button", name="Yes, undo this request").click()
+    repeated = "This request was already undone, 0 reverted: nothing changed."
+    expect(second_tab.get_by_role("status")).to_have_text(repeated)
+    check(second_tab, "request-undo-repeated")
+    second_tab.close()
+    page.goto(f"{server.base}/admin/requests/{request_id}/undo")
+    expect(page.get_by_role("status")).to_contain_text("This request was already undone at")
+    expect(page.get_by_role("button", name="Yes, undo this request")).to_have_count(0)
+    check(page, "undo-already-undone")
+    nav(page, "History")
+    page.get_by_label("Outcome").select_option("undone")
+    page.get_by_role("button", name="Filter").click()
+    row = page.get_by_role("row").filter(has_text=request_id)
+    expect(row.locator(".outcome-undone")).to_have_text("undone")
+    expect(row.locator(".outcome-applied")).to_have_count(0)
+    check(page, "history-undone")
 
 
 def test_api_errors_and_a_rejected_requests_reason(server: Server, store: SqlStore, page: Page) -> None:
@@ -175,13 +199,13 @@ def test_api_errors_and_a_rejected_requests_reason(server: Server, store: SqlSto
     page.get_by_role("button", name="Preview the transfer").click()
     to_user = page.get_by_label("To user ID")
     expect(to_user).to_have_attribute("aria-invalid", "true")
-    expect(page.locator("#toUser-error")).to_have_text("Error: given user id under toUser is not present or blank")
+    expect(page.locator("#toUser-error")).to_have_text("Error: No user u-nobody in org-1.")
     expect(page.locator("[data-error-summary]")).to_be_focused()
     check(page, "transfer-error")
 
     to_user.fill("u-ann")  # exists but deleted: refused up front, as the API does (issue 13 item 9)
     page.get_by_role("button", name="Preview the transfer").click()
-    expect(page.locator("#toUser-error")).to_have_text("Error: given user id under toUser is a deleted user")
+    expect(page.locator("#toUser-error")).to_have_text("Error: u-ann is deleted: choose a user who is not.")
 
     # an event the worker rejects: queued by another producer (the API refuses it), then shown by the console
     doomed = TransferRequest("org-1", "User Deletion", UserProfile("u-admin", "admin1"),
@@ -223,7 +247,7 @@ def test_a_failed_event_is_redriven(server: Server, store: SqlStore, page: Page)
         check(page, "request-failed")
 
         nav(page, "Failed events")
-        row = page.get_by_role("row").filter(has_text="u-zoe → u-kim")
+        row = page.get_by_role("row").filter(has_text="Zoë Ünal (u-zoe) → Kim Park (u-kim)")
         expect(row).to_contain_text("PROCESSING_FAILED: processing failed after every retry (2 attempts)")
         expect(row).to_contain_text("asset writes refused by a test trigger")
         check(page, "failed-events")
@@ -238,7 +262,7 @@ def test_a_failed_event_is_redriven(server: Server, store: SqlStore, page: Page)
     page.get_by_role("button", name="Filter").click()
     page.locator("table.history tbody tr a").first.click()
     expect(page.locator(".outcome-applied")).to_be_visible()
-    expect(page.get_by_role("cell", name="Asset do_z1").first).to_be_visible()
+    expect(page.get_by_role("cell", name="Question do_z1").first).to_be_visible()
 
     nav(page, "Counters")
     expect(page.locator("#failed")).to_have_text("1")  # this server's only failure
@@ -247,22 +271,133 @@ def test_a_failed_event_is_redriven(server: Server, store: SqlStore, page: Page)
     check(page, "counters")
 
 
+def test_every_form_problem_at_once_in_the_forms_words(server: Server, page: Page) -> None:
+    """Issue 14 point 4: a blank form reports every missing field at once; wrong users in the form's words."""
+    page.goto(f"{server.base}/admin/transfer")
+    for label in ("Organisation ID", "Admin user ID", "From user ID", "To user ID"):
+        page.get_by_label(label).fill("")
+    page.get_by_role("button", name="Preview the transfer").click()
+    summary = page.locator("[data-error-summary]")
+    expect(summary).to_be_focused()
+    expect(summary.get_by_role("link")).to_have_text([
+        "Organisation ID: Enter the organisation ID, for example org-1.", "Admin user ID: Enter the admin's user ID.",
+        "From user ID: Enter the from-user's user ID.", "To user ID: Enter the to-user's user ID."])
+    for field in ("organisationId", "actionBy", "fromUser", "toUser"):
+        expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
+    check(page, "transfer-blank")
+
+    fill_transfer(page, "org-1", "u-meera", "u-nobody", "u-zoe")
+    page.get_by_role("button", name="Preview the transfer").click()
+    expect(page.locator("#actionBy-error")).to_have_text("Error: u-meera is not an admin of org-1.")
+    expect(page.locator("#fromUser-error")).to_have_text("Error: No user u-nobody in org-1.")
+    expect(page.locator("#toUser-error")).to_have_text("Error: No user u-zoe in org-1.")  # another organisation's
+    expect(page.locator("#organisationId-error")).to_have_count(0)
+    expect(page.locator("main")).not_to_contain_text("given user id")
+    summary.get_by_role("link", name="From user ID: No user u-nobody in org-1.").click()
+    expect(page.get_by_label("From user ID")).to_be_focused()  # the summary leads to the field
+    check(page, "transfer-errors-words")
+
+
+def test_honest_previews(server: Server, page: Page) -> None:
+    """Issue 14 point 2: nothing would change, an unknown asset, what stays with the old owner."""
+    page.goto(f"{server.base}/admin/transfer")
+    fill_transfer(page, "org-1", "u-admin", "u-admin", "u-ravi")  # the admin owns nothing
+    page.get_by_role("button", name="Preview the transfer").click()
+    expect(page.locator("#preview-total")).to_have_text("Nothing would change.")
+    expect(page.locator("#all-rejected")).to_contain_text("No event would change anything, so there is nothing")
+    expect(page.locator(".outcome-applied")).to_have_count(0)
+    expect(page.get_by_role("button", name="Submit the transfer")).to_have_count(0)
+    expect(page.get_by_role("button", name="Change the details")).to_be_visible()
+    check(page, "preview-nothing")
+
+    page.get_by_role("button", name="Change the details").click()
+    page.get_by_label("From user ID").fill("u-ann")
+    page.get_by_label("Objects").fill("do_nope")
+    page.get_by_role("button", name="Preview the transfer").click()
+    expect(page.locator("#unknown-assets")).to_contain_text("Unknown asset: do_nope")
+    expect(page.locator("#all-rejected")).to_contain_text("ASSET_NOT_FOUND: the asset does not exist")
+    expect(page.get_by_role("button", name="Submit the transfer")).to_have_count(0)
+    check(page, "preview-unknown-asset")
+
+    page.get_by_role("button", name="Change the details").click()
+    page.get_by_label("Objects").fill("do_q1, do_nope")
+    page.get_by_role("button", name="Preview the transfer").click()
+    expect(page.locator("#unknown-assets")).to_contain_text("do_nope")
+    expect(page.locator("#preview-total")).to_have_text("0 course batches and 2 assets would change.")  # and its image
+    expect(page.get_by_role("heading", name="Question do_q1")).to_be_visible()
+    expect(page.get_by_role("button", name="Submit the transfer")).to_be_visible()
+    expect(page.locator("#stays")).to_have_text("Only the assets named move; everything else of Ann Lee (u-ann) stays.")
+    check(page, "preview-some-unknown")
+
+
+def test_names_beside_ids_and_the_user_lookup(server: Server, page: Page) -> None:
+    """Issue 14 point 3: find users by name within the organisation, pick them; names in the preview."""
+    page.goto(f"{server.base}/admin/transfer")
+    fill_transfer(page, "org-1", "u-admin", "", "")
+    page.get_by_label("Find a user").fill("kumar")
+    page.get_by_role("button", name="Find").click()
+    found = page.locator("ul.found li")
+    expect(found).to_have_count(1)
+    expect(found).to_contain_text("Ravi Kumar (u-ravi)")
+    check(page, "transfer-lookup")
+    page.get_by_role("button", name="Ravi Kumar (u-ravi) as the to-user").click()
+    expect(page.get_by_label("To user ID")).to_have_value("u-ravi")
+    expect(page.locator("#toUser-hint")).to_contain_text("Now: Ravi Kumar (u-ravi).")
+
+    page.get_by_label("Find a user").fill("zo")  # Zoë Ünal is in org-2: not found from org-1
+    page.get_by_role("button", name="Find").click()
+    expect(page.get_by_role("status")).to_contain_text("No user of org-1 has the ID or a name like “zo”.")
+    page.get_by_label("Find a user").fill("u-meera")
+    page.get_by_label("Find a user").press("Enter")  # Enter in the look-up looks up
+    page.get_by_role("button", name="Meera (u-meera) as the from-user").click()
+    expect(page.get_by_label("From user ID")).to_have_value("u-meera")
+    page.get_by_role("button", name="Preview the transfer").click()
+    summary = page.locator("dl.summary")
+    expect(summary).to_contain_text("Org Admin (u-admin)")
+    expect(summary).to_contain_text("Meera (u-meera)")
+    expect(summary).to_contain_text("Ravi Kumar (u-ravi)")
+    expect(page.get_by_role("cell", name="Course batch do_course1/b-101 “Algebra, spring”").first).to_be_visible()
+    check(page, "preview-names")
+
+
 def test_pages_pass_axe_core(server: Server, browser: Browser) -> None:
     if not AXE.exists():
         pytest.skip(f"axe-core not installed at {AXE} (npm install --prefix .venv/npm axe-core@4)")
     context = browser.new_context(viewport=DESKTOP, bypass_csp=True)  # axe goes in inline
     page = context.new_page()
-    paths = ["/admin/transfer", "/admin/requests", "/admin/failed", "/admin/counters"]
+    paths = ["/admin/transfer", "/admin/requests", "/admin/failed", "/admin/counters", "/admin/requests?outcome=undone"]
     page.goto(f"{server.base}/admin/requests")
-    paths += [str(page.locator("table.history tbody a").first.get_attribute("href"))]
-    for path in paths:
-        page.goto(f"{server.base}{path}")
+    first = str(page.locator("table.history tbody a").first.get_attribute("href"))
+    paths += [first, first + "/undo"]
+
+    def axe(where: str) -> None:
         page.add_script_tag(path=str(AXE))
         result: dict[str, Any] = page.evaluate(
             "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa', 'best-practice']}})"
         )
         violations = [{"id": v["id"], "nodes": [n["html"] for n in v["nodes"]][:3]} for v in result["violations"]]
-        assert violations == [], f"{path}: {json.dumps(violations, indent=1)}"
+        assert violations == [], f"{where}: {json.dumps(violations, indent=1)}"
+
+    for path in paths:
+        page.goto(f"{server.base}{path}")
+        axe(path)
+    # the pages a form post answers: every problem at once, a user look-up, previews
+    page.goto(f"{server.base}/admin/transfer")
+    page.get_by_label("Admin user ID").fill("")
+    page.get_by_role("button", name="Preview the transfer").click()
+    axe("the form's problems")
+    fill_transfer(page, "org-1", "u-admin", "u-admin", "")
+    page.get_by_label("Find a user").fill("r")
+    page.get_by_role("button", name="Find").click()
+    axe("a user look-up")
+    page.get_by_label("To user ID").fill("u-ravi")
+    page.get_by_role("button", name="Preview the transfer").click()
+    axe("a preview that changes nothing")
+    page.get_by_role("button", name="Change the details").click()
+    page.get_by_label("From user ID").fill("u-ann")
+    page.get_by_label("Objects").fill("do_q1, do_nope")
+    page.get_by_role("button", name="Preview the transfer").click()
+    axe("a preview with an unknown asset")
     context.close()
 
 

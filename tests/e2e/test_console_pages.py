@@ -20,7 +20,7 @@ from handover.domain import transfer_request as tr
 from handover.domain.events import Reason
 from handover.entrypoints.api import create_app
 from handover.entrypoints.console import COOKIE, REASONS, field_of
-from tests.e2e.api_support import BODY, TRANSFER, body, client, role, wired
+from tests.e2e.api_support import BODY, TRANSFER, client, wired
 from tests.e2e.console_support import ORG2, accessibility_problems, delete_meera, ravi_to_meera, zoe_to_kim
 from tests.e2e.test_api_auth import bearer, new_key, public_pem, token
 from tests.tokens import user_token
@@ -74,36 +74,52 @@ def error_of(html: str, field: str) -> str | None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "field"),
+    ("changes", "field", "message"),
     [
-        ({"organisationId": ""}, "organisationId"),
-        ({"organisationId": "org-9"}, "organisationId"),
-        ({"actionBy": ""}, "actionBy"),
-        ({"actionBy": "u-ravi"}, "actionBy"),  # not an ORG_ADMIN
-        ({"actionBy": "u-admin2"}, "actionBy"),  # ORG_ADMIN of another organisation
-        ({"fromUser": "u-nobody"}, "fromUser"),
-        ({"toUser": ""}, "toUser"),
-        ({"toUser": "u-ann"}, "toUser"),  # the same user
+        ({"organisationId": ""}, "organisationId", "Enter the organisation ID, for example org-1."),
+        ({"organisationId": "org-9"}, "organisationId", "No organisation org-9."),
+        ({"actionBy": ""}, "actionBy", "Enter the admin's user ID."),
+        ({"actionBy": "u-ravi"}, "actionBy", "u-ravi is not an admin of org-1."),
+        ({"actionBy": "u-meera"}, "actionBy", "u-meera is not an admin of org-1."),
+        ({"actionBy": "u-admin2"}, "actionBy", "No user u-admin2 in org-1."),  # an admin of another organisation
+        ({"fromUser": "u-nobody"}, "fromUser", "No user u-nobody in org-1."),
+        ({"fromUser": "u-zoe"}, "fromUser", "No user u-zoe in org-1."),  # another organisation's: as unknown
+        ({"toUser": ""}, "toUser", "Enter the to-user's user ID."),
+        ({"toUser": "u-ann"}, "toUser", "Choose another user than the from-user."),
+        ({"fromUser": "u-ravi", "toUser": "u-ann"}, "toUser", "u-ann is deleted: choose a user who is not."),
+        ({"objects": "do_q1, do\x00x"}, "objects", "The asset ID 'do\\x00x' contains a NUL character."),
     ],
 )
-def test_form_errors_are_the_apis_shown_next_to_their_field(
-    console: Console, changes: dict[str, str], field: str
+def test_form_errors_are_in_the_forms_words_next_to_their_field(
+    console: Console, changes: dict[str, str], field: str, message: str
 ) -> None:
     form = {**FORM, **changes}
-    doc = body(
-        organisationId=form["organisationId"],
-        actionBy={"userId": form["actionBy"]},
-        fromUser={"userId": form["fromUser"], "roles": [role("CONTENT_CREATOR", "org-1")]},
-        toUser={"userId": form["toUser"], "roles": [role("CONTENT_CREATOR", "org-1")]},
-    )
-    api = console.http.post(TRANSFER, json=doc).json()
-    assert api["params"]["status"] == "FAILED"
     for path in ("/admin/transfer/preview", "/admin/transfer"):
         html = console.post(path, form, status=400)
-        assert error_of(html, field) == api["params"]["errmsg"], html
+        assert error_of(html, field) == message, html
         assert 'role="alert"' in html and f'href="#{field}"' in html  # the summary links to the field
-        assert f'value="{form[field]}"' in html  # what was typed is kept
+        if "\x00" not in form[field]:
+            assert f'value="{form[field]}"' in html or f">{form[field]}</textarea>" in html  # what was typed is kept
     assert console.page("/admin/requests").count("<tbody>") == 0  # nothing was submitted
+
+
+def test_a_blank_form_reports_every_problem_at_once(console: Console) -> None:
+    blank = dict.fromkeys(FORM, "")
+    html = console.post("/admin/transfer/preview", blank, status=400)
+    assert {f: error_of(html, f) for f in ("organisationId", "actionBy", "fromUser", "toUser")} == {
+        "organisationId": "Enter the organisation ID, for example org-1.",
+        "actionBy": "Enter the admin's user ID.",
+        "fromUser": "Enter the from-user's user ID.",
+        "toUser": "Enter the to-user's user ID.",
+    }
+    assert html.count('<li><a href="#') == 4  # the summary lists each, linked to its field
+    several = console.post("/admin/transfer", {**FORM, "actionBy": "u-meera", "fromUser": "u-nobody",
+                                               "toUser": "u-zoe"}, status=400)
+    assert error_of(several, "actionBy") == "u-meera is not an admin of org-1."
+    assert several.index('href="#actionBy"') < several.index('href="#fromUser"') < several.index('href="#toUser"')
+    assert error_of(several, "fromUser") == "No user u-nobody in org-1."
+    assert error_of(several, "toUser") == "No user u-zoe in org-1."
+    assert "given user id" not in several and "not present or blank" not in several  # no API words
 
 
 @pytest.mark.parametrize(
@@ -139,11 +155,11 @@ def test_preview_shows_what_would_change_and_changes_nothing(console: Console) -
     assert "No requests." in console.page("/admin/requests")
 
     objects = console.post("/admin/transfer/preview", {**FORM, "objects": "do_q1, do_missing"})
-    assert "Asset do_q1" in objects and "Asset do_missing" in objects
+    assert "Question do_q1" in objects and "Asset do_missing" in objects
     assert "ASSET_NOT_FOUND: the asset does not exist" in objects
 
     refused = console.post("/admin/transfer/preview", {**FORM, "fromUser": "u-ravi", "toUser": "u-ann"}, status=400)
-    assert error_of(refused, "toUser") == "given user id under toUser is a deleted user"
+    assert error_of(refused, "toUser") == "u-ann is deleted: choose a user who is not."
 
     edit = console.post("/admin/transfer/edit", {**FORM, "objects": "do_q1"})
     assert ">do_q1</textarea>" in edit and "<h1>Transfer ownership</h1>" in edit
@@ -281,13 +297,20 @@ def test_with_jwt_the_console_asks_for_a_token_once(secured: Console, key: rsa.R
     form = secured.page("/admin/transfer")
     assert "Signed in as <strong>u-admin</strong>" in form and "Authentication is off" not in form
     assert re.search(r'id="actionBy"[^>]*value="u-admin"[^>]*readonly', form)
+    assert 'id="organisationId" name="organisationId" type="text" value="org-1"' in form  # the admin's own
 
     # the admin is the token's user whatever the form says
     done = http.post("/admin/transfer", data={**FORM, "actionBy": "u-admin2"}, follow_redirects=False)
     assert done.status_code == 303
     secured.drain()
     mine = secured.page(done.headers["location"])
-    assert "<dt>Admin</dt><dd>u-admin</dd>" in mine
+    assert "<dt>Admin</dt><dd>Org Admin (u-admin)</dd>" in mine
+    # the look-up is the token's user's too: another admin's id typed in the form opens no other organisation
+    elsewhere = http.post("/admin/transfer/lookup", data={**FORM, "organisationId": "org-2", "actionBy": "u-admin2",
+                                                          "lookup": "zo"})
+    assert elsewhere.status_code == 400 and "Zoë" not in elsewhere.text
+    assert error_of(elsewhere.text, "lookup") == "Look-ups are for the admins of org-2: u-admin is not one of them."
+    assert "Ravi Kumar (u-ravi)" in http.post("/admin/transfer/lookup", data={**FORM, "lookup": "ravi"}).text
 
     # another organisation's admin (a bearer header works as the cookie does) sees only its own requests and
     # the failed events of its organisation
@@ -378,3 +401,95 @@ def test_the_session_cookie_secure_flag(tmp_path: Path, key: rsa.RSAPrivateKey, 
     for cookie in (signed.headers["set-cookie"], out.headers["set-cookie"]):
         assert ("; secure" in cookie.lower()) is secure, cookie
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+
+# --- issue 14: honest previews, names beside ids, undone requests ---------------------------------------
+
+
+def test_a_preview_says_what_stays_and_names_people_and_records(console: Console) -> None:
+    html = console.post("/admin/transfer/preview", FORM)
+    assert "Ann Lee (u-ann)" in html and "Ravi Kumar (u-ravi)" in html and "Org Admin (u-admin)" in html
+    assert "Course batch do_course1/b-101 “Algebra, spring”" in html and "Question do_q1" in html
+    stays = re.search(r'<ul class="plain" id="stays">(.*?)</ul>', html, re.S)
+    assert stays is not None, html
+    items = [re.sub(r"\s+", " ", i).strip() for i in re.findall(r"<li>(.*?)</li>", stays.group(1), re.S)]
+    assert items == ["1 completed course batch (only upcoming and ongoing batches are transferred)",
+                     "1 asset of type Content (a type that is not transferred)"]
+    assert ">Submit the transfer</button>" in html and "Nothing would change" not in html
+
+
+def test_a_preview_that_changes_nothing_says_so(console: Console) -> None:
+    html = console.post("/admin/transfer/preview", {**FORM, "fromUser": "u-admin"})  # owns nothing
+    assert "Nothing would change." in html and "Would change nothing." in html
+    assert "outcome-applied" not in html and ">Submit the transfer</button>" not in html
+    assert "No event would change anything," in html and "Org Admin (u-admin) owns nothing that a transfer" in html
+    assert 'id="stays">Nothing:' in html
+
+
+def test_a_preview_flags_unknown_assets_and_offers_no_submit_when_all_would_be_rejected(console: Console) -> None:
+    html = console.post("/admin/transfer/preview", {**FORM, "objects": "do_nope"})
+    unknown = re.search(r'<p class="warning" role="alert" id="unknown-assets">(.*?)</p>', html, re.S)
+    assert unknown is not None and "do_nope" in unknown.group(1) and "Unknown asset" in unknown.group(1)
+    assert "No event would change anything," in html and "ASSET_NOT_FOUND: the asset does not exist" in html
+    assert "Submit" not in html.split('id="all-rejected"')[1]  # no submit button at all
+    assert 'formaction="/admin/transfer/edit">Change the details</button>' in html
+    assert "Only the assets named move" in html
+
+    mixed = console.post("/admin/transfer/preview", {**FORM, "objects": "do_q1, do_nope"})
+    assert 'id="unknown-assets"' in mixed and 'id="all-rejected"' not in mixed
+    assert ">Submit the transfer</button>" in mixed
+
+
+def test_the_user_lookup_finds_by_id_or_name_within_the_organisation(console: Console) -> None:
+    by_name = console.post("/admin/transfer/lookup", {**FORM, "fromUser": "", "lookup": "kumar"})
+    assert "1 user found for “kumar”" in by_name and "Ravi Kumar (u-ravi)" in by_name
+    assert 'value="fromUser:u-ravi"' in by_name and 'value="toUser:u-ravi"' in by_name
+    by_id = console.post("/admin/transfer/lookup", {**FORM, "lookup": "u-meera"})
+    assert "Meera (u-meera)" in by_id
+    other_org = console.post("/admin/transfer/lookup", {**FORM, "lookup": "zo"})  # Zoë is in org-2
+    assert "u-zoe" not in other_org and "No user of org-1 has the ID or a name like “zo”." in other_org
+    deleted = console.post("/admin/transfer/lookup", {**FORM, "lookup": "ann"})  # Ann Lee is deleted
+    assert "u-ann)" not in deleted.split("Look up a user")[1].split("</fieldset>")[0]
+    elsewhere = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "org-2", "lookup": "zo"},
+                             status=400)  # u-admin may not look into org-2
+    assert error_of(elsewhere, "lookup") == "Look-ups are for the admins of org-2: u-admin is not one of them."
+    assert "Zoë" not in elsewhere
+    refused = console.post("/admin/transfer/lookup", {**FORM, "organisationId": "", "lookup": "x"}, status=400)
+    assert error_of(refused, "lookup") == "Enter the organisation ID and an ID or a name to look for."
+    picked = console.post("/admin/transfer/edit", {**FORM, "fromUser": "", "pick": "fromUser:u-ravi"})
+    assert 'id="fromUser" name="fromUser" type="text" value="u-ravi"' in picked
+    assert "Now: <strong>Ravi Kumar (u-ravi)</strong>." in picked
+
+
+def test_history_and_detail_show_titles_names_and_undone(console: Console) -> None:
+    response = console.http.post("/admin/transfer", data=FORM, follow_redirects=False)
+    request_id = response.headers["location"].split("/admin/requests/")[1].split("?")[0]
+    console.drain()
+    history = console.page("/admin/requests")
+    assert "u-ann → u-ravi: everything</a>" in history and request_id in history
+    assert "Ann Lee (u-ann) → Ravi Kumar (u-ravi)" in history and "Org Admin (u-admin)" in history
+    detail = console.page(f"/admin/requests/{request_id}")
+    assert "<h1>u-ann → u-ravi: everything</h1>" in detail and "Everything of Ann Lee (u-ann)" in detail
+    assert "Course batch do_course1/b-101 “Algebra, spring”" in detail
+
+    done = console.http.post(f"/admin/requests/{request_id}/undo", data={"actionBy": "u-admin"},
+                             follow_redirects=False)
+    assert "already" not in done.headers["location"]
+    detail = console.page(f"/admin/requests/{request_id}")
+    assert "outcome-undone" in detail and "(applied, then undone)" in detail and "outcome-applied" not in detail
+    history = console.page("/admin/requests")
+    assert "outcome-undone" in history and "outcome-applied" not in history
+    assert request_id in console.page("/admin/requests?outcome=undone")
+    assert request_id not in console.page("/admin/requests?outcome=applied")
+    confirm = console.page(f"/admin/requests/{request_id}/undo")
+    assert "This request was already undone at" in confirm and "Yes, undo this request" not in confirm
+
+    again = console.http.post(f"/admin/requests/{request_id}/undo", data={"actionBy": "u-admin"},
+                              follow_redirects=False)
+    assert again.status_code == 303 and "already=1" in again.headers["location"]
+    page = console.page(again.headers["location"])
+    assert "This request was already undone, 0 reverted: nothing changed." in page and "11 changes" not in page
+    status = console.http.get(f"{TRANSFER}/{request_id}").json()["result"]["events"]
+    assert [e["undone"] for e in status] == [True]
+    api = console.http.post(f"{TRANSFER}/{request_id}/undo", json={"request": {"actionBy": {"userId": "u-admin"}}})
+    assert api.json()["result"]["message"] == "already undone, 0 reverted"

@@ -1,6 +1,7 @@
 """Fairness (issue 13 item 7), on SQLite and PostgreSQL: a request may name at most ``api.max_objects`` objects (a 400
-naming the cap on the transfer, the preview and the console), and the embedded queue serves requests in turn, so a
-one-asset request of another organisation waits for one event of a large request, not for all of them."""
+naming the cap on the transfer, the preview and the console), and the embedded queue serves organisations in turn and
+the requests of each organisation in turn, so a one-asset request of another organisation waits for one event of a
+large request, not for all of them, and an organisation with two requests gets no more turns than one with one."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from handover.adapters.sql import SqlStore
 from handover.bootstrap import ApiParts, App
 from handover.entrypoints.api import create_app
 from tests.e2e.api_support import TRANSFER, assert_error, body, client, wired
@@ -86,3 +89,34 @@ def test_requests_take_turns_in_the_queue(env: tuple[TestClient, App, ApiParts])
     assert outcomes(http, "r-small") == ["applied"]
     assert outcomes(http, "r-big").count("pending") >= 30 - 1 - 15
     assert worker.drain() > 0 and "pending" not in outcomes(http, "r-big")
+
+
+def test_organisations_take_turns_then_their_requests(env: tuple[TestClient, App, ApiParts]) -> None:
+    """org-1 queues two requests of 10 events, then org-2 one of 10: org-2 gets every other turn (per request,
+    it would get one turn in three)."""
+    http, _, parts = env
+    worker = parts.worker
+    assert worker is not None
+    queued = {"r-a1": with_objects(body(), 10), "r-a2": with_objects(body(), 10), "r-b": with_objects(zoe_to_kim(), 10)}
+    for rid, doc in queued.items():
+        assert http.post(TRANSFER, json=doc, headers={"X-Request-ID": rid}).status_code == 200
+    for _ in range(12):
+        assert worker.run_once()
+    done = {rid: 10 - outcomes(http, rid).count("pending") for rid in queued}
+    assert done == {"r-a1": 3, "r-a2": 3, "r-b": 6}
+    assert worker.drain() == 18 and all("pending" not in outcomes(http, rid) for rid in queued)
+
+
+def test_init_adds_the_organisation_column_to_a_queue_of_an_earlier_version(store_url: str) -> None:
+    store = SqlStore(store_url)
+    store.init_schema()
+    with store.engine.begin() as conn:  # the queue table as an earlier version created it
+        conn.execute(sa.text("DROP INDEX ix_event_queue_turns"))
+        conn.execute(sa.text("ALTER TABLE event_queue DROP COLUMN organisation_id"))
+    assert "organisation_id" not in {c["name"] for c in sa.inspect(store.engine).get_columns("event_queue")}
+    app, parts = wired(store_url)  # init again, load the fixture
+    assert "organisation_id" in {c["name"] for c in sa.inspect(store.engine).get_columns("event_queue")}
+    http = client(create_app(app, parts))
+    assert http.post(TRANSFER, json=body(), headers={"X-Request-ID": "r-1"}).status_code == 200
+    assert parts.worker is not None and parts.worker.drain() == 1
+    assert outcomes(http, "r-1") == ["applied"]

@@ -41,12 +41,16 @@ def test_undo_of_a_request_gives_back_the_store_before_it(store_url: str, tmp_pa
 
     result = json.loads(out)
     assert result["conflicts"] == 0 and result["reverted"] == 11
-    assert f"{TRANSFER_MID}: reverted 11, conflicts 0" in err
+    assert err.splitlines() == [f"{TRANSFER_MID}: 11 changes reverted, 0 conflicts",
+                                "req-0001: 11 changes reverted, 0 conflicts"]
     assert run("dump", "--store", store_url)[0] == run("dump", "--store", reference)[0]
 
     again, err = run("undo", TRANSFER_MID, "--store", store_url)
     assert json.loads(again)["events"][0]["alreadyUndone"] is True
-    assert "already undone" in err
+    assert err.splitlines() == [f"{TRANSFER_MID}: already undone, 0 reverted"]
+    again, err = run("undo", "--request", "req-0001", "--store", store_url)
+    assert (json.loads(again)["reverted"], json.loads(again)["alreadyUndone"]) == (0, True)
+    assert "req-0001: already undone, 0 reverted" in err
     assert run("dump", "--store", store_url)[0] == run("dump", "--store", reference)[0]
 
 
@@ -82,13 +86,17 @@ def test_audit_export_as_jsonl_and_csv(tmp_path: Path) -> None:
     run("undo", "--request", "req-0001", "--store", store)
     out, _ = run("audit", "--request", "req-0001", "--format", "csv", "--store", store)
     table = list(csv.reader(io.StringIO(out)))
-    assert table[0] == ["mid", "request_id", "store", "record_key", "field", "before", "after", "at"]
+    assert table[0] == ["at", "action", "action_by", "mid", "request_id", "store", "record_key", "field", "before",
+                        "after"]
     body = [dict(zip(table[0], line, strict=True)) for line in table[1:]]
     assert len(body) == 22  # the transfer's rows, then the undo's, oldest first
     assert [r["mid"] for r in body] == [TRANSFER_MID] * 11 + ["undo:" + TRANSFER_MID] * 11
+    assert [r["action"] for r in body] == ["ownership-transfer"] * 11 + ["undo"] * 11
     undo_mentors = next(r for r in body[11:] if r["record_key"] == "do_course1/b-101" and r["field"] == "mentors")
-    assert json.loads(undo_mentors["before"]) == ["u-ravi", "u-meera"]
+    assert json.loads(undo_mentors["before"]) == ["u-ravi", "u-meera"]  # a list: JSON text
     assert json.loads(undo_mentors["after"]) == ["u-ann", "u-meera"]
+    undo_creator = next(r for r in body[11:] if r["record_key"] == "do_course1/b-101" and r["field"] == "createdby")
+    assert (undo_creator["before"], undo_creator["after"]) == ("u-ravi", "u-ann")  # a text: as it is
 
     out, _ = run("audit", "--mid", DELETE_MID, "--store", store)
     cleaned = [json.loads(line) for line in out.splitlines()]

@@ -21,8 +21,8 @@ from handover.adapters.neo4j import asset_from_props, node_props, to_graph_props
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.domain.model import Asset, CourseBatch
 from handover.domain.notification import Notification
-from handover.domain.rules import AssetUpdate, BatchUpdate
-from handover.service.ports import AuditRecord, LedgerEntry
+from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate
+from handover.service.ports import STORE_ASSET, AuditRecord, LedgerEntry
 
 
 @dataclass
@@ -136,6 +136,18 @@ class CassandraStandIn:
     def audit_rows(self, mid: str, after: tuple[str, str, str] | None, limit: int) -> list[AuditRecord]:
         keys = sorted(k for k in self.audit if k[0] == mid and (after is None or k[1:] > after))
         return [self.audit[k] for k in keys[:limit]]
+
+    def audit_about_user(self, user_id: str) -> list[tuple[str, str, str, str]]:
+        return sorted(
+            (r.mid, r.store, r.record_key, side)
+            for r in self.audit.values()
+            if r.store == STORE_ASSET and r.change.field == CREATED_BY
+            for side, user in (("before", r.change.before), ("after", r.change.after))
+            if user == user_id
+        )
+
+    def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
+        return [self.audit[k] for k in sorted(self.audit) if k[:3] == (mid, store, record_key)]
 
 
 class IndexStandIn:

@@ -14,11 +14,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from handover.adapters.sql import SqlStore
+from handover.adapters.sql import SqlStore, asset, ledger, users
 from handover.adapters.sql_queue import SqlEventQueue, SqlRequestLog
 from handover.bootstrap import ApiParts, App
 from handover.entrypoints.api import create_app
-from tests.e2e.api_support import BODY, TRANSFER, body, client, wired
+from tests.e2e.api_support import BODY, EXAMPLES, TRANSFER, body, client, wired
 
 ADMIN = {"request": {"actionBy": {"userId": "u-admin"}}}
 
@@ -100,3 +100,41 @@ def test_a_writer_commits_while_a_long_read_is_open(env: tuple[TestClient, App, 
             assert uow.users.get("u-ann").firstName == "Ann"  # type: ignore[union-attr]  # its snapshot
     with store.read_only() as uow:
         assert uow.users.get("u-ann").firstName == "Annie"  # type: ignore[union-attr]
+
+
+def _commit_without_waiting(store: SqlStore, first_name: str) -> None:
+    """A write by another connection that waits for no lock at all: raises ``database is locked`` when anyone
+    holds the write lock."""
+    path = store.engine.url.database
+    assert path is not None
+    impatient = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        impatient.execute("BEGIN IMMEDIATE")
+        impatient.execute("UPDATE users SET firstName = ? WHERE id = 'u-ann'", (first_name,))
+        impatient.execute("COMMIT")
+    finally:
+        impatient.close()
+
+
+def test_replay_dry_run_takes_no_write_lock(env: tuple[TestClient, App, ApiParts, Begins]) -> None:
+    """``replay --dry-run`` (a preview whose events see each other's changes): a writer with no patience commits
+    between its events, after the dry run has written; the dry run changes nothing in the store."""
+    http, app, _, begins = env
+    store = app.store
+    assert isinstance(store, SqlStore)
+    lines = (EXAMPLES / "events.jsonl").read_bytes().splitlines()
+    before = http.get(f"{TRANSFER}/r-1").json()["result"]
+    with store.engine.connect() as conn:
+        assets_before = conn.execute(sa.select(asset).order_by(asset.c.identifier)).all()
+    with store.preview(carry_changes=True) as factory:
+        dry = app.engine(uow_factory=factory)
+        outcomes = [dry.process(lines[0]).outcome]
+        _commit_without_waiting(store, "Annie")  # the dry run has written (a ledger row at least)
+        assert begins.during(lambda: outcomes.extend(dry.process(line).outcome for line in lines[1:])) == []
+        _commit_without_waiting(store, "Ann B.")
+    assert outcomes[0] == "applied" and len(outcomes) == len(lines)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(asset).order_by(asset.c.identifier)).all() == assets_before
+        assert conn.execute(sa.select(users.c.firstName).where(users.c.id == "u-ann")).scalar() == "Ann B."
+        assert conn.execute(sa.select(sa.func.count()).select_from(ledger)).scalar() == 1  # r-1's event only
+    assert http.get(f"{TRANSFER}/r-1").json()["result"] == before

@@ -7,7 +7,9 @@ back to ``pending`` (no attempt used up) and is processed after the fault, never
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +17,7 @@ from handover.adapters.sql import SqlStore
 from handover.adapters.sql_queue import QueuedEvent, SqlEventQueue, StoreUnavailable
 from handover.entrypoints.api import create_app
 from tests.e2e.api_support import TRANSFER, body, client, wired
-from tests.store_faults import read_only_connections
+from tests.store_faults import database_full, read_only_connections
 
 
 def test_submits_and_health_heal_after_read_only_connections(store_url: str) -> None:
@@ -65,3 +67,54 @@ def test_the_event_in_hand_during_a_fault_is_processed_after_it(store_url: str) 
         (event,) = http.get(f"{TRANSFER}/req-held").json()["result"]["events"]
         assert event["outcome"] == "applied", event
         assert queue.counts() == {"done": 1}
+
+
+def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_full_database_heals(tmp_path: Path) -> None:
+    """SQLite's own "database or disk is full" (``PRAGMA max_page_count``) while submits arrive and the worker
+    runs: each submit is accepted or a clear 503 (never pending), ``/health`` is unhealthy during the fault; once
+    the database can grow again, submits and ``/health`` work within seconds and every accepted request finishes,
+    the one of 30 events accepted just before the fault too (nothing left ``pending`` or ``processing``)."""
+    app, parts = wired(f"sqlite:///{tmp_path / 'handover.db'}")
+    assert isinstance(app.store, SqlStore) and isinstance(parts.sink, SqlEventQueue) and parts.worker is not None
+    queue, worker = parts.sink, parts.worker
+    backlog = body(objects=[{"identifier": f"do_{i:05d}", "objectType": "Question"} for i in range(30)])
+    answers: dict[str, int] = {}
+    with client(create_app(app, parts)) as http:
+        answers["req-backlog"] = http.post(TRANSFER, json=backlog, headers={"X-Request-ID": "req-backlog"}).status_code
+        assert answers["req-backlog"] == 200
+        try:
+            with database_full(app.store):
+                worker.start()  # its events are processed during the fault, as far as they fit
+                for n in range(40):
+                    rid = f"req-full-{n}"
+                    answers[rid] = http.post(TRANSFER, json=body(), headers={"X-Request-ID": rid}).status_code
+                health = http.get("/health")
+                assert health.status_code == 503, health.text
+                assert health.json()["result"]["checks"][0] == {"name": "store", "healthy": False,
+                                                                "error": "StoreError"}
+            assert set(answers.values()) <= {200, 503} and 503 in answers.values(), answers
+            assert _wait_for(lambda: http.get("/health").status_code == 200, 5)
+            after = http.post(TRANSFER, json=body(), headers={"X-Request-ID": "req-after"})
+            assert after.status_code == 200, after.text
+            answers["req-after"] = 200
+            assert _wait_for(lambda: not ({"pending", "processing"} & set(queue.counts())), 30), queue.counts()
+        finally:
+            worker.stop()
+        assert set(queue.counts()) == {"done"}, queue.counts()
+        for rid, code in answers.items():
+            status = http.get(f"{TRANSFER}/{rid}")
+            if code == 503:
+                assert status.status_code == 404, (rid, status.text)  # refused: never recorded
+                continue
+            assert status.status_code == 200, (rid, status.text)
+            outcomes = {e["outcome"] for e in status.json()["result"]["events"]}
+            assert outcomes and "pending" not in outcomes and "failed" not in outcomes, (rid, outcomes)

@@ -2,7 +2,8 @@
 
 Answers follow Sunbird-Lern/userorg-service: the private read (v3 profile: ``organisations[].roles``), HTTP 400
 ``UOS_USRRED0006`` "User account has been blocked ." for a user whose ``isDeleted`` is true, 404 for an unknown
-id; the private user search (v1 shape) finds deleted users too; ``POST /v2/notification`` accepts an email.
+id; the private user search (v1 shape) finds deleted users too, by id or (``query``) by free text within a root
+organisation; ``POST /v2/notification`` accepts an email.
 A user id can also be given a behaviour: ``error`` (500 every time), ``flaky`` (500 once, then the profile),
 ``slow`` (answers after ``slow_seconds``), ``garbage`` (200 with a body that is not JSON).
 """
@@ -145,12 +146,35 @@ class FakeUserOrg:
         return 200, _json(envelope("api.org.read", 200, {"response": org}))
 
     def _search(self, body: Any) -> tuple[int, bytes]:
-        filters = body.get("request", {}).get("filters", {}) if isinstance(body, dict) else {}
-        wanted = filters.get("id")
-        hits = [profile(u) for uid, u in self.users.items() if uid == wanted and uid not in self.search_misses]
+        """Filters as userorg hands them to Elasticsearch: a plain value is a term, a map a range (``>``,
+        ``>=``, ``<``, ``<=``), a list any of its values; ``sort_by`` ``{"field": "asc"|"desc"}``; ``limit``
+        (default 100 here). A free-text ``query`` matches ids and names within the ``rootOrgId`` filter."""
+        request = body.get("request", {}) if isinstance(body, dict) else {}
+        filters = request.get("filters", {})
+        if isinstance(request.get("query"), str):  # free text within a root organisation (id and names)
+            text, org = request["query"].lower(), filters.get("rootOrgId")
+            found = [u for u in self.users.values() if u.rootOrgId == org and any(
+                text in v.lower() for v in (u.id, u.userName, u.firstName, u.lastName, f"{u.firstName} {u.lastName}"))]
+            hits = [profile(u) for u in sorted(found, key=lambda u: u.id)][: int(request.get("limit") or 10)]
+            return 200, _json(envelope("api.user.search", 200, {"response": {"count": len(hits), "content": hits}}))
+        hits = [profile(u) for uid, u in self.users.items() if uid not in self.search_misses]
+        hits = [h for h in hits if all(_matches(h.get(k), v) for k, v in filters.items())]
+        for key, order in (request.get("sort_by") or {}).items():
+            hits.sort(key=lambda h, k=key: str(h.get(k)), reverse=str(order).lower() == "desc")
+        count = len(hits)
+        hits = hits[: int(request.get("limit") or 100)]
         for hit in hits:  # the v1 search keeps roles only on the organisations
             hit["roles"] = []
-        return 200, _json(envelope("api.user.search", 200, {"response": {"count": len(hits), "content": hits}}))
+        return 200, _json(envelope("api.user.search", 200, {"response": {"count": count, "content": hits}}))
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    if isinstance(wanted, dict):
+        tests = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+        return value is not None and all(tests[op](value, bound) for op, bound in wanted.items())
+    if isinstance(wanted, list):
+        return value in wanted
+    return bool(value == wanted)
 
 
 def _json(doc: Mapping[str, Any]) -> bytes:

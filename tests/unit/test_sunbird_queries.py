@@ -276,6 +276,28 @@ def test_audit_statements_and_pages() -> None:
     )
 
 
+def test_a_createdby_change_is_indexed_under_both_users() -> None:
+    ks = HandoverKeyspace("handover")
+    moved = AuditRecord("LP.2", None, STORE_ASSET, "do_q1", FieldChange("createdBy", "u-ann", "u-ravi"), T0)
+    named = AuditRecord("LP.2", None, STORE_ASSET, "do_q1", FieldChange("creator", "Ann", "Ravi"), T0)
+    by_user = "INSERT INTO handover.audit_by_user (user_id, mid, store, record_key, side) VALUES (?, ?, ?, ?, ?)"
+    statements = ks.audit_statements([moved, named])
+    assert statements[:2] == [
+        (by_user, ("u-ann", "LP.2", "asset", "do_q1", "before")),
+        (by_user, ("u-ravi", "LP.2", "asset", "do_q1", "after")),
+    ]
+    assert [cql.split(" (")[0] for cql, _ in statements[2:]] == ["INSERT INTO handover.audit"] * 2
+    assert ks.audit_statements([named]) == statements[3:]  # no createdBy change: nothing indexed
+    assert ks.select_audit_by_user() == (
+        "SELECT mid, store, record_key, side FROM handover.audit_by_user WHERE user_id = ?"
+    )
+    assert ks.audit_of_record("LP.2", "asset", "do_q1") == (
+        "SELECT mid, store, record_key, field, request_id, before, after, at FROM handover.audit "
+        "WHERE mid = ? AND store = ? AND record_key = ?",
+        ("LP.2", "asset", "do_q1"),
+    )
+
+
 def test_keyspace_ddl_uses_the_configured_replication() -> None:
     ddl = HandoverKeyspace("ho_ks", Replication(factor=3)).ddl()
     assert ddl[0] == (

@@ -215,7 +215,10 @@ def test_undoing_twice_changes_nothing_the_second_time(store: SqlStore) -> None:
     by_request = undoer.undo_request("req-1")
 
     assert second.events[0].already_undone and by_request.events[0].already_undone
-    assert (second.reverted, second.conflicts) == (first.reverted, first.conflicts)  # the earlier undo's figures
+    assert first.reverted > 0 and (second.reverted, second.conflicts) == (0, 0)  # nothing reverted now
+    assert second.already_undone and second.message() == "already undone, 0 reverted"
+    assert f"that undo reverted {first.reverted}" in second.events[0].note
+    assert second.to_json()["alreadyUndone"] is True and not first.already_undone
     assert snapshot(store) == after_first
     assert (count_rows(store, ledger), count_rows(store, audit)) == counts
 

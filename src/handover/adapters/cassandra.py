@@ -37,8 +37,8 @@ from typing import Any, TypeVar
 from handover.adapters.sunbird_errors import StoreErrors, SunbirdStoreError, check_identifier
 from handover.domain.model import CourseBatch
 from handover.domain.notification import Notification
-from handover.domain.rules import BatchUpdate
-from handover.service.ports import AuditRecord, LedgerEntry
+from handover.domain.rules import CREATED_BY, BatchUpdate, FieldChange
+from handover.service.ports import STORE_ASSET, AuditRecord, LedgerEntry
 
 log = logging.getLogger(__name__)
 STORE = "cassandra"
@@ -340,6 +340,10 @@ class HandoverKeyspace:
             "claimed_at timestamp, sent_at timestamp)",
             f"CREATE TABLE IF NOT EXISTS {ks}.audit (mid text, store text, record_key text, field text, "
             "request_id text, before text, after text, at timestamp, PRIMARY KEY (mid, store, record_key, field))",
+            # the audited asset records whose createdBy changed from (side 'before') or to (side 'after') a user:
+            # where that user's names are in the audit (redacted when the user is deleted)
+            f"CREATE TABLE IF NOT EXISTS {ks}.audit_by_user (user_id text, mid text, store text, record_key text, "
+            "side text, PRIMARY KEY (user_id, mid, store, record_key, side))",
             f"CREATE TABLE IF NOT EXISTS {ks}.request_log (request_id text, position int, mid text, action_by text, "
             "asset_information text, created_at timestamp, PRIMARY KEY (request_id, position))",
             # the request history: one partition per UTC day, newest first; request_days lists the days
@@ -492,11 +496,23 @@ class HandoverKeyspace:
 
     # audit: one row per changed field, keyed so that a redelivered event overwrites instead of adding
     def audit_statements(self, records: Sequence[AuditRecord]) -> list[Statement]:
+        """The audit rows, and for each asset record whose ``createdBy`` change is among ``records`` an
+        ``audit_by_user`` row for the user it was (``before``) and the one it became (``after``)."""
         cql = (
             f"INSERT INTO {self.keyspace}.audit (mid, store, record_key, field, request_id, before, after, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        return [
+        by_user = (
+            f"INSERT INTO {self.keyspace}.audit_by_user (user_id, mid, store, record_key, side) VALUES (?, ?, ?, ?, ?)"
+        )
+        about = [
+            (by_user, (user, r.mid, r.store, r.record_key, side))
+            for r in records
+            if r.store == STORE_ASSET and r.change.field == CREATED_BY
+            for side, user in (("before", r.change.before), ("after", r.change.after))
+            if isinstance(user, str) and user
+        ]
+        return about + [
             (
                 cql,
                 (
@@ -512,6 +528,17 @@ class HandoverKeyspace:
             )
             for r in records
         ]
+
+    def select_audit_by_user(self) -> str:
+        return f"SELECT mid, store, record_key, side FROM {self.keyspace}.audit_by_user WHERE user_id = ?"
+
+    def audit_of_record(self, mid: str, store: str, record_key: str) -> Statement:
+        """The audit rows of one record in one event."""
+        return (
+            "SELECT mid, store, record_key, field, request_id, before, after, at "
+            f"FROM {self.keyspace}.audit WHERE mid = ? AND store = ? AND record_key = ?",
+            (mid, store, record_key),
+        )
 
     def audit_page(self, mid: str, after: tuple[str, str, str] | None, limit: int) -> Statement:
         """Audit rows of one event in key order (store, record_key, field), after ``after``."""
@@ -929,20 +956,26 @@ class CassandraGateway:
             self.execute_grouped(self.handover.audit_statements(records), "writing the audit trail")
 
     def audit_rows(self, mid: str, after: tuple[str, str, str] | None, limit: int) -> list[AuditRecord]:
-        from handover.domain.rules import FieldChange
-
         rows = self.execute(self.handover.audit_page(mid, after, limit), "reading the audit trail")
-        return [
-            AuditRecord(
-                r.mid,
-                r.request_id,
-                r.store,
-                r.record_key,
-                FieldChange(r.field, _loads(r.before), _loads(r.after)),
-                _utc(r.at) or EPOCH,
-            )
-            for r in rows
-        ]
+        return [_audit_record(r) for r in rows]
+
+    def audit_about_user(self, user_id: str) -> list[tuple[str, str, str, str]]:
+        """(mid, store, record_key, side) of the audited records whose ``createdBy`` changed from (side
+        ``before``) or to (``after``) ``user_id`` (``audit_by_user``, one partition)."""
+        rows = self.execute((self.handover.select_audit_by_user(), (user_id,)), "reading the audit trail")
+        return [(r.mid, r.store, r.record_key, r.side) for r in rows]
+
+    def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
+        """The audit rows of one record in one event."""
+        rows = self.execute(self.handover.audit_of_record(mid, store, record_key), "reading the audit trail")
+        return [_audit_record(r) for r in rows]
+
+
+def _audit_record(r: Any) -> AuditRecord:
+    return AuditRecord(
+        r.mid, r.request_id, r.store, r.record_key, FieldChange(r.field, _loads(r.before), _loads(r.after)),
+        _utc(r.at) or EPOCH,
+    )
 
 
 @dataclass(frozen=True, slots=True)

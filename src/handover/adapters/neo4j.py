@@ -88,6 +88,14 @@ class AssetCypher:
             {"types": list(object_types), "node_type": DATA_NODE, "user": user_id, "after": after, "limit": limit},
         )
 
+    def types_created_by(self, user_id: str) -> Query:
+        """How many data nodes the user created, by objectType."""
+        return Query(
+            f"MATCH (n:{self.label}) WHERE n.createdBy = $user AND n.IL_SYS_NODE_TYPE = $node_type "
+            "RETURN n.IL_FUNC_OBJECT_TYPE AS type, count(n) AS assets",
+            {"user": user_id, "node_type": DATA_NODE},
+        )
+
     def by_id(self, identifier: str) -> Query:
         return Query(
             f"MATCH (n:{self.label}) WHERE n.IL_UNIQUE_ID = $id AND n.IL_SYS_NODE_TYPE = $node_type "
@@ -477,6 +485,11 @@ class AssetGraph:
                 asset = asset_from_props(row["props"])
                 out[asset.identifier] = asset
         return out
+
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the preview's "stays with the old owner")."""
+        rows = self._run(self.cypher.types_created_by(user_id), "counting a user's assets by type", write=False)
+        return {str(r["type"]): int(r["assets"]) for r in rows if r.get("type") is not None}
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[list[Asset]]:
         after = ""

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import sqlite3
+import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -223,6 +226,26 @@ class SqlUsers:
         query = sa.select(users.c.id).where(users.c.rootOrgId == organisation_id).limit(1)
         return self._conn.execute(query).first() is not None
 
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> list[User]:
+        """``DeletedUserSearch``: a keyset page of ``isDeleted`` users (of one root organisation: by
+        ``ix_users_root_org``), in id order."""
+        conditions = [users.c.isDeleted.is_(True), users.c.id > after]
+        if organisation_id is not None:
+            conditions.append(users.c.rootOrgId == organisation_id)
+        query = sa.select(users).where(*conditions).order_by(users.c.id).limit(limit)
+        return [_user(r) for r in self._conn.execute(query)]
+
+    def find(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """Up to ``limit`` users of the organisation whose id, user name, first or last name (or both names)
+        contain ``text``, case-insensitive, by id (the console's user look-up)."""
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        full = users.c.firstName + " " + users.c.lastName
+        matches = [sa.func.lower(c).like(pattern, escape="\\")
+                   for c in (users.c.id, users.c.userName, users.c.firstName, users.c.lastName, full)]
+        query = (sa.select(users).where(users.c.rootOrgId == organisation_id, sa.or_(*matches))
+                 .order_by(users.c.id).limit(limit))
+        return [_user(r) for r in self._conn.execute(query)]
+
 
 class SqlBatches:
     def __init__(self, conn: Connection) -> None:
@@ -321,6 +344,12 @@ class SqlAssets:
             query = sa.select(asset).where(asset.c.identifier.in_(chunk)).with_for_update()
             found.update((a.identifier, a) for a in map(_asset, self._conn.execute(query)))
         return found
+
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the preview's "stays with the old owner")."""
+        query = (sa.select(asset.c.objectType, sa.func.count()).where(asset.c.createdBy == user_id)
+                 .group_by(asset.c.objectType))
+        return {str(t): int(n) for t, n in self._conn.execute(query)}
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
         types = list(object_types)
@@ -490,9 +519,10 @@ class SqlAudit:
         )
 
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """One UPDATE per column over the whole audit table (deletions are rare). A value is matched in each
-        JSON text form it can be stored in (escaped or not, by Python or by the database)."""
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """One UPDATE per column over the whole audit table (deletions are rare; ``user_id`` is not needed to
+        find the rows). A value is matched in each JSON text form it can be stored in (escaped or not, by
+        Python or by the database)."""
         if not values:
             return 0
         forms = sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
@@ -845,17 +875,20 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     audit: SqlAudit
     bulk: SqlBulk | None  # None in a preview
-    counts: SqlCounts | None  # only in a preview
+    counts: SqlCounts | None  # only in a preview or a read-only unit
     reverts: SqlBulk | None  # None in a preview
 
     def __init__(
-        self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None
+        self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None,
+        *, read_only: bool = False,
     ) -> None:
         """``preview``: a unit of work that writes nothing (the ledger rows it would write are kept in this dict,
-        so that a repeated mid is still a duplicate); give it the ``reader`` engine, and it takes no lock."""
+        so that a repeated mid is still a duplicate); give it the ``reader`` engine, and it takes no lock.
+        ``read_only``: one that only reads (``SqlStore.read_only``); it counts (``counts``) as a preview does."""
         self._engine = engine
         self._shared = shared
         self._preview = preview
+        self._read_only = read_only
         self._conn: Connection | None = None
         self._tx: Any = None
 
@@ -880,7 +913,7 @@ class SqlUnitOfWork:
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
-        self.bulk, self.counts = SqlBulk(conn), None
+        self.bulk, self.counts = SqlBulk(conn), SqlCounts(conn) if self._read_only else None
         self.reverts = self.bulk
         return self
 
@@ -947,7 +980,7 @@ class _PreviewAudit(SqlAudit):
     def record(self, records: Sequence[AuditRecord]) -> None:
         return None
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
         return 0
 
 
@@ -977,7 +1010,7 @@ class SqlStore:
     def read_only(self) -> SqlUnitOfWork:
         """A unit of work for reads (validation, status, console pages): on SQLite it takes no write lock, so it
         neither waits for the worker nor makes a submit wait; rolled back at the end, it must not write."""
-        return SqlUnitOfWork(self.reader)
+        return SqlUnitOfWork(self.reader, read_only=True)
 
     def probe(self) -> None:
         """A real, cheap write (one row of ``store_probe``, committed): ``StoreError`` when the store cannot write
@@ -999,12 +1032,23 @@ class SqlStore:
     def preview(self, *, carry_changes: bool = False) -> Iterator[Any]:
         """A unit-of-work factory whose units change nothing. By default they read through ``reader`` and write
         nothing (no write lock on SQLite, however large the preview; one event's changes are not seen by the next,
-        as on ``sunbird://``: exact for the events of one API request). ``carry_changes``: they write inside one
-        transaction rolled back at the end, so each event sees the changes of those before it (``replay
-        --dry-run``); on SQLite that holds the write lock from the first write to the end."""
+        as on ``sunbird://``: exact for the events of one API request). ``carry_changes``: each event sees the
+        changes of those before it (``replay --dry-run``): on a SQLite file the units write to a snapshot of the
+        database (a consistent copy taken under a read transaction, in the system's temporary directory, deleted at
+        the end), so the store's write lock is never taken; on PostgreSQL they write inside one transaction rolled
+        back at the end."""
         if not carry_changes:
             ledger: dict[str, LedgerEntry] = {}
             yield lambda: SqlUnitOfWork(self.reader, preview=ledger)
+            return
+        path = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and path and path != ":memory:" and not path.startswith("file:"):
+            with _sqlite_snapshot(path) as copy:
+                snapshot = SqlStore(f"sqlite:///{copy}")
+                try:
+                    yield snapshot
+                finally:
+                    snapshot.engine.dispose()
             return
         with self.connect() as conn:
             outer = conn.begin()
@@ -1024,10 +1068,24 @@ class SqlStore:
         finally:
             conn.close()
 
+    def missing_tables(self) -> list[str]:
+        """The tables of the schema that the database lacks (all of them before ``handover init``)."""
+        try:
+            present = set(sa.inspect(self.engine).get_table_names())
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"database unavailable: {exc.orig}") from exc
+        return [t.name for t in metadata.sorted_tables if t.name not in present]
+
+    def is_empty(self) -> bool:
+        """No table of the schema exists yet: a new store."""
+        return len(self.missing_tables()) == len(metadata.sorted_tables)
+
     def init_schema(self) -> None:
-        """Create the tables and indexes that are missing (an index added to an existing table too)."""
+        """Create the tables and indexes that are missing (an index or a nullable column added to an existing
+        table too)."""
         try:
             metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
             for table in metadata.sorted_tables:
                 for index in table.indexes:
                     index.create(self.engine, checkfirst=True)
@@ -1074,6 +1132,45 @@ class SqlStore:
                 {"mid": r.mid, "recipientUserIds": r.recipientUserIds, "assets": r.assets}
                 for r in ordered(notification, "mid")
             )
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each nullable column of ``metadata`` an existing table lacks (a table
+    created by an earlier version)."""
+    inspector = sa.inspect(engine)
+    missing = []
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        missing += [(table, c) for c in table.columns if c.name not in present and c.nullable]
+    if not missing:
+        return
+    quote = engine.dialect.identifier_preparer.format_table
+    with engine.begin() as conn:
+        for table, column in missing:
+            spec = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {spec}"))
+
+
+@contextmanager
+def _sqlite_snapshot(path: str) -> Iterator[str]:
+    """A consistent copy of the SQLite database at ``path`` (SQLite's online backup, in one step under a read
+    transaction: in WAL mode writers go on meanwhile), as a temporary file deleted at the end. ``StoreError``
+    when it cannot be read or copied (e.g. the temporary directory is full)."""
+    with tempfile.TemporaryDirectory(prefix="handover-dry-run-") as tmp:
+        copy = os.path.join(tmp, "snapshot.db")
+        try:
+            source = sqlite3.connect(path, timeout=30)  # only read (a read-only open can fail on a WAL database)
+            try:
+                target = sqlite3.connect(copy)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot take a snapshot of {path} for the dry run: {exc}") from exc
+        yield copy
 
 
 def _codepoint(conn: Connection, column: Any) -> Any:

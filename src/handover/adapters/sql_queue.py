@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -26,10 +26,11 @@ from handover import metrics
 from handover.adapters.sql import SqlStore
 from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
+from handover.service.audit_trail import UNDO_PREFIX
 from handover.service.delivery import deliver
 from handover.service.engine import Engine
 from handover.service.ports import DuplicateRequest, FailedEvent, PublishError, RequestStatus, RequestSummary
-from handover.service.requests import event_status, parties_of
+from handover.service.requests import UNDONE, event_status, parties_of
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ event_queue = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("mid", sa.String(512), nullable=False, unique=True),
     sa.Column("request_id", sa.String(255)),
+    sa.Column("organisation_id", sa.String(255)),  # the event's organisation: claim_next's turns
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -48,7 +50,7 @@ event_queue = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_event_queue_status", "status", "id"),
-    sa.Index("ix_event_queue_fair", "status", "request_id", "id"),  # claim_next's turn of requests
+    sa.Index("ix_event_queue_turns", "status", "organisation_id", "request_id", "id"),  # claim_next's turns
 )
 
 request_log = sa.Table(
@@ -101,7 +103,8 @@ class SqlEventQueue:
         self._store = store
         self._engine = store.engine
         self._reader = store.reader
-        self._last_request: str | None = None  # the request claim_next served last
+        self._last_org: str | None = None  # the organisation claim_next served last ("": none)
+        self._last_request: dict[str, str] = {}  # per organisation, the request claim_next served last there
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -143,38 +146,55 @@ class SqlEventQueue:
         self.wakeup.set()
 
     def claim_next(self) -> QueuedEvent | None:
-        """The next pending event, marked ``processing`` (None when the queue is empty). Requests take turns
-        (issue 13 item 7): the oldest pending event of the next request after the one served last (by request id,
-        round the circle; events queued without a request first), so that a one-asset request waits for one event
-        of a large request, not for all of it. Each lookup is one range of ``ix_event_queue_fair``."""
-        q = event_queue
+        """The next pending event, marked ``processing`` (None when the queue is empty). Organisations take
+        turns, and the requests of each organisation take turns (issue 13 item 7): the oldest pending event of
+        the next request, after the one served last in that organisation, of the next organisation after the one
+        served last (by id, round the circle; events without an organisation or a request first). A one-asset
+        request of one organisation thus waits for one event of each other organisation with pending events, however
+        many requests those have. Each lookup is one range of ``ix_event_queue_turns``."""
         with self._engine.begin() as conn:
             while True:
-                row = None
-                if self._last_request is not None:
-                    row = conn.execute(
-                        sa.select(q.c.id, q.c.mid, q.c.payload, q.c.request_id)
-                        .where(q.c.status == PENDING, q.c.request_id > self._last_request)
-                        .order_by(q.c.request_id, q.c.id)
-                        .limit(1)
-                    ).first()
-                if row is None:  # round the circle
-                    row = conn.execute(
-                        sa.select(q.c.id, q.c.mid, q.c.payload, q.c.request_id)
-                        .where(q.c.status == PENDING)
-                        .order_by(q.c.request_id.nulls_first(), q.c.id)
-                        .limit(1)
-                    ).first()
+                row = self._next_pending(conn)
                 if row is None:
                     return None
                 claimed = conn.execute(
-                    q.update()
-                    .where(q.c.id == row.id, q.c.status == PENDING)
+                    event_queue.update()
+                    .where(event_queue.c.id == row.id, event_queue.c.status == PENDING)
                     .values(status=PROCESSING, updated_at=_now())
                 )
                 if claimed.rowcount == 1:
-                    self._last_request = row.request_id if row.request_id is not None else ""
+                    org = row.organisation_id or ""
+                    self._last_org = org
+                    self._last_request[org] = row.request_id or ""
                     return QueuedEvent(row.id, row.mid, row.payload)
+
+    def _next_pending(self, conn: sa.Connection) -> Any:
+        """The pending event claim_next serves next (None: the queue is empty). Every lookup is one index range:
+        "round the circle" looks for NULLs first, then for the lowest value, since ``NULLS FIRST`` makes
+        PostgreSQL sort every pending row."""
+        q = event_queue
+        pending = q.c.status == PENDING
+
+        def first(query: Any, key: Any, after: str | None, *order: Any) -> Any:
+            """The first row of ``query`` whose ``key`` is after ``after``, else round the circle: one whose
+            ``key`` is NULL, else the lowest."""
+            if after is not None:
+                row = conn.execute(query.where(key > after).order_by(key, *order).limit(1)).first()
+                if row is not None:
+                    return row
+            row = conn.execute(query.where(key.is_(None)).order_by(*order).limit(1)).first()
+            if row is None:
+                row = conn.execute(query.where(key.is_not(None)).order_by(key, *order).limit(1)).first()
+            return row
+
+        org = first(sa.select(q.c.organisation_id).where(pending), q.c.organisation_id, self._last_org)
+        if org is None:
+            return None
+        org_id = org.organisation_id
+        in_org = q.c.organisation_id == org_id if org_id is not None else q.c.organisation_id.is_(None)
+        columns = (q.c.id, q.c.mid, q.c.payload, q.c.request_id, q.c.organisation_id)
+        return first(sa.select(*columns).where(pending, in_org), q.c.request_id,
+                     self._last_request.get(org_id or ""), q.c.id)
 
     def finish(self, event_id: int, *, failed: bool, attempts: int, error: str | None = None) -> None:
         with self._engine.begin() as conn:
@@ -201,12 +221,30 @@ class SqlEventQueue:
             return False
         return True
 
-    def release_stale(self) -> int:
-        """Put events left ``processing`` by a process that stopped back to ``pending`` (the ledger makes a
-        second processing harmless). Call once before the worker starts."""
+    def renew(self, event_id: int) -> None:
+        """Renew the lease on an event this worker has in hand (its ``updated_at``), so that ``release_stale``
+        leaves it alone while the worker lives."""
         with self._engine.begin() as conn:
-            result = conn.execute(event_queue.update().where(event_queue.c.status == PROCESSING).values(status=PENDING))
-            return int(result.rowcount or 0)
+            conn.execute(
+                event_queue.update()
+                .where(event_queue.c.id == event_id, event_queue.c.status == PROCESSING)
+                .values(updated_at=_now())
+            )
+
+    def release_stale(self, lease: timedelta | None = None) -> int:
+        """Put events left ``processing`` by a process that stopped back to ``pending`` (the ledger makes a
+        second processing harmless): those whose lease (``updated_at``, renewed by a live worker) is older than
+        ``lease``, or every one when ``lease`` is None. Returns how many."""
+        q = event_queue
+        stmt = q.update().where(q.c.status == PROCESSING)
+        if lease is not None:
+            stmt = stmt.where(q.c.updated_at < _now() - lease)
+        with self._engine.begin() as conn:
+            result = conn.execute(stmt.values(status=PENDING, updated_at=_now()))
+        released = int(result.rowcount or 0)
+        if released:
+            self.wakeup.set()
+        return released
 
     def counts(self) -> dict[str, int]:
         with self._reader.connect() as conn:
@@ -277,6 +315,7 @@ def _queue_rows(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             {
                 "mid": mid,
                 "request_id": _request_id(event),
+                "organisation_id": parties_of(event)[0],
                 "payload": payload,
                 "status": PENDING,
                 "attempts": 0,
@@ -353,7 +392,7 @@ class SqlRequestLog:
             conn.execute(request_summary.delete().where(request_summary.c.request_id == request_id, ~left))
 
     def status(self, request_id: str) -> RequestStatus | None:
-        rl, lg, q = request_log, ledger, event_queue
+        rl, lg, q, undo = request_log, ledger, event_queue, ledger.alias("undo")
         stmt = (
             sa.select(
                 rl.c.mid,
@@ -365,8 +404,9 @@ class SqlRequestLog:
                 lg.c.changed_batches,
                 lg.c.changed_assets,
                 q.c.status.label("queue_status"),
+                undo.c.mid.label("undo_mid"),
             )
-            .select_from(rl.outerjoin(lg, lg.c.mid == rl.c.mid).outerjoin(q, q.c.mid == rl.c.mid))
+            .select_from(_with_outcomes(rl, lg, q, undo))
             .where(rl.c.request_id == request_id)
             .order_by(rl.c.position, rl.c.mid)
         )
@@ -402,11 +442,11 @@ class SqlRequestLog:
         if action_by is not None:
             stmt = stmt.where(rl.c.action_by == action_by)
         if outcome:
-            inner, lg, q = rl.alias("e"), ledger.alias("l"), event_queue.alias("q")
+            inner, lg, q, undo = rl.alias("e"), ledger.alias("l"), event_queue.alias("q"), ledger.alias("u")
             ended = (
                 sa.select(inner.c.request_id)
-                .select_from(inner.outerjoin(lg, lg.c.mid == inner.c.mid).outerjoin(q, q.c.mid == inner.c.mid))
-                .where(_outcome_of(lg, q) == outcome)
+                .select_from(_with_outcomes(inner, lg, q, undo))
+                .where(_outcome_of(lg, q, undo) == outcome)
             )
             stmt = stmt.where(rl.c.request_id.in_(ended))
         with self._reader.connect() as conn:
@@ -426,19 +466,23 @@ class SqlRequestLog:
     def _summaries(self, conn: sa.Connection, heads: Sequence[tuple[str, datetime]]) -> list[RequestSummary]:
         if not heads:
             return []
-        rl, rs, lg, q = request_log, request_summary, ledger, event_queue
+        rl, rs, lg, q, undo = request_log, request_summary, ledger, event_queue, ledger.alias("undo")
         ids = [rid for rid, _ in heads]
         events = conn.execute(
-            sa.select(rl.c.request_id, rl.c.action_by, _outcome_of(lg, q).label("outcome"), lg.c.reason)
-            .select_from(rl.outerjoin(lg, lg.c.mid == rl.c.mid).outerjoin(q, q.c.mid == rl.c.mid))
+            sa.select(rl.c.request_id, rl.c.action_by, _outcome_of(lg, q, undo).label("outcome"), lg.c.reason,
+                      rl.c.asset_information)
+            .select_from(_with_outcomes(rl, lg, q, undo))
             .where(rl.c.request_id.in_(ids))
         ).all()
         users = {r.request_id: r for r in conn.execute(sa.select(rs).where(rs.c.request_id.in_(ids)))}
         outcomes: dict[str, dict[str, int]] = {rid: {} for rid in ids}
         reasons: dict[str, set[str]] = {rid: set() for rid in ids}
         action_by: dict[str, str | None] = {}
+        assets: dict[str, int] = dict.fromkeys(ids, 0)
         for row in events:
             counts = outcomes[row.request_id]
+            info = row.asset_information
+            assets[row.request_id] += 1 if isinstance(info, dict) and info.get("identifier") else 0
             counts[row.outcome] = counts.get(row.outcome, 0) + 1
             action_by[row.request_id] = row.action_by
             if row.outcome == FAILED:
@@ -452,7 +496,7 @@ class SqlRequestLog:
                 RequestSummary(
                     rid, created_at, action_by.get(rid),
                     who.organisation_id if who else None, who.from_user if who else None, who.to_user if who else None,
-                    outcomes[rid], sorted(reasons[rid]),
+                    outcomes[rid], sorted(reasons[rid]), assets[rid],
                 )
             )
         return out
@@ -470,10 +514,24 @@ class SqlRequestLog:
         return [(a, str(o), r, int(n)) for a, o, r, n in rows]
 
 
-def _outcome_of(lg: Any, q: Any) -> Any:
-    """An event's outcome in SQL, as ``_event_status`` tells it: the ledger's, else ``failed`` when processing
-    gave up, else ``pending``."""
-    return sa.case((lg.c.outcome.is_not(None), lg.c.outcome), (q.c.status == FAILED, FAILED), else_=PENDING)
+def _with_outcomes(rl: Any, lg: Any, q: Any, undo: Any) -> Any:
+    """The request log joined with each event's ledger row, queue row and undo ledger row (``undo:<mid>``)."""
+    return (
+        rl.outerjoin(lg, lg.c.mid == rl.c.mid)
+        .outerjoin(q, q.c.mid == rl.c.mid)
+        .outerjoin(undo, undo.c.mid == sa.literal(UNDO_PREFIX, sa.String) + rl.c.mid)
+    )
+
+
+def _outcome_of(lg: Any, q: Any, undo: Any) -> Any:
+    """An event's outcome in SQL for the history, as ``summary_of`` counts it: ``undone`` when the ledger has its
+    undo, else the ledger's, else ``failed`` when processing gave up, else ``pending``."""
+    return sa.case(
+        (undo.c.mid.is_not(None), UNDONE),
+        (lg.c.outcome.is_not(None), lg.c.outcome),
+        (q.c.status == FAILED, FAILED),
+        else_=PENDING,
+    )
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -493,6 +551,7 @@ def _event_status(row: Any) -> dict[str, Any]:
         row.changed_batches or 0,
         row.changed_assets or 0,
         failed=row.queue_status == FAILED,
+        undone=row.undo_mid is not None,
     )
 
 
@@ -503,11 +562,73 @@ class StoreUnavailable(RuntimeError):
     """The store cannot write: the event in hand went back to ``pending``."""
 
 
+DEFAULT_LEASE_SECONDS = 60  # queue.processing.lease.seconds
+
+
+class ProcessingLease:
+    """The lease a running worker holds on the event in hand, and the release of other workers' lapsed leases.
+
+    A thread renews the event in hand (``hold``) every third of ``seconds`` and puts back to ``pending`` every
+    event whose lease is older than ``seconds``: one a process that crashed (or was killed) left ``processing``
+    is processed by a running worker within ``seconds`` plus a third, without waiting for a restart."""
+
+    def __init__(self, queue: SqlEventQueue, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError("the lease must be positive seconds")
+        self._queue = queue
+        self._lease = timedelta(seconds=seconds)
+        self._tick = seconds / 3
+        self._held: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, event_id: int | None) -> None:
+        """The event this worker has in hand now (None: none)."""
+        self._held = event_id
+
+    def tick(self) -> int:
+        """Renew the event in hand, release lapsed leases; how many were released."""
+        held = self._held
+        if held is not None:
+            self._queue.renew(held)
+        released = self._queue.release_stale(self._lease)
+        if released:
+            log.warning("queue: %d event(s) left processing by a stopped worker went back to pending", released)
+        return released
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="handover-queue-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # the store is down: the worker's loop reports it; try again next tick
+                log.debug("queue lease: %s", exc)
+            self._stop.wait(self._tick)
+
+
 class QueueWorker:
     """Takes queued events in order and processes each with ``deliver`` (retries with backoff); marks it done,
-    or failed once ``max_attempts`` are used up. Never lets an error end the thread."""
+    or failed once ``max_attempts`` are used up. Never lets an error end the thread. While it runs, it holds a
+    lease of ``lease_seconds`` on the event in hand and releases lapsed ones (``ProcessingLease``)."""
 
-    def __init__(self, queue: SqlEventQueue, engine: Engine, max_attempts: int, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        queue: SqlEventQueue,
+        engine: Engine,
+        max_attempts: int,
+        poll_seconds: float = 1.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.queue = queue
         self._engine = engine
         self._max_attempts = max_attempts
@@ -515,6 +636,7 @@ class QueueWorker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsettled: Callable[[], None] | None = None
+        self.lease = ProcessingLease(queue, lease_seconds)
 
     def run_once(self) -> bool:
         """Process the next pending event; False when there was none. While the store cannot write, an event
@@ -524,6 +646,14 @@ class QueueWorker:
         item = self.queue.claim_next()
         if item is None:
             return False
+        self.lease.hold(item.id)
+        try:
+            self._process(item)
+        finally:
+            self.lease.hold(None)
+        return True
+
+    def _process(self, item: QueuedEvent) -> None:
         started = time.perf_counter()
         delivery = deliver(self._engine, item.payload, self._max_attempts)
         if delivery.outcome is None and not self.queue.writable():
@@ -550,7 +680,6 @@ class QueueWorker:
             metrics.observe(delivery.outcome, time.perf_counter() - started)
             self._unsettled = partial(self.queue.finish, item.id, failed=False, attempts=delivery.attempts)
         self._settle()
-        return True
 
     def _settle(self) -> None:
         """Write what became of the event in hand (done, failed, back to pending); kept and tried again first
@@ -567,10 +696,11 @@ class QueueWorker:
         return count
 
     def start(self) -> None:
-        self.queue.release_stale()
+        """Run the worker and its lease in threads; events whose lease lapsed go back to ``pending`` first."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="handover-queue-worker", daemon=True)
         self._thread.start()
+        self.lease.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the event in hand, then stop."""
@@ -579,6 +709,7 @@ class QueueWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.lease.stop()
 
     @property
     def started(self) -> bool:

@@ -6,6 +6,9 @@ default) and PostgreSQL through the same SQLAlchemy Core code.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 from datetime import UTC, datetime
 from typing import Any
 
@@ -160,15 +163,24 @@ def _heal_after_faults(engine: Engine) -> None:
             context.is_disconnect = True
 
 
+MIN_ROOM_BYTES = 1 << 20  # a SQLite store with less room to grow than this counts as full
+
+
 def probe_writes(engine: Engine, lock_timeout_ms: int = 2000) -> None:
     """Write and commit one row (``store_probe``): raises when the store cannot write (read-only file, full disk,
     server down). On SQLite, a write lock held longer than ``lock_timeout_ms`` by another unit of work counts as
-    writable (writes wait, they do not fail)."""
+    writable (writes wait, they do not fail); and ``StoreError`` when the database has less than
+    ``MIN_ROOM_BYTES`` of room to grow (``sqlite_room``): at its ``max_page_count`` the probe's one-row update
+    still fits in its page, new requests and ledger rows do not."""
     now = datetime.now(UTC)
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         if sqlite:  # on the driver's connection: a statement through SQLAlchemy would begin a transaction
-            conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")  # type: ignore[union-attr]
+            driver = conn.connection.driver_connection
+            room = sqlite_room(driver, engine.url.database)
+            if room < MIN_ROOM_BYTES:
+                raise StoreError(f"database or disk is full: {room} bytes of room to grow")
+            driver.execute(f"PRAGMA busy_timeout={int(lock_timeout_ms)}")  # type: ignore[union-attr]
         try:
             with conn.begin():
                 done = conn.execute(store_probe.update().where(store_probe.c.id == 1).values(at=now))
@@ -180,6 +192,21 @@ def probe_writes(engine: Engine, lock_timeout_ms: int = 2000) -> None:
         finally:
             if sqlite and not conn.invalidated:
                 conn.connection.driver_connection.execute("PRAGMA busy_timeout=30000")  # type: ignore[union-attr]
+
+
+def sqlite_room(driver: Any, path: str | None) -> int:
+    """Bytes a SQLite database can still grow by on this connection: its free pages, plus the pages it may add
+    (``max_page_count``) as far as the file system's free space (of ``path``'s directory; not for an in-memory
+    database) allows."""
+    page_size = driver.execute("PRAGMA page_size").fetchone()[0]
+    pages = driver.execute("PRAGMA page_count").fetchone()[0]
+    limit = driver.execute("PRAGMA max_page_count").fetchone()[0]
+    free = driver.execute("PRAGMA freelist_count").fetchone()[0]
+    growth = max(limit - pages, 0) * page_size
+    if path and path != ":memory:" and not path.startswith("file:"):
+        with contextlib.suppress(OSError):  # the write itself will tell
+            growth = min(growth, shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free)
+    return int(free * page_size + growth)
 
 
 def _sqlite_transactions(engine: Engine) -> None:

@@ -34,7 +34,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -62,7 +62,8 @@ from handover.config import ConfigError, Settings
 from handover.domain.model import Asset, CourseBatch, User, asset_from_json, batch_from_json, user_from_json
 from handover.domain.notification import Notification
 from handover.domain.policy import IMAGE_SUFFIX
-from handover.domain.rules import AssetUpdate, BatchUpdate
+from handover.domain.rules import CREATED_BY, AssetUpdate, BatchUpdate, FieldChange
+from handover.service.audit_trail import undo_mid
 from handover.service.ports import (
     AssetRepository,
     AuditLog,
@@ -386,6 +387,14 @@ class SunbirdUsers:
         """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""
         return self._client.organisation_exists(organisation_id)
 
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> list[User]:
+        """``DeletedUserSearch`` through userorg's user search (``UserOrgClient.deleted_users``)."""
+        return self._client.deleted_users(organisation_id, after, limit)
+
+    def find(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """Users of the organisation userorg's search finds for ``text`` (the console's look-up)."""
+        return self._client.find_users(organisation_id, text, limit)
+
 
 def drifted(hit: BatchHit, row: CourseBatch) -> bool:
     """Whether the Elasticsearch copy differs from the Cassandra row in the fields handover writes."""
@@ -459,6 +468,11 @@ class SunbirdAssets:
     def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
         self._uow.flush()
         return self._graph.get_many(list(dict.fromkeys(identifiers)))
+
+    def types_created_by(self, user_id: str) -> dict[str, int]:
+        """How many assets ``user_id`` created, by objectType (the graph's count)."""
+        self._uow.flush()
+        return self._graph.types_created_by(user_id)
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
         for page in self._graph.pages_created_by(user_id, object_types, page_size):
@@ -569,19 +583,45 @@ class SunbirdAudit:
             self._cassandra.audit_put(records)
         self._uow.flush()
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """Not done for the Sunbird audit keyspace: its rows are partitioned by event, and finding a user's
-        names in them means scanning every partition. Said in a warning, and in the README."""
-        if values:
-            log.warning(
-                "audit: the names of a deleted user are not redacted from earlier rows of the Sunbird audit "
-                "keyspace (not implemented); rows of the delete-user event itself keep none"
-            )
-        return 0
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """In the audit rows of the records whose ``createdBy`` changed from or to ``user_id`` (``audit_by_user``:
+        where a transfer put that user's names), every value equal to one of ``values`` becomes ``replacement``;
+        rows written back in place (same key, time and request). Returns how many values were replaced."""
+        wanted = set(values) - {replacement}
+        if not wanted:
+            return 0
+
+        def hit(value: Any) -> bool:
+            return isinstance(value, str) and value in wanted
+
+        replaced, changed = 0, []
+        for _, rows in self._about(user_id):
+            for row in rows:
+                old = row.change
+                if hit(old.before) or hit(old.after):
+                    replaced += hit(old.before) + hit(old.after)
+                    before = replacement if hit(old.before) else old.before
+                    after = replacement if hit(old.after) else old.after
+                    changed.append(replace(row, change=FieldChange(old.field, before, after)))
+        if changed and self._uow.writes:
+            self._cassandra.audit_put(changed)
+        return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
-        """None found: finding them needs the same scan of every partition as ``redact`` (not implemented)."""
-        return []
+        """From ``audit_by_user``: one read of the user's partition, then one of each such record's rows."""
+        names: set[str] = set()
+        for side, rows in self._about(user_id):
+            for row in rows:
+                value = row.change.before if side == "before" else row.change.after
+                if row.change.field != CREATED_BY and isinstance(value, str):
+                    names.add(value)
+        return sorted(names)
+
+    def _about(self, user_id: str) -> Iterator[tuple[str, list[AuditRecord]]]:
+        """(side, audit rows of the record) for each audited record whose ``createdBy`` was (``before``) or
+        became (``after``) ``user_id``."""
+        for mid, store, record_key, side in self._cassandra.audit_about_user(user_id):
+            yield side, self._cassandra.audit_record_rows(mid, store, record_key)
 
     def page(
         self,
@@ -674,6 +714,7 @@ class SunbirdRequestLog:
             if entry is None:
                 events.append(event_status(mid, asset))
             else:
+                undone = entry.outcome == "applied" and self._store.cassandra.ledger_get(undo_mid(mid)) is not None
                 events.append(
                     event_status(
                         mid,
@@ -683,6 +724,7 @@ class SunbirdRequestLog:
                         entry.skipped,
                         entry.changed_batches,
                         entry.changed_assets,
+                        undone=undone,
                     )
                 )
         return RequestStatus(request_id, rows[0][2], events)

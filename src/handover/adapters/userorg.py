@@ -78,6 +78,25 @@ def search_body(user_id: str) -> dict[str, Any]:
     return {"request": {"filters": {"id": user_id}, "fields": list(SEARCH_FIELDS), "limit": 1}}
 
 
+def deleted_search_body(organisation_id: str | None, after: str, limit: int) -> dict[str, Any]:
+    """The user search for a page of deleted users (``status`` 2) of one root organisation, in id order, after
+    ``after``: userorg's search passes ``filters`` to Elasticsearch (a map value such as ``{">": id}`` is a range
+    filter) and ``sort_by`` as a sort on the field's ``.raw`` keyword, so the pages are keyset pages (an offset
+    would stop at the index's 10,000-hit window)."""
+    filters: dict[str, Any] = {"status": DELETED_STATUS}
+    if organisation_id is not None:
+        filters["rootOrgId"] = organisation_id
+    if after:
+        filters["id"] = {">": after}
+    return {"request": {"filters": filters, "fields": list(SEARCH_FIELDS), "sort_by": {"id": "asc"}, "limit": limit}}
+
+
+def find_body(organisation_id: str, text: str, limit: int) -> dict[str, Any]:
+    """The user search of the console's look-up: userorg's free-text ``query`` within one root organisation."""
+    return {"request": {"query": text, "filters": {"rootOrgId": organisation_id}, "fields": list(SEARCH_FIELDS),
+                        "limit": limit}}
+
+
 def notification_payload(note: Notification) -> bytes:
     """The request body of SPEC 2.3, serialized by the JSON encoder (the HTML was escaped when built)."""
     return json.dumps(note.request_body(), ensure_ascii=False).encode("utf-8")
@@ -232,6 +251,34 @@ class UserOrgClient:
                 return user_from_profile(hit, user_id, deleted=True)
         # read says the user exists but is deleted; the search index has not caught up: retry later
         raise SunbirdStoreError(STORE, f"{doing}: the read API reports it deleted, the search finds no such user")
+
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> list[User]:
+        """A page of deleted users of ``organisation_id`` (None: any) with ids after ``after``, in id order
+        (``deleted_search_body``). A full page of hits out of that order or range means the search ignored the
+        filter or the sort: a SunbirdStoreError rather than a report that silently misses users."""
+        doing = f"searching the deleted users of {organisation_id or 'every organisation'!r}"
+        hits = self._search(deleted_search_body(organisation_id, after, limit), doing)
+        found = [user_from_profile(h, h["id"]) for h in hits]
+        kept = [u for u in found if u.id > after and u.isDeleted and organisation_id in (None, u.rootOrgId)]
+        if [u.id for u in kept] != sorted(u.id for u in kept) or (len(hits) >= limit and len(kept) < len(hits)):
+            raise SunbirdStoreError(STORE, f"{doing}: the search answered users out of id order or range")
+        return kept
+
+    def find_users(self, organisation_id: str, text: str, limit: int) -> list[User]:
+        """``POST {base}/private/user/v1/search`` with the free-text ``query`` and the filter ``rootOrgId``: up to
+        ``limit`` users of the organisation (deleted ones too, marked ``isDeleted``). ``SunbirdStoreError`` when
+        userorg fails."""
+        hits = self._search(find_body(organisation_id, text, limit), f"searching users of {organisation_id!r}")
+        users = [user_from_profile(h, h["id"]) for h in hits]
+        return [u for u in users if u.rootOrgId == organisation_id][:limit]
+
+    def _search(self, request: Mapping[str, Any], doing: str) -> list[Mapping[str, Any]]:
+        """The user search's hits (``result.response.content``) that have a text ``id``."""
+        response = self._call("POST", self.endpoints.search_url(), doing, _read_retryable, json.dumps(request).encode())
+        body = self._json(response, doing)
+        result = body.get("result", {}).get("response", {}) if isinstance(body, Mapping) else {}
+        content = result.get("content") if isinstance(result, Mapping) else None
+        return [h for h in content or [] if isinstance(h, Mapping) and isinstance(h.get("id"), str)]
 
     def organisation_exists(self, organisation_id: str) -> bool:
         """``POST {base}/v1/org/read`` with ``{"request": {"organisationId": id}}``: True on 200 with an

@@ -2,7 +2,9 @@
 request (``domain.transfer_request``) and publishes one event per object to the event sink (Kafka, or the
 embedded store's queue); ``GET /v1/user/ownership/transfer/{requestId}`` shows what became of those events;
 ``/health``, ``/metrics`` and the OpenAPI document (``/openapi.json``, ``/docs``, ``/redoc``; these and
-``/metrics`` need a token when ``auth.protect_metrics_and_docs`` is set). Every answer is a Sunbird envelope; bad
+``/metrics`` need a token when ``auth.protect_metrics_and_docs`` is set; the pages' scripts and styles are served
+by the app from the ``fastapi-offline`` package, under ``/docs-assets/``, so they work without internet); ``/``
+redirects to the console (``/admin``). Every answer is a Sunbird envelope; bad
 input is a 4xx, never a 500. Each route is also served under Sunbird's API-gateway prefix (``/api/user/v1/...``).
 Authentication: ``entrypoints.auth`` (the user's token in ``x-authenticated-user-token`` or ``Authorization``).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from importlib.resources import files
 from typing import Any
 from urllib.parse import unquote
 
@@ -18,7 +21,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,10 +46,21 @@ from handover.entrypoints.api_common import (
     envelope,
     request_id_of,
 )
+from handover.entrypoints.api_report import router as report_router  # the deleted-owner report (SPEC 12)
 from handover.entrypoints.auth import JwtAuth, authenticator
 from handover.entrypoints.console import router as console_router  # the admin console at /admin (SPEC 11)
+from handover.entrypoints.console_report import router as console_report_router  # its deleted-owner page
 
 log = logging.getLogger(__name__)
+
+DOCS_ASSETS = {  # the Swagger UI and ReDoc files that fastapi-offline ships, served at /docs-assets/<name>
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "redoc.standalone.js": "text/javascript",
+    "favicon.png": "image/png",
+}
+DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'")
 
 def create_app(
     app: App,
@@ -102,7 +116,9 @@ def create_app(
             openapi_extra={"security": SECURITY},
         )
     fast.include_router(audit_router)
+    fast.include_router(report_router)
     fast.include_router(console_router)
+    fast.include_router(console_report_router)
     fast.add_api_route(
         "/health",
         api.health,
@@ -149,13 +165,41 @@ def create_app(
     def openapi_document(request: Request) -> Response:
         return refused(request) or JSONResponse(fast.openapi())
 
+    def asset_url(request: Request, name: str) -> str:
+        return str(request.scope.get("root_path", "")).rstrip("/") + "/docs-assets/" + name
+
+    def offline(page: Response) -> Response:
+        """Nothing outside the server is fetched (ReDoc links a logo from its CDN: refused by the policy)."""
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
     def swagger_ui(request: Request) -> Response:
-        return refused(request) or get_swagger_ui_html(openapi_url=document_url(request), title="handover - Swagger UI")
+        return refused(request) or offline(get_swagger_ui_html(
+            openapi_url=document_url(request), title="handover - Swagger UI",
+            swagger_js_url=asset_url(request, "swagger-ui-bundle.js"),
+            swagger_css_url=asset_url(request, "swagger-ui.css"),
+            swagger_favicon_url=asset_url(request, "favicon.png"),
+        ))
 
     def redoc(request: Request) -> Response:
-        return refused(request) or get_redoc_html(openapi_url=document_url(request), title="handover - ReDoc")
+        return refused(request) or offline(get_redoc_html(
+            openapi_url=document_url(request), title="handover - ReDoc",
+            redoc_js_url=asset_url(request, "redoc.standalone.js"),
+            redoc_favicon_url=asset_url(request, "favicon.png"), with_google_fonts=False,
+        ))
 
-    for path, endpoint in (("/openapi.json", openapi_document), ("/docs", swagger_ui), ("/redoc", redoc)):
+    def docs_asset(name: str) -> Response:
+        media = DOCS_ASSETS.get(name)
+        if media is None:
+            raise StarletteHTTPException(404, "Not Found")
+        path = files("fastapi_offline") / "static" / name
+        return FileResponse(str(path), media_type=media, headers={"Cache-Control": "max-age=86400"})
+
+    def home(request: Request) -> Response:
+        return RedirectResponse(str(request.scope.get("root_path", "")).rstrip("/") + "/admin", status_code=307)
+
+    for path, endpoint in (("/openapi.json", openapi_document), ("/docs", swagger_ui), ("/redoc", redoc),
+                           ("/docs-assets/{name}", docs_asset), ("/", home)):
         fast.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
     _install_error_handlers(fast)
     _install_input_check(fast)

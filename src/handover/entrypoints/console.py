@@ -1,10 +1,11 @@
 """The admin console (SPEC 11) at ``/admin``: server-rendered pages over the HTTP API's own handlers.
 
 Nothing here validates, previews, submits or undoes by itself: the pages call the use cases of
-``service.requests.TransferRequests`` through ``Api`` (so the console answers what the API answers, with the API's
-error messages, shown next to the field they concern): submit, preview, status, undo, the history and the failed
-events (ports ``RequestHistory`` and ``FailedEvents``: the SQL store's request log and queue, the Sunbird store's
-keyspace; with Kafka the failed events are on the failed topic, and the page says so).
+``service.requests.TransferRequests`` through ``Api`` (so the console answers what the API answers): the form's
+problems, all at once and in the form's words, next to their fields (``form_problems``, then the API's validation),
+names beside ids (``names``, ``record_names``), the user look-up (``find_users``), submit, preview, status, undo,
+the history and the failed events (ports ``RequestHistory`` and ``FailedEvents``: the SQL store's request log and
+queue, the Sunbird store's keyspace; with Kafka the failed events are on the failed topic, and the page says so).
 
 Authentication as the API: with ``auth.mode = jwt`` the console asks once for a token, keeps it in an HttpOnly,
 SameSite=Strict session cookie (``Secure`` by the request's scheme, or as ``auth.cookie.secure`` says behind a
@@ -39,6 +40,8 @@ from handover.entrypoints.api_audit import preview_request, undo_request
 from handover.entrypoints.api_common import Api, ApiError
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, token_of
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
+from handover.service.requests import person
+from handover.service.undo import undo_scope
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,7 @@ COOKIE = "handover_console_token"
 HISTORY_PAGE = 25
 FAILED_PAGE = 200
 PREVIEW_RECORDS = 20
-OUTCOMES = ("applied", "rejected", "failed", "pending")
+OUTCOMES = ("applied", "undone", "rejected", "failed", "pending")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -111,12 +114,30 @@ def json_value(value: Any) -> str:
 
 
 STORES = {STORE_COURSE_BATCH: "Course batch", STORE_ASSET: "Asset"}
-templates.env.filters.update(reason=reason_text, when=when, value=json_value, store=lambda s: STORES.get(s, s))
+
+
+def who(user_id: str | None, names: Mapping[str, str]) -> str:
+    """``Ann Lee (u-ann)`` where the directory knows the user, else the id (``?`` when there is none)."""
+    return names.get(user_id, user_id) if user_id else "?"
+
+
+def record_label(store: str, key: str, names: Mapping[tuple[str, str], str]) -> str:
+    """``Course batch do_course1/b-101 “Algebra, spring”`` / ``Question do_q1``: the type and the name where
+    known (``TransferRequests.record_names``), else the store's kind and the key."""
+    found = names.get((store, key))
+    if store == STORE_COURSE_BATCH:
+        return f"Course batch {key} “{found}”" if found else f"Course batch {key}"
+    if found and "“" in found:
+        kind, _, name = found.partition(" ")
+        return f"{kind} {key} {name}"
+    return f"{found or STORES.get(store, store)} {key}"
+
+
+templates.env.filters.update(reason=reason_text, when=when, value=json_value, store=lambda s: STORES.get(s, s),
+                             who=who, record=record_label)
 
 
 # --- the transfer form --------------------------------------------------------------------------------
-
-FIELDS = ("organisationId", "actionBy", "fromUser", "toUser", "objects", "context")
 
 
 @dataclass
@@ -343,16 +364,28 @@ def home(request: Request) -> Response:
 
 
 def _form_page(
-    request: Request, caller: Caller, form: TransferForm, errors: Mapping[str, str], status: int
+    request: Request, caller: Caller, form: TransferForm, errors: Mapping[str, str], status: int,
+    lookup: Mapping[str, Any] | None = None,
 ) -> Response:
+    service = api_of(request).service
+    names = service.names([form.actionBy, form.fromUser, form.toUser], form.organisationId.strip())
     return render(request, "transfer.html", caller, status, title="Transfer ownership", form=form,
-                  errors=dict(errors), nav="transfer")
+                  errors=dict(errors), nav="transfer", names=names, lookup=lookup or {})
+
+
+def _form_problems(api: Api, form: TransferForm) -> dict[str, str]:
+    """Every problem of the form at once, in the form's words (``TransferRequests.form_problems``)."""
+    problems: dict[str, str] = api.call(
+        api.service.form_problems, organisation_id=form.organisationId, action_by=form.actionBy,
+        from_user=form.fromUser, to_user=form.toUser, objects=form.identifiers(), context=form.context)
+    return problems
 
 
 @router.get("/transfer")
 def transfer_form(request: Request) -> Response:
     def build(caller: Caller) -> Response:
-        return _form_page(request, caller, TransferForm(actionBy=caller.user or ""), {}, 200)
+        home = api_of(request).service.home_organisation(caller.user) if caller.user else ""
+        return _form_page(request, caller, TransferForm(organisationId=home, actionBy=caller.user or ""), {}, 200)
 
     return page(request, build)
 
@@ -365,10 +398,11 @@ class TransferFields:
 
     def __init__(
         self, organisationId: Text = "", actionBy: Text = "", fromUser: Text = "", toUser: Text = "",
-        objects: Text = "", context: Text = "User Deletion",
+        objects: Text = "", context: Text = "User Deletion", lookup: Text = "", pick: Text = "",
     ) -> None:
         self.organisationId, self.actionBy, self.fromUser, self.toUser = organisationId, actionBy, fromUser, toUser
         self.objects, self.context = objects, context
+        self.lookup, self.pick = lookup, pick  # the user look-up: what to look for; "fromUser:<id>" chosen
 
     def form(self, caller: Caller) -> TransferForm:
         # with a token, the admin is the token's user (the API refuses any other actionBy)
@@ -383,7 +417,29 @@ Fields = Annotated[TransferFields, Depends()]
 def transfer_edit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         form = fields.form(caller)
+        key, _, user_id = fields.pick.partition(":")
+        if key in ("fromUser", "toUser") and user_id:  # a user chosen from the look-up
+            setattr(form, key, user_id)
         return _form_page(request, caller, form, {}, 200)
+
+    return page(request, build, post=True)
+
+
+@router.post("/transfer/lookup")
+def transfer_lookup(request: Request, fields: Fields) -> Response:
+    """Find users of the form's organisation by id or name; each found user can be chosen as from- or to-user."""
+    def build(caller: Caller) -> Response:
+        api = api_of(request)
+        form = fields.form(caller)
+        try:
+            found, by_name = api.call(api.service.find_users, form.actionBy, form.organisationId, fields.lookup)
+        except ApiError as exc:
+            if exc.status >= 500:
+                raise
+            return _form_page(request, caller, form, {"lookup": exc.errmsg}, 400, {"text": fields.lookup})
+        users = [{"id": u.id, "label": person(u), "roles": ", ".join(u.roles)} for u in found]
+        return _form_page(request, caller, form, {}, 200, {"text": fields.lookup, "users": users,
+                                                          "by_name": by_name, "searched": True})
 
     return page(request, build, post=True)
 
@@ -393,14 +449,20 @@ def transfer_preview(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
         form = fields.form(caller)
+        problems = _form_problems(api, form)
+        if problems:
+            return _form_page(request, caller, form, problems, 400)
         try:
             result = preview_request(api, form.request_doc(api.service.roles_of), str(uuid.uuid4()),
                                      PREVIEW_RECORDS)
         except ApiError as exc:
             return _form_page(request, caller, form, errors_of(exc), exc.status)
-        rejected = [e for e in result["events"] if e["outcome"] == "rejected"]
+        records = [(r["store"], r["key"]) for e in result["events"] for r in e["records"]]
+        records += _assets_found(result["events"])
         return render(request, "preview.html", caller, title="Check the transfer", form=form, result=result,
-                      all_rejected=len(rejected) == len(result["events"]), nav="transfer")
+                      all_rejected=result["allRejected"] and not result["nothingChanges"], nav="transfer",
+                      names=api.service.names([form.actionBy, form.fromUser, form.toUser], form.organisationId),
+                      records=api.service.record_names(records))
 
     return page(request, build, post=True)
 
@@ -410,6 +472,9 @@ def transfer_submit(request: Request, fields: Fields) -> Response:
     def build(caller: Caller) -> Response:
         api = api_of(request)
         form = fields.form(caller)
+        problems = _form_problems(api, form)
+        if problems:
+            return _form_page(request, caller, form, problems, 400)
         try:
             result = api.submit(form.request_doc(api.service.roles_of), str(uuid.uuid4()))
         except ApiError as exc:
@@ -434,11 +499,12 @@ def history(request: Request, user: str = "", outcome: str = "") -> Response:
         found = service.history(user=user.strip() or None, outcome=wanted or None, action_by=caller.user,
                                 limit=HISTORY_PAGE + 1, offset=(number - 1) * HISTORY_PAGE)
         rows = found or []
+        names = service.names(i for r in rows[:HISTORY_PAGE] for i in (r.from_user, r.to_user, r.action_by) if i)
         more = len(rows) > HISTORY_PAGE
         query = {k: v for k, v in {"user": user.strip(), "outcome": wanted}.items() if v}
         return render(request, "history.html", caller, 400 if errors else 200, title="Request history",
                       rows=rows[:HISTORY_PAGE], kept=found is not None, user=user.strip(), outcome=wanted,
-                      outcomes=OUTCOMES, errors=errors, nav="requests", page=number,
+                      outcomes=OUTCOMES, errors=errors, nav="requests", page=number, names=names,
                       newer=urlencode({**query, "page": number - 1}) if number > 1 else None,
                       older=urlencode({**query, "page": number + 1}) if more else None)
 
@@ -453,6 +519,7 @@ def _page_number(text: str | None) -> int:
 class UndoNote:
     reverted: int
     conflicts: int
+    already: bool = False  # every event was undone before: nothing changed now
 
 
 def _status(api: Api, request_id: str, caller: Caller) -> dict[str, Any]:
@@ -468,19 +535,42 @@ def request_detail(request: Request, request_id: str) -> Response:
         errors = {f.mid: f.error for f in api.service.failed_events(caller.user, request_id=request_id) or []}
         events = status["events"]
         pending = any(e["outcome"] == "pending" for e in events)
-        undoable = not pending and any(e["outcome"] == "applied" and not e.get("undone") for e in events)
+        undoable = _undoable(events)
         undo = _undo_note(request.query_params)
-        return render(request, "request.html", caller, title=f"Request {request_id}", request_id=request_id,
+        service = api.service
+        names = service.names([summary.from_user or "", summary.to_user or "", summary.action_by or ""]
+                              if summary is not None else [])
+        records = [(c["store"], c["key"]) for e in events for c in e.get("changes", [])]
+        records += _assets_found(events)
+        title = summary.title if summary is not None else f"Request {request_id}"
+        return render(request, "request.html", caller, title=title, request_id=request_id,
                       summary=summary, events=events, failures=errors, pending=pending, undoable=undoable,
-                      submitted=request.query_params.get("submitted"), undo=undo, nav="requests")
+                      submitted=request.query_params.get("submitted"), undo=undo, nav="requests", names=names,
+                      records=service.record_names(records))
 
     return page(request, build)
+
+
+def _assets_found(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The assets the events name that were found (an asset of another organisation answers as an absent one, so
+    that it is not named either: no probing)."""
+    not_found = Reason.ASSET_NOT_FOUND.value
+    return [(STORE_ASSET, str(e["assetInformation"]["identifier"])) for e in events
+            if e["assetInformation"].get("identifier") and e["outcome"] != "pending"
+            and not_found not in e.get("skipped", ()) and e.get("reason") != not_found]
+
+
+def _undoable(events: list[dict[str, Any]]) -> bool:
+    """Every event processed, and one of them applied and not undone yet."""
+    return not any(e["outcome"] == "pending" for e in events) and any(
+        e["outcome"] == "applied" and not e.get("undone") for e in events
+    )
 
 
 def _undo_note(query: Mapping[str, str]) -> UndoNote | None:
     reverted, conflicts = query.get("reverted", ""), query.get("conflicts", "")
     if reverted.isdigit() and conflicts.isdigit():
-        return UndoNote(int(reverted), int(conflicts))
+        return UndoNote(int(reverted), int(conflicts), query.get("already") == "1")
     return None
 
 
@@ -495,14 +585,18 @@ def undo_confirm(request: Request, request_id: str) -> Response:
 def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | None, errors: Mapping[str, str],
                status: int) -> Response:
     api = api_of(request)
-    found = _status(api, request_id, caller)
+    found = _status(api, request_id, caller)  # its checks: the request exists and the caller may see it
     summary = api.service.summary(request_id)
     if admin is None:
         admin = caller.user or (summary.action_by if summary is not None else "") or ""
-    changes = sum(len(e.get("changes", [])) for e in found["events"])
-    more = any(e.get("nextCursor") for e in found["events"])
+    events = found["events"]
+    with api.app.reader() as uow:
+        scope = undo_scope(uow, request_id=request_id)  # the true counts, from the ledger
+    names = api.service.names([summary.from_user or "", summary.to_user or ""] if summary is not None else [])
     return render(request, "undo.html", caller, status, title=f"Undo request {request_id}?", request_id=request_id,
-                  summary=summary, admin=admin, errors=dict(errors), changes=changes, more=more, nav="requests")
+                  names=names, summary=summary, admin=admin, errors=dict(errors), scope=scope, nav="requests",
+                  undoable=_undoable(events), undone=[e for e in events if e.get("undone")],
+                  pending=any(e["outcome"] == "pending" for e in events))
 
 
 @router.post("/requests/{request_id}/undo")
@@ -519,7 +613,7 @@ def undo(request: Request, request_id: str, actionBy: Text = "") -> Response:
             key = "actionBy" if exc.err == CANNOT_TRANSFER_OWNERSHIP else ""
             return _undo_page(request, caller, request_id, admin, {key: exc.errmsg}, exc.status)
         return see(request, f"/requests/{quote(request_id, safe='')}", reverted=result["reverted"],
-                   conflicts=result["conflicts"])
+                   conflicts=result["conflicts"], already="1" if result["alreadyUndone"] else None)
 
     return page(request, build, post=True)
 
@@ -533,7 +627,8 @@ def failed(request: Request) -> Response:
         api = api_of(request)
         found = api.service.failed_events(caller.user, limit=FAILED_PAGE)
         q = request.query_params
-        return render(request, "failed.html", caller, title="Failed events", rows=found or [],
+        names = api.service.names(u for f in found or [] for u in (f.from_user, f.to_user) if u)
+        return render(request, "failed.html", caller, title="Failed events", rows=found or [], names=names,
                       queue=found is not None, topic=api.app.settings["kafka.output.failed.topic"], nav="failed",
                       redriven=q.get("redriven"), missing=q.get("missing"))
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from handover.service.ports import AuditPage, AuditRecord, UnitOfWork, UnitOfWorkFactory
 
-EXPORT_COLUMNS = ("mid", "request_id", "store", "record_key", "field", "before", "after", "at")
+EXPORT_COLUMNS = (
+    "at", "action", "action_by", "mid", "request_id", "store", "record_key", "field", "before", "after",
+)  # when, why (the event's action: ownership-transfer, delete-user, undo), who (the request's admin), what
 UNDO_ACTION = "undo"
 UNDO_PREFIX = "undo:"
 
@@ -46,29 +48,55 @@ def record_json(record: AuditRecord) -> dict[str, Any]:
 
 
 def csv_cells(row: dict[str, Any]) -> list[str]:
-    """A ``record_json`` row as CSV cells: values as JSON text (so that a list, a null and "" differ)."""
-    return [_cell(c, row[c]) for c in EXPORT_COLUMNS]
+    """An ``export`` row as CSV cells: a text as it is, a null as an empty cell, a list or an object (a mentor
+    list, a nested PII value) as JSON text."""
+    return [_cell(row.get(c)) for c in EXPORT_COLUMNS]
 
 
-def _cell(column: str, value: Any) -> str:
-    if column in ("before", "after"):
-        return json.dumps(value, ensure_ascii=False)
-    return "" if value is None else str(value)
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def export(
-    uow_factory: UnitOfWorkFactory, *, mid: str | None = None, request_id: str | None = None, page_size: int = 1000
+    uow_factory: UnitOfWorkFactory,
+    *,
+    mid: str | None = None,
+    request_id: str | None = None,
+    page_size: int = 1000,
+    with_undo: bool = False,
+    action_by: Callable[[str], str | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every audit row of an event or a request (its undo rows included), oldest first, one short unit of work
-    per page so that a long export never holds the store."""
-    cursor: str | None = None
-    while True:
-        with uow_factory() as uow:
-            page = uow.audit.page(mid=mid, request_id=request_id, cursor=cursor, limit=page_size)
-        yield from (record_json(r) for r in page.records)
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+    """Every audit row of an event or a request (a request's undo rows included; an event's too with
+    ``with_undo``: those of event ``undo:<mid>`` follow), oldest first, one short unit of work per page so that a
+    long export never holds the store. Each row is ``record_json`` plus ``action`` (the ledger's action of its
+    event: ``ownership-transfer``, ``delete-user``, ``undo``) and ``action_by`` (``action_by(request_id)``: the
+    admin who sent the request, None without a request or a lookup)."""
+    mids: list[str | None] = [mid, undo_mid(mid)] if mid is not None and with_undo else [mid]
+    actions: dict[str, str | None] = {}
+    admins: dict[str, str | None] = {}
+    for one in mids:
+        cursor: str | None = None
+        while True:
+            with uow_factory() as uow:
+                page = uow.audit.page(mid=one, request_id=request_id, cursor=cursor, limit=page_size)
+                for r in page.records:
+                    if r.mid not in actions:
+                        entry = uow.ledger.get(r.mid)
+                        actions[r.mid] = entry.action if entry is not None else None
+            for r in page.records:
+                row = record_json(r)
+                row["action"] = actions.get(r.mid)
+                if r.request_id is not None and action_by is not None and r.request_id not in admins:
+                    admins[r.request_id] = action_by(r.request_id)
+                row["action_by"] = admins.get(r.request_id) if r.request_id is not None else None
+                yield row
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
 
 
 def event_changes(uow: UnitOfWork, mid: str, *, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:

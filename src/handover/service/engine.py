@@ -27,6 +27,7 @@ from handover.service.ports import (
     LedgerEntry,
     Outcome,
     RecordCounts,
+    RecordsWritten,
     StoreContention,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -54,11 +55,14 @@ class Engine:
         policy: Policy,
         settings: EngineSettings | None = None,
         clock: Clock = utcnow,
+        on_written: RecordsWritten | None = None,
     ) -> None:
+        """``on_written(course_batches, assets)`` after each write of records (progress of a long event)."""
         self._uow_factory = uow_factory
         self.policy = policy
         self.settings = settings or EngineSettings()
         self._clock = clock
+        self._on_written = on_written
 
     def process(self, data: bytes | str | Any) -> Outcome:
         """Process one event in its own unit of work. Store errors propagate (nothing is committed)."""
@@ -146,11 +150,10 @@ class Engine:
             outcome.changed_batches = walked_before + counts.batches_of_user(event.from_user_id, statuses)
             return
         assert bulk is not None
-        outcome.changed_batches += bulk.reassign_mentor(event.from_user_id, event.to_user_id, statuses,
-                                                        self._stamp(event))
-        outcome.changed_batches += bulk.reassign_batch_creator(
-            event.from_user_id, event.to_user_id, statuses, self._stamp(event)
-        )
+        written = bulk.reassign_mentor(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
+        written += bulk.reassign_batch_creator(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
+        outcome.changed_batches += written
+        self._written(written, 0)
 
     def _transfer_batch_page(
         self, uow: UnitOfWork, event: OwnershipTransfer, page: Sequence[CourseBatch], outcome: Outcome
@@ -165,6 +168,7 @@ class Engine:
             self._audit_batches(uow, event, updates)
             self._sample(outcome, STORE_COURSE_BATCH, updates)
             outcome.changed_batches += len(updates)
+            self._written(len(updates), 0)
 
     def _transfer_all_assets(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
         """Record by record through the rules. Once a page comes back full and the store writes set-based:
@@ -204,6 +208,7 @@ class Engine:
                 per_record.add((object_type, version))
             else:
                 outcome.changed_assets += written
+                self._written(0, written)
         if not per_record:
             return
         for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
@@ -251,7 +256,7 @@ class Engine:
         # the names to redact: the directory's (it may have blanked them already), the event's userName and the
         # names the audit itself recorded for this user (issue 13 item 10)
         names = rules.personal_values(user, user_name, event_name, *uow.audit.recorded_names(event.user_id))
-        uow.audit.redact(names, self.policy.replacement_value)
+        uow.audit.redact(event.user_id, names, self.policy.replacement_value)
         return outcome
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -311,6 +316,11 @@ class Engine:
             )
         self._sample(outcome, STORE_ASSET, updates)
         outcome.changed_assets += len(updates)
+        self._written(0, len(updates))
+
+    def _written(self, batches: int, assets: int) -> None:
+        if self._on_written is not None and (batches or assets):
+            self._on_written(batches, assets)
 
     def _audit_batches(self, uow: UnitOfWork, event: OwnershipTransfer, updates: list[BatchUpdate]) -> None:
         if not self.settings.audit:

@@ -7,7 +7,7 @@ wherever the store has transactions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -20,6 +20,11 @@ from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
 OutcomeKind = Literal["applied", "rejected", "duplicate"]
 STORE_COURSE_BATCH = "course_batch"
 STORE_ASSET = "asset"
+
+
+RecordsWritten = Callable[[int, int], None]
+"""Progress of long work (a replay, an undo): called after each write with the number of course batches and of
+assets that write changed (either may be 0). It runs inside the unit of work: keep it quick, raise nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +65,22 @@ class AuditPage:
 
 
 class UserDirectory(Protocol):
+    """The users. Optional, where the directory can (``getattr``): ``organisation_exists(org_id) -> bool`` and
+    ``find(org_id, text, limit) -> list[User]`` (users of the root organisation whose id or names contain ``text``,
+    for the console's look-up)."""
+
     def get(self, user_id: str) -> User | None: ...
+
+
+class DeletedUserSearch(Protocol):
+    """An optional capability of a unit of work's user directory (``uow.users``): the users marked deleted, a page
+    at a time, for the deleted-owner report (``service.reports``). SQL store: ``users.isDeleted``; Sunbird:
+    userorg's user search (status 2, as Lern's report reads ``status = 2`` from the user table)."""
+
+    def deleted_users(self, organisation_id: str | None, after: str, limit: int) -> Sequence[User]:
+        """Up to ``limit`` deleted users whose root organisation is ``organisation_id`` (None: any), with an id
+        greater than ``after`` ("" for the first page), in id order; fewer than ``limit`` means the last page."""
+        ...
 
 
 class BatchRepository(Protocol):
@@ -80,6 +100,9 @@ class BatchRepository(Protocol):
 
 
 class AssetRepository(Protocol):
+    """The assets. Optional, where the store can (``getattr``): ``types_created_by(user_id) -> dict[str, int]``,
+    how many assets the user created by objectType (the preview's "stays with the old owner")."""
+
     def get(self, identifier: str) -> Asset | None: ...
 
     def pages_created_by(
@@ -116,10 +139,11 @@ class Outbox(Protocol):
 class AuditLog(Protocol):
     def record(self, records: Sequence[AuditRecord]) -> None: ...
 
-    def redact(self, values: Sequence[str], replacement: str) -> int:
-        """Replace every audited value (before or after) equal to one of ``values`` by ``replacement``: a
-        deleted user's names then stay in no audit row, also not in those of transfers made before the
-        deletion. Returns how many values were replaced."""
+    def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
+        """Replace every audited value (before or after) equal to one of ``values`` by ``replacement``, at
+        least in the rows of every change of an asset's ``createdBy`` from or to ``user_id`` (the SQL audit: in
+        every row): a deleted user's names then stay in no audit row, also not in those of transfers made before
+        the deletion. Returns how many values were replaced."""
         ...
 
     def recorded_names(self, user_id: str) -> Sequence[str]:
@@ -188,7 +212,8 @@ class BulkWrites(Protocol):
 
 
 class RecordCounts(Protocol):
-    """An optional capability of a unit of work that writes nothing (the SQL store's preview): how many records a
+    """An optional capability of a unit of work that writes nothing (the SQL store's previews and read-only units;
+    never one that writes, since the engine counts instead of writing where it is there): how many records a
     whole-user transfer would change, counted by the store. A preview walks the first page record by record (the
     records it shows) and counts the rest instead of walking it."""
 
@@ -236,7 +261,7 @@ class UnitOfWork(Protocol):
     audit: AuditLog
     bulk: BulkWrites | None  # None: the store writes record by record only
     reverts: ColumnReverts | None  # None: an undo reverts record by record only
-    counts: RecordCounts | None  # None: a preview walks every record (and any unit of work that writes)
+    counts: RecordCounts | None  # None: a preview walks every record (and always in a unit of work that writes)
 
     def __enter__(self) -> Self: ...
 
@@ -362,7 +387,9 @@ class FailedEvent:
 @dataclass(frozen=True, slots=True)
 class RequestSummary:
     """One API request in the history: who, when, and how many of its events ended how (``outcomes``:
-    applied / rejected / duplicate / failed / pending counts; ``reasons``: the rejection and failure reasons)."""
+    applied / undone / rejected / duplicate / failed / pending counts, an undone event counted as ``undone`` only;
+    ``reasons``: the rejection and failure reasons; ``assets``: how many events name an asset, 0 when the request
+    was about everything of the from-user)."""
 
     request_id: str
     created_at: datetime
@@ -372,10 +399,17 @@ class RequestSummary:
     to_user: str | None
     outcomes: dict[str, int]
     reasons: list[str]
+    assets: int = 0
 
     @property
     def events(self) -> int:
         return sum(self.outcomes.values())
+
+    @property
+    def title(self) -> str:
+        """``u-ann → u-ravi: everything`` (or ``: 2 assets``), for lists and headings."""
+        what = "everything" if not self.assets else f"{self.assets} asset{'' if self.assets == 1 else 's'}"
+        return f"{self.from_user or '?'} → {self.to_user or '?'}: {what}"
 
 
 class RequestHistory(Protocol):
@@ -392,8 +426,8 @@ class RequestHistory(Protocol):
         offset: int = 0,
     ) -> list[RequestSummary]:
         """At most ``limit`` requests after the first ``offset`` that match, newest first. ``user``: the request's
-        admin, from-user or to-user; ``outcome``: at least one event ended so (applied, rejected, duplicate,
-        failed, pending); ``action_by``: only that admin's."""
+        admin, from-user or to-user; ``outcome``: at least one event ended so (applied and not undone, undone,
+        rejected, duplicate, failed, pending); ``action_by``: only that admin's."""
         ...
 
     def summary(self, request_id: str) -> RequestSummary | None:

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from handover.domain.events import OWNERSHIP_TRANSFER, Reason
 from handover.domain.model import User
-from handover.domain.text import text_problem
+from handover.domain.text import id_problem, text_problem
 from handover.domain.transfer_request import (
     CANNOT_TRANSFER_OWNERSHIP,
     RESTRICTED,
@@ -33,6 +33,8 @@ from handover.domain.transfer_request import (
 from handover.service.audit_trail import event_changes
 from handover.service.engine import Engine
 from handover.service.ports import (
+    STORE_ASSET,
+    STORE_COURSE_BATCH,
     Backlog,
     DuplicateRequest,
     EventSink,
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 
 PENDING = "pending"  # not processed yet
 FAILED = "failed"  # processing gave up after max_attempts (embedded queue)
+UNDONE = "undone"  # applied, then undone (the history's count and filter; the status entry's ``undone``)
 
 
 def event_status(
@@ -63,10 +66,11 @@ def event_status(
     changed_assets: int = 0,
     *,
     failed: bool = False,
+    undone: bool = False,
 ) -> dict[str, Any]:
-    """``{"mid", "assetInformation", "outcome", "reason", "skipped", "changed"}``. ``outcome`` and the rest are the
-    ledger row's when the event was processed (``outcome`` None: not processed); then ``failed`` when processing
-    gave up, else ``pending``."""
+    """``{"mid", "assetInformation", "outcome", "reason", "skipped", "changed", "undone"}``. ``outcome`` and the
+    rest are the ledger row's when the event was processed (``outcome`` None: not processed); then ``failed`` when
+    processing gave up, else ``pending``. ``undone``: the ledger has the undo of this event (``undo:<mid>``)."""
     if outcome is None:
         outcome = FAILED if failed else PENDING
         reason = Reason.PROCESSING_FAILED.value if failed else None
@@ -78,6 +82,7 @@ def event_status(
         "reason": reason,
         "skipped": sorted(skipped),
         "changed": {"course_batches": changed_batches, "assets": changed_assets},
+        "undone": undone and outcome == "applied",
     }
 
 
@@ -105,17 +110,21 @@ def summary_of(
     parties: tuple[str | None, str | None, str | None],
     events: Iterable[Mapping[str, Any]],
 ) -> RequestSummary:
-    """A request's history entry from the status entries of its events (``event_status``): outcome counts,
-    and the rejection and failure reasons."""
+    """A request's history entry from the status entries of its events (``event_status``): outcome counts (an
+    applied event that was undone counts as ``undone``), the rejection and failure reasons, and how many events
+    name an asset (0: the request was about everything of the from-user)."""
     outcomes: dict[str, int] = {}
     reasons: set[str] = set()
+    assets = 0
     for event in events:
-        outcome = str(event.get("outcome"))
+        outcome = UNDONE if event.get("undone") else str(event.get("outcome"))
+        info = event.get("assetInformation")
+        assets += 1 if isinstance(info, Mapping) and info.get("identifier") else 0
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         reason = event.get("reason")
         if outcome in (FAILED, "rejected") and isinstance(reason, str) and reason:
             reasons.add(reason)
-    return RequestSummary(request_id, created_at, action_by, *parties, outcomes, sorted(reasons))
+    return RequestSummary(request_id, created_at, action_by, *parties, outcomes, sorted(reasons), assets)
 
 
 # --- errors: what a use case refuses, for the entry points to map (HTTP status, CLI exit code) -----------
@@ -162,6 +171,9 @@ def _store_down(exc: Exception) -> Unavailable:
 # --- the use cases ------------------------------------------------------------------------------------
 
 DEFAULT_RECORDS = 20  # changed records shown per event (preview, status)
+BATCH_STATUSES = {0: "upcoming", 1: "ongoing", 2: "completed"}  # Sunbird's course batch statuses
+FOUND_USERS = 10  # users a look-up shows
+FORM_FIELDS = ("organisationId", "actionBy", "fromUser", "toUser", "objects", "context")  # the transfer form's
 
 
 class UnitOfWorkDirectory:
@@ -279,7 +291,10 @@ class TransferRequests:
 
     def preview(self, doc: Any, request_id: str, limit: int = DEFAULT_RECORDS) -> dict[str, Any]:
         """Run the engine on the events the transfer would publish, inside the store's rolled-back preview:
-        ``{"events": [{assetInformation, outcome, reason, skipped, changed, records}], "changed"}``."""
+        ``{"events": [{assetInformation, outcome, reason, skipped, changed, records}], "changed", "nothingChanges",
+        "allRejected", "whyNothing", "unknownAssets", "stays"}``: whether nothing at all would change, whether
+        every event would be rejected, the reasons of the events that would change nothing, the asset ids no
+        asset has, and (a transfer of everything; else None) what stays with the from-user (``stays_with``)."""
         valid = self.validated(doc)
         try:
             events = build_events(valid, request_id, self.clock_ms(), self.new_id)
@@ -297,13 +312,49 @@ class TransferRequests:
             report = outcome.report(with_mid=False)
             per_event.append({"assetInformation": event["edata"]["assetInformation"], **report,
                               "records": outcome.samples})
+        changed = {
+            "course_batches": sum(o.changed_batches for o in outcomes),
+            "assets": sum(o.changed_assets for o in outcomes),
+        }
+        idle = [e for e in per_event if e["outcome"] == "rejected" or not any(e["changed"].values())]
+        why = {str(e["reason"]) for e in idle if e.get("reason")} | {str(r) for e in idle for r in e["skipped"]}
+        not_found = Reason.ASSET_NOT_FOUND.value
         return {
             "events": per_event,
-            "changed": {
-                "course_batches": sum(o.changed_batches for o in outcomes),
-                "assets": sum(o.changed_assets for o in outcomes),
-            },
+            "changed": changed,
+            "nothingChanges": not any(changed.values()),
+            "allRejected": all(e["outcome"] == "rejected" for e in per_event),
+            "whyNothing": sorted(why),  # the rejection and skip reasons of the events that would change nothing
+            "unknownAssets": [str(e["assetInformation"].get("identifier")) for e in per_event
+                              if e.get("reason") == not_found or not_found in e["skipped"]],
+            "stays": None if valid.objects else self.stays_with(valid.from_user.userId),
         }
+
+    def stays_with(self, user_id: str) -> dict[str, Any]:
+        """What a transfer of everything leaves with ``user_id``: ``{"course_batches": {status: count}, "assets":
+        {objectType: count} or None}``: the batches the user created or mentors whose status is not transferred
+        (``course_batch_statuses``; 2 is completed), and the user's assets whose type is not transferred (None
+        where the store cannot count assets by type). Counted by the store where it can (``UnitOfWork.counts``),
+        else read a page at a time; ``Unavailable``."""
+        engine = self.engine()
+        policy, page_size = engine.policy, engine.settings.page_size
+        kept = frozenset(BATCH_STATUSES) - policy.course_batch_statuses
+        batches: dict[str, int] = {}
+        try:
+            with self.read() as uow:
+                for status in sorted(kept):
+                    count = (uow.counts.batches_of_user(user_id, frozenset({status})) if uow.counts is not None
+                             else sum(len(page) for page in uow.batches.pages_of_user(user_id, frozenset({status}),
+                                                                                      page_size)))
+                    if count:
+                        batches[BATCH_STATUSES[status]] = count
+                by_type: Callable[[str], Mapping[str, int]] | None = getattr(uow.assets, "types_created_by", None)
+                types = policy.object_type_names()
+                assets = None if by_type is None else {
+                    t: n for t, n in sorted(by_type(user_id).items()) if t not in types and n}
+        except Exception as exc:
+            raise _store_down(exc) from None
+        return {"course_batches": batches, "assets": assets}
 
     # status and changed records
 
@@ -463,3 +514,162 @@ class TransferRequests:
         if user is None:
             return []
         return [{"role": r, "scope": [{"organisationId": user.rootOrgId}]} for r in user.roles]
+
+    def form_problems(
+        self, *, organisation_id: str, action_by: str, from_user: str, to_user: str, objects: list[str],
+        context: str,
+    ) -> dict[str, str]:
+        """Every problem of the transfer form at once, keyed by field (``organisationId``, ``actionBy``,
+        ``fromUser``, ``toUser``, ``objects``, ``context``), in the form's words ("No user u-nobody in org-1",
+        "u-meera is not an admin of org-1"); {} when the form is fine. Users are looked up in the user directory
+        within the organisation, so that another organisation's users answer as unknown ones (no probing).
+        ``Unavailable`` when the directory fails."""
+        problems: dict[str, str] = {}
+        org = organisation_id.strip()
+        try:
+            with self.read() as uow:
+                directory = UnitOfWorkDirectory(uow.users)
+                if not org:
+                    problems["organisationId"] = "Enter the organisation ID, for example org-1."
+                elif (bad := id_problem(org)) is not None:
+                    problems["organisationId"] = f"The organisation ID {bad}."
+                elif not directory.organisation_exists(org):
+                    problems["organisationId"] = f"No organisation {org}."
+                known = org if "organisationId" not in problems else None
+                people: dict[str, User] = {}
+                for key, value, who in (("actionBy", action_by, "the admin's"), ("fromUser", from_user,
+                                        "the from-user's"), ("toUser", to_user, "the to-user's")):
+                    user_id = value.strip()
+                    if not user_id:
+                        problems[key] = f"Enter {who} user ID."
+                        continue
+                    if (bad := id_problem(user_id)) is not None:
+                        problems[key] = f"The user ID {bad}."
+                        continue
+                    caller = people.get("actionBy")
+                    if key != "actionBy" and (caller is None or known is None or caller.rootOrgId != known):
+                        continue  # an organisation's users are looked up for its own people only (no probing)
+                    user = directory.user(user_id)
+                    if user is None or (known is not None and user.rootOrgId != known):
+                        problems[key] = f"No user {user_id} in {known}." if known else f"No user {user_id}."
+                        continue
+                    people[key] = user
+        except Exception as exc:
+            raise _store_down(exc) from None
+        admin, source, target = people.get("actionBy"), people.get("fromUser"), people.get("toUser")
+        if admin is not None and known is not None and not is_org_admin_of(admin, known):
+            problems["actionBy"] = f"{admin.id} is not an admin of {known}."
+        if source is not None and not source.roles:
+            problems["fromUser"] = f"{source.id} has no roles in {source.rootOrgId}."
+        if target is not None:
+            if source is not None and target.id == source.id:
+                problems["toUser"] = "Choose another user than the from-user."
+            elif target.isDeleted:
+                problems["toUser"] = f"{target.id} is deleted: choose a user who is not."
+            elif not target.roles:
+                problems["toUser"] = f"{target.id} has no roles in {target.rootOrgId}."
+        if self.max_objects is not None and len(objects) > self.max_objects:
+            problems["objects"] = (f"{len(objects)} assets named: at most {self.max_objects} per transfer; split "
+                                   "them into several transfers.")
+        else:
+            for identifier in objects:
+                if (bad := id_problem(identifier)) is not None:
+                    problems["objects"] = f"The asset ID {identifier[:40]!r} {bad}."
+                    break
+        if (bad := text_problem(context)) is not None:
+            problems["context"] = f"The context contains {bad}."
+        return {key: problems[key] for key in FORM_FIELDS if key in problems}  # in the form's order
+
+    # names beside ids
+
+    def names(self, user_ids: Iterable[str], organisation_id: str | None = None) -> dict[str, str]:
+        """``{"u-ann": "Ann Lee (u-ann)"}`` for each id the user directory knows (others left out; {} when the
+        directory fails: the pages then show ids). ``organisation_id``: only users of that root organisation (a
+        form's ids are named only within its organisation: no probing)."""
+        out: dict[str, str] = {}
+        try:
+            with self.read() as uow:
+                for user_id in dict.fromkeys(i.strip() for i in user_ids if i and i.strip()):
+                    user = uow.users.get(user_id)
+                    if user is not None and organisation_id in (None, user.rootOrgId):
+                        out[user_id] = person(user)
+        except Exception:
+            log.warning("user directory unavailable: ids shown without names", exc_info=True)
+            return {}
+        return out
+
+    def record_names(self, records: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """``{(store, key): "Algebra, spring"}`` for course batches and assets that exist and have a name, and
+        ``"Question"`` (the type) for assets without one; {} when the store fails (the pages show keys)."""
+        wanted = list(dict.fromkeys(records))
+        batch_keys = [(c, b) for store, key in wanted if store == STORE_COURSE_BATCH
+                      for c, _, b in [key.partition("/")]]
+        asset_ids = [key for store, key in wanted if store == STORE_ASSET]
+        out: dict[tuple[str, str], str] = {}
+        try:
+            with self.read() as uow:
+                batches = uow.batches.get_many(batch_keys) if batch_keys else {}
+                assets = uow.assets.get_many(asset_ids) if asset_ids else {}
+        except Exception:
+            log.warning("store unavailable: records shown without names", exc_info=True)
+            return {}
+        for (courseid, batchid), batch in batches.items():
+            if batch.name:
+                out[(STORE_COURSE_BATCH, f"{courseid}/{batchid}")] = batch.name
+        for identifier, asset in assets.items():
+            name = asset.get("name")
+            label = f"{asset.objectType} “{name}”" if isinstance(name, str) and name else asset.objectType
+            out[(STORE_ASSET, identifier)] = label
+        return out
+
+    def home_organisation(self, admin: str) -> str:
+        """The root organisation of which ``admin`` is ``ORG_ADMIN`` ("" when not one, or the directory fails), to
+        start the transfer form with."""
+        try:
+            with self.read() as uow:
+                user = uow.users.get(admin) if admin else None
+        except Exception:
+            log.warning("user directory unavailable: the form starts without an organisation", exc_info=True)
+            return ""
+        return user.rootOrgId if user is not None and admin_of(user, user.rootOrgId) else ""
+
+    def find_users(
+        self, admin: str, organisation_id: str, text: str, limit: int = FOUND_USERS
+    ) -> tuple[list[User], bool]:
+        """The users of ``organisation_id`` whose id is ``text`` or whose names contain it (case-insensitive), at
+        most ``limit``, and whether names were searched (False: this directory looks users up by id only).
+        Deleted users are left out. ``admin`` (the signed-in user, or the form's admin) must be ``ORG_ADMIN`` of
+        the organisation: ``Forbidden`` otherwise, so that nobody looks into another organisation. ``Invalid``
+        without an organisation or text; ``Unavailable``."""
+        org, wanted = organisation_id.strip(), text.strip()
+        if not org or not wanted:
+            raise Invalid("Enter the organisation ID and an ID or a name to look for.")
+        for value in (org, wanted, admin.strip()):
+            if (bad := id_problem(value)) is not None:
+                raise Invalid(f"{value[:40]!r} {bad}.")
+        try:
+            with self.read() as uow:
+                if not admin_of(uow.users.get(admin.strip()), org):
+                    raise Forbidden(f"Look-ups are for the admins of {org}: {admin.strip() or 'no admin'} is not "
+                                    "one of them.")
+                exact = uow.users.get(wanted)
+                found = [exact] if exact is not None and exact.rootOrgId == org else []
+                search: Callable[[str, str, int], list[User]] | None = getattr(uow.users, "find", None)
+                if search is not None:
+                    found += [u for u in search(org, wanted, limit + 1) if u.id != wanted]
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise _store_down(exc) from None
+        return [u for u in found if not u.isDeleted][:limit], search is not None
+
+
+def admin_of(user: User | None, organisation_id: str | None) -> bool:
+    """``user`` is known and ``ORG_ADMIN`` of ``organisation_id`` (False when either is missing)."""
+    return user is not None and organisation_id is not None and is_org_admin_of(user, organisation_id)
+
+
+def person(user: User) -> str:
+    """``Ann Lee (u-ann)``; the user name, or the id alone, when the directory has no first or last name."""
+    name = " ".join(p for p in (user.firstName.strip(), user.lastName.strip()) if p) or user.userName.strip()
+    return f"{name} ({user.id})" if name and name != user.id else user.id

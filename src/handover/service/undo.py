@@ -30,6 +30,7 @@ from handover.service.ports import (
     AuditRecord,
     AuditStamp,
     LedgerEntry,
+    RecordsWritten,
     StoreContention,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -54,7 +55,8 @@ class NotUndoable(UndoError):
 
 @dataclass(slots=True)
 class EventUndo:
-    """What undoing one event did (or, when ``already_undone``, what the earlier undo did)."""
+    """What undoing one event did. An event undone before (``already_undone``) reverts nothing now: ``reverted``
+    and ``conflicts`` are 0 and ``note`` says what the earlier undo did."""
 
     mid: str
     reverted: int = 0
@@ -76,10 +78,35 @@ class EventUndo:
             "conflictSamples": self.conflict_samples,
         }
 
+    def message(self) -> str:
+        """``already undone, 0 reverted`` or ``11 changes reverted, 0 conflicts``, for the CLI's line of this
+        event."""
+        return undo_message(self.already_undone, self.reverted, self.conflicts)
+
+
+def undo_message(already_undone: bool, reverted: int, conflicts: int) -> str:
+    """What an undo did in words, the same in the console, the CLI and the API."""
+    if already_undone:
+        return "already undone, 0 reverted"
+    changes = f"{reverted} change{'' if reverted == 1 else 's'} reverted"
+    return f"{changes}, {conflicts} conflict{'' if conflicts == 1 else 's'}"
+
 
 @dataclass(slots=True)
 class UndoResult:
     events: list[EventUndo]
+
+    @property
+    def already_undone(self) -> bool:
+        """Every applied event of it was undone before: this undo changed nothing."""
+        return any(e.already_undone for e in self.events) and not any(
+            not e.already_undone and not e.note for e in self.events
+        )
+
+    def message(self) -> str:
+        """What the undo did in words, as the console, the CLI and the API say it: ``already undone, 0 reverted``
+        when there was nothing left to undo, else ``11 changes reverted, 0 conflicts``."""
+        return undo_message(self.already_undone, self.reverted, self.conflicts)
 
     @property
     def reverted(self) -> int:
@@ -93,8 +120,38 @@ class UndoResult:
         return {
             "reverted": self.reverted,
             "conflicts": self.conflicts,
+            "alreadyUndone": self.already_undone,
+            "message": self.message(),
             "events": [e.to_json() for e in self.events],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class UndoScope:
+    """What an undo would revert at most: the events still to undo and the records they changed (the ledger's
+    counts; fields are more: a course batch has up to two audited fields, an asset several)."""
+
+    events: int
+    course_batches: int
+    assets: int
+
+    @property
+    def records(self) -> int:
+        return self.course_batches + self.assets
+
+
+def undo_scope(uow: UnitOfWork, *, mid: str | None = None, request_id: str | None = None) -> UndoScope:
+    """The applied, not yet undone events of event ``mid`` or of request ``request_id`` and the records they
+    changed, from the ledger (one read per event; nothing of the audit trail is read). Zeros when there are
+    none."""
+    if mid is not None:
+        found = uow.ledger.get(mid)
+        entries = [found] if found is not None else []
+    else:
+        entries = [e for e in uow.ledger.by_request(request_id or "") if e.action != UNDO_ACTION]
+    todo = [e for e in entries if e.outcome == "applied" and e.action != DELETE_USER
+            and uow.ledger.get(undo_mid(e.mid)) is None]
+    return UndoScope(len(todo), sum(e.changed_batches for e in todo), sum(e.changed_assets for e in todo))
 
 
 def undo_details(entry: LedgerEntry) -> tuple[int, int]:
@@ -113,10 +170,12 @@ def _utcnow() -> datetime:
 class Undoer:
     def __init__(
         self, uow_factory: UnitOfWorkFactory, *, page_size: int = 1000, audit: bool = True, clock: Clock = _utcnow,
-        replacement: str = DEFAULT_REPLACEMENT,
+        replacement: str = DEFAULT_REPLACEMENT, on_written: RecordsWritten | None = None,
     ) -> None:
         """``replacement``: what an undo writes instead of a deleted user's personal data (``user_pii_replacement
-        _value``, SPEC 10)."""
+        _value``, SPEC 10). ``on_written(course_batch_fields, asset_fields)`` after each page: the fields it
+        reverted (fields, not records: the audit rows of one record can lie on several pages)."""
+        self._on_written = on_written
         self._uow_factory = uow_factory
         self._page_size = page_size
         self._audit = audit
@@ -188,8 +247,10 @@ class Undoer:
             done = uow.ledger.get(undo_mid(entry.mid))
             if done is not None:
                 reverted, conflicts = undo_details(done)
-                results[entry.mid] = EventUndo(entry.mid, reverted, conflicts, already_undone=True,
-                                               note="already undone: nothing changed")
+                results[entry.mid] = EventUndo(
+                    entry.mid, already_undone=True,
+                    note=f"already undone at {done.processed_at.isoformat()} (that undo reverted {reverted}, "
+                         f"{conflicts} conflicts): nothing changed")
             elif entry.outcome != "applied":
                 results[entry.mid] = EventUndo(entry.mid, note=f"{entry.outcome}: it changed nothing")
             else:
@@ -227,6 +288,9 @@ class Undoer:
         if not done:
             return None
         results[mid].reverted += sum(n for _, _, n in done)
+        if self._on_written is not None:  # progress: each field done set-based
+            for store, _, n in done:
+                self._on_written(n if store == STORE_COURSE_BATCH else 0, n if store == STORE_ASSET else 0)
         skip = [(store, field) for store, field, _ in done]
         return lambda cursor: reverts.audit_page_except(mid, skip, cursor=cursor, limit=self._page_size)
 
@@ -260,11 +324,13 @@ class Undoer:
         batches = BatchRevert(uow.batches.get_many(batch_keys) if batch_keys else {})
         assets = AssetRevert(uow.assets.get_many(asset_ids) if asset_ids else {})
         reverted: list[AuditRecord] = []
+        fields = [0, 0]  # course batch fields, asset fields reverted on this page (progress)
         for row in rows:  # newest first
             result = results[row.mid]
             target = batches if row.store == STORE_COURSE_BATCH else assets
             if target.revert(row.record_key, row.change):
                 result.reverted += 1
+                fields[row.store != STORE_COURSE_BATCH] += 1
                 reverted.append(row)
                 if last_record.get(row.mid) != (row.store, row.record_key):
                     last_record[row.mid] = (row.store, row.record_key)
@@ -283,6 +349,8 @@ class Undoer:
             uow.batches.write(batch_updates)  # the store's one write path: keeps the mentor index in sync
         if asset_updates:
             uow.assets.write(asset_updates)
+        if self._on_written is not None and any(fields):
+            self._on_written(fields[0], fields[1])
         if self._audit and reverted:
             now = self._clock()
             uow.audit.record([
