@@ -589,11 +589,6 @@ class SqlAudit:
         return AuditPage(records, str(rows[-1].id) if rows and len(rows) == limit else None)
 
 
-def _check_written(mid: str, field: str, rows: int, written: int) -> None:
-    if written != rows:  # a record changed between the check and the write: the undo runs again
-        raise StoreContention(f"undo of {mid}: {rows - written} of {rows} {field} values changed meanwhile")
-
-
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
@@ -736,23 +731,23 @@ class SqlBulk:
             before_ok = sa.and_(a.c.before.is_not(None), kind(a.c.before) == text)
         mine = sa.and_(a.c.mid == mid, a.c.store == store, a.c.field == field)
         holds = column.is_not_distinct_from(decoded(a.c.after))
-        first = next(iter(table.primary_key.columns))
-        stuck = self._conn.execute(
-            sa.select(sa.func.count()).select_from(a.outerjoin(table, join))
-            .where(mine, sa.not_(sa.and_(first.is_not(None), after_ok, before_ok, holds)))
-        ).scalar_one()
-        if stuck:
+        update = table.update().where(join, mine, after_ok, before_ok, holds).values({column.name: decoded(a.c.before)})
+        return self._all_or_nothing(lambda: int(self._conn.execute(update).rowcount), rows, mine, stamp)
+
+    def _all_or_nothing(self, write: Callable[[], int], rows: int, mine: Any, stamp: AuditStamp) -> int | None:
+        """``write()`` (an UPDATE of the records whose change can be reverted, returning how many it wrote) in a
+        savepoint, kept only when it wrote all ``rows`` (then audited: the rows ``mine``); else rolled back (None)."""
+        savepoint = self._conn.begin_nested()
+        if write() != rows:  # a record gone, changed since, or a value of another kind: record by record
+            savepoint.rollback()
             return None
+        savepoint.commit()
         self._audit_undo(mine, stamp)
-        written = self._conn.execute(
-            table.update().where(join, mine, holds).values({column.name: decoded(a.c.before)})
-        ).rowcount
-        _check_written(mid, field, rows, written)
         return rows
 
     def _revert_mentors(self, mid: str, rows: int, stamp: AuditStamp) -> int | None:
         """``_revert_column`` of the batches' mentor lists (a list of strings before; the list equal to the one
-        after, as JSON) and of their index rows."""
+        after, as JSON) and of their index rows (rebuilt from the lists put back)."""
         pg = self._conn.dialect.name == "postgresql"
         at = "strpos(a.record_key, '/')" if pg else "instr(a.record_key, '/')"
         courseid, batchid = f"substr(a.record_key, 1, {at} - 1)", f"substr(a.record_key, {at} + 1)"
@@ -777,15 +772,14 @@ class SqlBulk:
         def run(sql: str) -> Any:
             return self._conn.execute(sa.text(sql), params)
 
-        if run(f"SELECT count(*) FROM audit a LEFT JOIN course_batch cb ON {join} WHERE {mine} AND NOT ({clean})"
-               ).scalar_one():
+        target, where = join.replace("cb.", "course_batch."), clean.replace("cb.", "course_batch.")
+        audited = sa.and_(audit.c.mid == mid, audit.c.store == STORE_COURSE_BATCH, audit.c.field == "mentors")
+        if self._all_or_nothing(
+            lambda: int(run(f'UPDATE course_batch SET mentors = a."before" FROM audit a WHERE {target} AND {mine} '
+                            f"AND {where}").rowcount),
+            rows, audited, stamp,
+        ) is None:
             return None
-        self._audit_undo(sa.and_(audit.c.mid == mid, audit.c.store == STORE_COURSE_BATCH, audit.c.field == "mentors"),
-                         stamp)
-        target = join.replace("cb.", "course_batch.")
-        written = run(f'UPDATE course_batch SET mentors = a."before" FROM audit a WHERE {target} AND {mine} AND '
-                      f"{holds.replace('cb.', 'course_batch.')}").rowcount
-        _check_written(mid, "mentors", rows, written)
         run(f"DELETE FROM course_batch_mentor WHERE (courseid, batchid) IN (SELECT {courseid}, {batchid} "
             f"FROM audit a WHERE {mine})")
         run(f"INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT DISTINCT j.value, {courseid}, "
