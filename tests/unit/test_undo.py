@@ -335,6 +335,7 @@ class PageSpy:
                 uow.__enter__()
                 self.users, self.batches, self.assets = uow.users, uow.batches, uow.assets
                 self.ledger, self.outbox, self.audit = uow.ledger, uow.outbox, Audit(uow.audit)
+                self.reverts = None  # record by record: the path whose pages are counted
                 return self
 
             def __exit__(self, *exc: Any) -> None:
