@@ -378,9 +378,9 @@ class Undoer:
 
 def _scrub(before: Any, after: Any, replacement: str) -> Any:
     """``before`` with each text that ``after`` replaced (following the keys where the two objects differ) set to
-    ``replacement``; other values kept."""
+    ``replacement``; other values kept, and so is a blank text (it holds no one's name)."""
     if isinstance(before, str):
-        return replacement if before != after else before
+        return replacement if before.strip() and before != after else before
     if isinstance(before, dict) and isinstance(after, dict):
         return {k: _scrub(v, after[k], replacement) if k in after and after[k] != v else v
                 for k, v in before.items()}
