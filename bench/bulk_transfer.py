@@ -1,15 +1,31 @@
-"""Bulk ownership transfer: handover's engine against a raw set-based SQL baseline, side by side.
+"""Bulk ownership transfer on the SQL stores (issue 15): handover against raw SQL, side by side, in one run.
 
-One ownership-transfer event for a user who created N course batches (half of them also mentored by that
-user, a third completed) and N assets, with as much data owned by others. For each store and N it prints the
-replay time with the audit off and on, the baseline's time for the same updates on an identical copy of the
-data, their ratios, and the peak RSS of each replay (each run in its own process, so peaks do not mix).
+The data: a user who created N course batches (half of them also mentored by that user, a third completed) and
+N assets, with as much data owned by another user (2N batches, 2N assets in all). For each store and N it prints:
 
-    .venv/bin/python bench/bulk_transfer.py                     # N = 20,000 and 200,000; SQLite and PostgreSQL
+- ``baseline``: the transfer's updates as set-based SQL statements on indexed tables, plus the ledger row (no
+  audit), in one transaction; ``transfer``: the same transfer through handover's engine as ``replay`` runs it,
+  audit on; their ratio (issue 15 target: <= 1.5);
+- ``undo``: ``handover undo MID`` of that transfer (the CLI's ``Undoer``), and undo / transfer (target <= 1.5);
+- ``preview``: the service-layer preview the API and console call (``TransferRequests.preview`` of the Lern
+  request body), and preview / transfer (target <= 0.1);
+- ``dry-run``: ``replay --dry-run`` of the transfer event (``SqlStore.preview(carry_changes=True)``), and
+  dry-run / transfer;
+- ``load``: ``handover load`` of the 2N + 2N rows from a fixture file (read, parse, upsert), against ``raw``:
+  the same file read and parsed and the same rows (users, batches, mentor index, assets) inserted with the
+  driver's ``executemany`` into the same empty schema; their ratio (target <= 2);
+- the peak RSS (MiB) of each handover step, each run in its own process (so peaks do not mix).
+
+    .venv/bin/python bench/bulk_transfer.py                     # N = 50,000 and 200,000; SQLite and PostgreSQL
     .venv/bin/python bench/bulk_transfer.py --sizes 2000 --stores sqlite
+    .venv/bin/python bench/bulk_transfer.py --sizes 50000 --stores sqlite --profile /tmp/prof   # pyinstrument
 
-Targets (issues 2 and 6): replay/baseline <= 2 (audit off) and <= 3 (audit on) at N = 200,000; peak RSS at
-200,000 <= 1.5 x that at 20,000.
+Every step runs on a freshly populated copy (preview and dry-run, which change nothing, on the copy the transfer
+and its undo then run on). Figures and the machine's load: README, "How a large transfer stays fast and small";
+e.g. at commit 5ba43de (load average 4.9, 2 shared cores), ``--sizes 50000,200000 --stores sqlite`` printed:
+
+    sqlite   N=  50000 | baseline   0.25s  transfer   0.85s x3.33 | undo   1.47s x1.74 | preview   0.10s x0.113 | ...
+    sqlite   N= 200000 | baseline   1.05s  transfer   4.47s x4.27 | undo   7.77s x1.74 | preview   0.20s x0.045 | ...
 """
 
 from __future__ import annotations
@@ -23,14 +39,16 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-FROM, TO, OTHER = "u-from", "u-to", "u-other"
+FROM, TO, OTHER, ADMIN = "u-from", "u-to", "u-other", "u-admin"
 ORG = "org-1"
 POSTGRES = os.environ.get("HANDOVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+CHUNK = 10_000
 
 
 def event() -> dict[str, Any]:
@@ -49,79 +67,124 @@ def event() -> dict[str, Any]:
     }
 
 
+def request_body() -> dict[str, Any]:
+    """The Lern API request of the same transfer (what the console's form and ``POST .../preview`` send)."""
+
+    def user(uid: str) -> dict[str, Any]:
+        return {"userId": uid, "roles": [{"role": "CONTENT_CREATOR", "scope": [{"organisationId": ORG}]}]}
+
+    return {"request": {"context": "User Deletion", "organisationId": ORG, "actionBy": {"userId": ADMIN},
+                        "fromUser": user(FROM), "toUser": user(TO)}}
+
+
 # --- data ---------------------------------------------------------------------------------------------
 
 
-def populate(url: str, n: int) -> None:
-    from handover.adapters import sql
-
-    store = sql.SqlStore(url)
-    store.init_schema()
+def fixture(n: int) -> dict[str, Any]:
+    """The fixture as ``handover load`` reads it (SPEC 4)."""
     users = [
-        {
-            "id": uid,
-            "userName": uid,
-            "firstName": first,
-            "lastName": "Bench",
-            "rootOrgId": ORG,
-            "roles": ["CONTENT_CREATOR"],
-            "isDeleted": False,
-        }
-        for uid, first in ((FROM, "From"), (TO, "To"), (OTHER, "Other"))
+        {"id": uid, "userName": uid, "firstName": first, "lastName": "Bench", "rootOrgId": ORG, "roles": roles,
+         "isDeleted": False}
+        for uid, first, roles in ((FROM, "From", ["CONTENT_CREATOR"]), (TO, "To", ["CONTENT_CREATOR"]),
+                                  (OTHER, "Other", ["CONTENT_CREATOR"]), (ADMIN, "Admin", ["ORG_ADMIN"]))
     ]
-    with store.engine.begin() as conn:
-        conn.execute(sql.users.insert(), users)
-        for owner in (FROM, OTHER):
-            for start in range(0, n, 10_000):
-                stop = min(start + 10_000, n)
-                batches = []
-                mentors = []
-                for i in range(start, stop):
-                    mentored = i % 2 == 0
-                    status = 2 if i % 3 == 0 else i % 2
-                    mlist = [owner, "u-mentor"] if mentored else ["u-mentor"]
-                    batches.append(
-                        {
-                            "courseid": f"do_course_{owner}_{i // 100}",
-                            "batchid": f"b_{owner}_{i}",
-                            "name": f"batch {i}",
-                            "status": status,
-                            "createdby": owner,
-                            "mentors": mlist,
-                        }
-                    )
-                    mentors.extend(
-                        {"userid": m, "courseid": batches[-1]["courseid"], "batchid": batches[-1]["batchid"]}
-                        for m in mlist
-                    )
-                conn.execute(sql.course_batch.insert(), batches)
-                conn.execute(sql.course_batch_mentor.insert(), mentors)
-                conn.execute(
-                    sql.asset.insert(),
-                    [
-                        {
-                            "identifier": f"do_{owner}_{i}",
-                            "objectType": "Question" if i % 2 else "QuestionSet",
-                            "schemaVersion": "1.1" if i % 4 else None,
-                            "status": "Live",
-                            "visibility": "Default",
-                            "createdBy": owner,
-                            "creator": f"{owner} name",
-                            "originData": None,
-                            "extra": None,
-                        }
-                        for i in range(start, stop)
-                    ],
-                )
+    batches, assets = [], []
+    for owner in (FROM, OTHER):
+        for i in range(n):
+            batches.append({
+                "courseid": f"do_course_{owner}_{i // 100}",
+                "batchid": f"b_{owner}_{i}",
+                "name": f"batch {i}",
+                "status": 2 if i % 3 == 0 else i % 2,
+                "createdby": owner,
+                "mentors": [owner, "u-mentor"] if i % 2 == 0 else ["u-mentor"],
+            })
+            assets.append({
+                "identifier": f"do_{owner}_{i}",
+                "objectType": "Question" if i % 2 else "QuestionSet",
+                "schemaVersion": "1.1" if i % 4 else None,
+                "status": "Live",
+                "visibility": "Default",
+                "createdBy": owner,
+                "creator": f"{owner} name",
+                "originData": None,
+            })
+    return {"users": users, "course_batches": batches, "assets": assets}
+
+
+def rows(doc: dict[str, Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """The fixture's rows per table, as the driver takes them (JSON columns as text)."""
+    dumps = json.dumps
+    return {
+        "users": [(u["id"], u["userName"], u["firstName"], u["lastName"], u["rootOrgId"], dumps(u["roles"]),
+                   u["isDeleted"]) for u in doc["users"]],
+        "course_batch": [(b["courseid"], b["batchid"], b["name"], b["status"], b["createdby"], dumps(b["mentors"]))
+                         for b in doc["course_batches"]],
+        "course_batch_mentor": [(m, b["courseid"], b["batchid"]) for b in doc["course_batches"]
+                                for m in dict.fromkeys(b["mentors"])],
+        "asset": [(a["identifier"], a["objectType"], a["schemaVersion"], a["status"], a["visibility"],
+                   a["createdBy"], a["creator"], None, None) for a in doc["assets"]],
+    }
+
+
+COLUMNS = {
+    "users": '"id", "userName", "firstName", "lastName", "rootOrgId", "roles", "isDeleted"',
+    "course_batch": '"courseid", "batchid", "name", "status", "createdby", "mentors"',
+    "course_batch_mentor": '"userid", "courseid", "batchid"',
+    "asset": '"identifier", "objectType", "schemaVersion", "status", "visibility", "createdBy", "creator",'
+             ' "originData", "extra"',
+}
+
+
+def init_schema(url: str) -> None:
+    from handover.bootstrap import bootstrap
+
+    app = bootstrap(url)  # the SQL queue's tables too, as `handover init`
+    app.store.init_schema()  # type: ignore[attr-defined]
+    app.store.engine.dispose()  # type: ignore[attr-defined]
+
+
+def raw_load(url: str, path: Path) -> None:
+    """The fixture file read and parsed, its rows inserted with the driver's executemany, committed."""
+    from handover.adapters.sql_schema import engine_url
+
+    table_rows = rows(json.loads(path.read_text(encoding="utf-8")))
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"))
+        mark = "?"
+    else:
+        import psycopg
+
+        conn = psycopg.connect(engine_url(url).replace("postgresql+psycopg://", "postgresql://"))
+        mark = "%s"
+    with conn:
+        cur = conn.cursor()
+        for table, values in table_rows.items():
+            marks = ", ".join([mark] * len(values[0]))
+            sql = f'INSERT INTO "{table}" ({COLUMNS[table]}) VALUES ({marks})'
+            for start in range(0, len(values), CHUNK):
+                cur.executemany(sql, values[start : start + CHUNK])
+    conn.close()
+
+
+def populate(url: str, path: Path) -> None:
+    init_schema(url)
+    raw_load(url, path)
     # Statistics as a store in service has them (autovacuum would get there later): without them PostgreSQL
-    # plans keyed bulk writes as scans. Done for both stores, before both the baseline and the replay.
-    with store.engine.connect() as conn:
+    # plans keyed bulk writes as scans. Done for both stores, before every measured step.
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")
         conn.commit()
-    store.engine.dispose()
+    engine.dispose()
 
 
-def baseline(url: str) -> None:
+# --- the measured steps (each in its own process) ---------------------------------------------------------
+
+
+def baseline(url: str) -> dict[str, Any]:
     """The same updates as set-based SQL statements, and the ledger row, in one transaction."""
     from handover.adapters import sql
 
@@ -134,14 +197,8 @@ def baseline(url: str) -> None:
         " JOIN course_batch b USING (courseid, batchid) WHERE m.userid = :f AND b.status IN (0, 1))"
     )
     with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                f"UPDATE course_batch_mentor SET userid = :t WHERE userid = :f AND {in_mentored}".replace(
-                    "m.userid = :f", "m.userid = :f"
-                )
-            ),
-            params,
-        )
+        conn.execute(sa.text(f"UPDATE course_batch_mentor SET userid = :t WHERE userid = :f AND {in_mentored}"),
+                     params)
         conn.execute(
             sa.text(
                 f"UPDATE course_batch SET mentors = {mentors_expr} WHERE (courseid, batchid) IN "
@@ -168,97 +225,218 @@ def baseline(url: str) -> None:
             {"m": f"LP.baseline.{uuid.uuid4()}"},
         )
     engine.dispose()
+    return {}
 
 
-def replay(url: str, audit: bool) -> dict[str, Any]:
-    from handover.adapters.sql import SqlStore
-    from handover.config import load_settings
-    from handover.service.engine import Engine, EngineSettings
+def transfer(url: str) -> dict[str, Any]:
+    """What ``handover replay`` does for the one event (audit on, the default settings)."""
+    from handover.bootstrap import bootstrap
 
-    settings = load_settings(None, environ={})
-    engine = Engine(SqlStore(url), settings.policy(), EngineSettings(page_size=settings["page_size"], audit=audit))
-    outcome = engine.process(json.dumps(event()))
+    doc = event()
+    outcome = bootstrap(url).engine().process(json.dumps(doc))
     assert outcome.outcome == "applied", outcome
-    return outcome.report()
+    return {"mid": doc["mid"], "changed": outcome.report()["changed"]}
+
+
+def undo(url: str, mid: str) -> dict[str, Any]:
+    """What ``handover undo MID`` does."""
+    from handover.bootstrap import bootstrap
+
+    result = bootstrap(url).undoer().undo_event(mid)
+    assert result.conflicts == 0, result.to_json()
+    return {"reverted": result.reverted}
+
+
+def preview(url: str) -> dict[str, Any]:
+    """The preview the API (``POST .../transfer/preview``) and the console's transfer form run."""
+    from handover.bootstrap import api_parts, bootstrap
+
+    app = bootstrap(url)
+    answer = api_parts(app).service(app).preview(request_body(), "bench-preview")
+    return {"changed": answer["changed"], "records": sum(len(e["records"]) for e in answer["events"])}
+
+
+def dry_run(url: str) -> dict[str, Any]:
+    """What ``handover replay --dry-run`` does for the one event."""
+    from handover.bootstrap import bootstrap
+
+    app = bootstrap(url)
+    with app.store.preview(carry_changes=True) as factory:  # type: ignore[attr-defined]
+        outcome = app.engine(uow_factory=factory).process(json.dumps(event()))
+    return {"changed": outcome.report()["changed"]}
+
+
+def load(url: str, path: Path) -> dict[str, Any]:
+    """What ``handover load FILE`` does: read and parse the file, upsert its records."""
+    from handover.bootstrap import bootstrap
+
+    return dict(bootstrap(url).store.load(json.loads(path.read_text(encoding="utf-8"))))  # type: ignore[attr-defined]
+
+
+STEPS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "baseline": lambda a: baseline(a.url),
+    "transfer": lambda a: transfer(a.url),
+    "undo": lambda a: undo(a.url, a.mid),
+    "preview": lambda a: preview(a.url),
+    "dry_run": lambda a: dry_run(a.url),
+    "load": lambda a: load(a.url, Path(a.file)),
+    "raw_load": lambda a: (raw_load(a.url, Path(a.file)), {})[1],
+}
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS: ``VmHWM`` (Linux keeps ``ru_maxrss`` across exec, so that would be the parent's)."""
+    try:
+        for text in Path("/proc/self/status").read_text().splitlines():
+            if text.startswith("VmHWM:"):
+                return int(text.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- orchestration --------------------------------------------------------------------------------------
 
 
-def child(role: str, url: str, audit: bool) -> dict[str, Any]:
-    """Run one measured step in a fresh process; returns its seconds and peak RSS."""
-    cmd = [sys.executable, __file__, "--child", role, "--url", url] + (["--audit"] if audit else [])
+PROFILE: list[str] = []  # [directory, name prefix] with --profile
+
+
+def child(step: str, url: str, **extra: str) -> dict[str, Any]:
+    """Run one measured step in a fresh process; its seconds, peak RSS (MiB) and result."""
+    cmd = [sys.executable, __file__, "--child", step, "--url", url]
+    if PROFILE:
+        cmd += ["--profile", str(Path(PROFILE[0]) / f"{PROFILE[1]}-{step}.txt")]
+    for key, value in extra.items():
+        cmd += [f"--{key}", value]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def fresh_url(store: str, workdir: Path) -> tuple[str, Any]:
-    if store == "sqlite":
-        path = workdir / f"{uuid.uuid4().hex}.db"
-        return f"sqlite:///{path}", lambda: path.unlink(missing_ok=True)
-    import psycopg
+class Copies:
+    """Fresh empty databases of one store, dropped at the end."""
 
-    schema = "bench_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
+    def __init__(self, store: str, workdir: Path) -> None:
+        self.store, self.workdir, self.cleanups = store, workdir, list[Callable[[], None]]()
 
-    def drop() -> None:
+    def fresh(self) -> str:
+        if self.store == "sqlite":
+            path = self.workdir / f"{uuid.uuid4().hex}.db"
+            self.cleanups.append(lambda: [p.unlink(missing_ok=True) for p in path.parent.glob(path.name + "*")])
+            return f"sqlite:///{path}"
+        import psycopg
+
+        schema = "bench_" + uuid.uuid4().hex[:10]
         with psycopg.connect(POSTGRES, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.execute(f'CREATE SCHEMA "{schema}"')
 
-    sep = "&" if "?" in POSTGRES else "?"
-    return f"{POSTGRES}{sep}options=-csearch_path%3D{schema}", drop
+        def drop() -> None:
+            with psycopg.connect(POSTGRES, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
+        self.cleanups.append(drop)
+        sep = "&" if "?" in POSTGRES else "?"
+        return f"{POSTGRES}{sep}options=-csearch_path%3D{schema}"
 
-def measure(store: str, n: int, workdir: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {"store": store, "n": n}
-    for role in ("baseline", "replay", "replay_audit"):
-        url, cleanup = fresh_url(store, workdir)
-        try:
-            populate(url, n)
-            result = child(role.removesuffix("_audit"), url, audit=role.endswith("_audit"))
-            row[role] = result
-        finally:
+    def drop(self) -> None:
+        for cleanup in self.cleanups:
             cleanup()
-    return row
+        self.cleanups.clear()
+
+
+def measure(store: str, n: int, workdir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    if PROFILE:
+        PROFILE[1] = f"{store}-{n}"
+    path = workdir / f"fixture-{n}.json"
+    if not path.exists():
+        path.write_text(json.dumps(fixture(n)), encoding="utf-8")
+    copies = Copies(store, workdir)
+    try:
+        url = copies.fresh()
+        populate(url, path)
+        yield "baseline", child("baseline", url)
+        url = copies.fresh()
+        populate(url, path)
+        yield "preview", child("preview", url)
+        yield "dry_run", child("dry_run", url)
+        done = child("transfer", url)
+        yield "transfer", done
+        yield "undo", child("undo", url, mid=done["result"]["mid"])
+        copies.drop()
+        for step in ("raw_load", "load"):
+            url = copies.fresh()
+            init_schema(url)
+            yield step, child(step, url, file=str(path))
+    finally:
+        copies.drop()
+
+
+def line(store: str, n: int, r: dict[str, dict[str, Any]]) -> str:
+    def s(step: str) -> float:
+        return float(r[step]["seconds"])
+
+    def mib(step: str) -> str:
+        return f"{r[step]['rss_mib']:.0f}"
+
+    return (
+        f"{store:8} N={n:>7} | baseline {s('baseline'):6.2f}s  transfer {s('transfer'):6.2f}s "
+        f"x{s('transfer') / s('baseline'):.2f} | undo {s('undo'):6.2f}s x{s('undo') / s('transfer'):.2f} | "
+        f"preview {s('preview'):6.2f}s x{s('preview') / s('transfer'):.3f} | "
+        f"dry-run {s('dry_run'):6.2f}s x{s('dry_run') / s('transfer'):.2f} | "
+        f"raw load {s('raw_load'):6.2f}s  load {s('load'):6.2f}s x{s('load') / s('raw_load'):.2f} | "
+        f"peak RSS MiB transfer {mib('transfer')} undo {mib('undo')} preview {mib('preview')} "
+        f"dry-run {mib('dry_run')} load {mib('load')} | changed {r['transfer']['result']['changed']}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="20000,200000")
+    parser.add_argument("--sizes", default="50000,200000")
     parser.add_argument("--stores", default="sqlite,postgres")
-    parser.add_argument("--child", choices=["baseline", "replay"])
+    parser.add_argument("--child", choices=sorted(STEPS))
     parser.add_argument("--url")
-    parser.add_argument("--audit", action="store_true")
+    parser.add_argument("--mid")
+    parser.add_argument("--file")
+    parser.add_argument("--profile", help="a directory: each step's pyinstrument profile is written there")
     args = parser.parse_args()
     if args.child:
+        import handover.adapters.sql
+        import handover.bootstrap
+        import handover.service.requests  # noqa: F401  (imports are not what is measured)
+
+        profiler = None
+        if args.profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.005)
+            profiler.start()
         started = time.perf_counter()
-        report = baseline(args.url) if args.child == "baseline" else replay(args.url, args.audit)
+        result = STEPS[args.child](args)
         seconds = time.perf_counter() - started
-        rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "report": report}))
+        if profiler is not None:
+            profiler.stop()
+            Path(args.profile).write_text(profiler.output_text(color=False, show_all=False), encoding="utf-8")
+        rss_mib = peak_rss_mib()
+        print(json.dumps({"seconds": seconds, "rss_mib": rss_mib, "result": result}))
         return
-    rows = []
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        PROFILE[:] = [args.profile, ""]
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
+    rows_done = []
     with tempfile.TemporaryDirectory() as tmp:
         for store in args.stores.split(","):
             for n in (int(s) for s in args.sizes.split(",")):
-                row = measure(store, n, Path(tmp))
-                rows.append(row)
-                base, rep, aud = row["baseline"], row["replay"], row["replay_audit"]
-                print(
-                    f"{store:8} N={n:>7}: baseline {base['seconds']:7.2f}s | replay {rep['seconds']:7.2f}s "
-                    f"(x{rep['seconds'] / base['seconds']:.2f}, peak RSS {rep['rss_mib']:.0f} MiB) | "
-                    f"replay+audit {aud['seconds']:7.2f}s (x{aud['seconds'] / base['seconds']:.2f}, "
-                    f"peak RSS {aud['rss_mib']:.0f} MiB) | changed {rep['report']['changed']}",
-                    flush=True,
-                )
+                results = dict(measure(store, n, Path(tmp)))
+                rows_done.append((store, n, results))
+                print(line(store, n, results), flush=True)
         for store in args.stores.split(","):
-            mine = sorted((r for r in rows if r["store"] == store), key=lambda r: r["n"])
+            mine = sorted((r for r in rows_done if r[0] == store), key=lambda r: r[1])
             if len(mine) >= 2:
-                small, large = mine[0], mine[-1]
-                for key in ("replay", "replay_audit"):
-                    ratio = large[key]["rss_mib"] / small[key]["rss_mib"]
-                    print(f"{store:8} {key}: peak RSS N={large['n']} / N={small['n']} = x{ratio:.2f}")
+                (_, small_n, small), (_, large_n, large) = mine[0], mine[-1]
+                ratios = ", ".join(f"{step} x{large[step]['rss_mib'] / small[step]['rss_mib']:.2f}"
+                                   for step in ("transfer", "undo", "preview", "dry_run", "load"))
+                print(f"{store:8} peak RSS N={large_n} / N={small_n}: {ratios}")
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

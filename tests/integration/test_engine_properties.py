@@ -181,8 +181,8 @@ def make_store(url: str, fixture: dict[str, Any]) -> SqlStore:
     return store
 
 
-def engine(store: Any, page_size: int, bulk: bool) -> Engine:
-    settings = EngineSettings(page_size=page_size, bulk=bulk)
+def engine(store: Any, page_size: int, bulk: bool, sample_limit: int = 0) -> Engine:
+    settings = EngineSettings(page_size=page_size, bulk=bulk, sample_limit=sample_limit)
     return Engine(store, load_settings(None, environ={}).policy(), settings)
 
 
@@ -205,6 +205,12 @@ def run_property(url: str, fixture: dict[str, Any], lines: list[str], page_size:
     if lines:
         with store.preview() as factory:  # the API's preview: writes nothing, exact for one event on its own
             assert report(engine(factory, page_size, bulk).process(lines[0])) == expected[0]
+        # with records shown: the store counts past the first page (bulk), or every record is walked
+        with store.preview() as factory:
+            shown = engine(factory, page_size, bulk, sample_limit=3).process(lines[0])
+        with store.preview() as factory:
+            walked = engine(factory, page_size, False, sample_limit=3).process(lines[0])
+        assert (report(shown), shown.samples) == (expected[0], walked.samples)
 
     eng = engine(store, page_size, bulk)
     assert [report(eng.process(line)) for line in lines] == expected

@@ -303,6 +303,23 @@ def test_a_deletion_redacts_the_names_audited_by_earlier_transfers(store: SqlSto
     assert moved and creators == {"Deleted User"}  # not her name back
 
 
+def test_an_undo_after_a_deletion_keeps_a_blank_text_blank(store: SqlStore) -> None:
+    """Ann is deleted, then her assets go to Ravi and the transfer is undone: a creator text that was her name
+    comes back as the replacement value, one that was blank comes back blank (no one's name to hide)."""
+    store.load({"users": [dict(ANN, isDeleted=True)], "assets": [
+        {"identifier": "do_blank", "objectType": "Question", "schemaVersion": "1.1", "status": "Live",
+         "visibility": "Default", "createdBy": "u-ann", "creator": "", "originData": None},
+        {"identifier": "do_spaces", "objectType": "Question", "schemaVersion": "1.1", "status": "Live",
+         "visibility": "Default", "createdBy": "u-ann", "creator": "  ", "originData": None},
+    ]})
+    assert engine(store).process(transfer("LP.after")).outcome == "applied"
+    creators = {a["identifier"]: a["creator"] for a in snapshot(store)["assets"]}
+    assert creators["do_blank"] == creators["do_flat"] == "Ravi Kumar"  # the check below can fail
+    Undoer(store).undo_event("LP.after")
+    creators = {a["identifier"]: a["creator"] for a in snapshot(store)["assets"]}
+    assert (creators["do_blank"], creators["do_spaces"], creators["do_flat"]) == ("", "  ", "Deleted User")
+
+
 # --- paging -------------------------------------------------------------------------------------------
 
 
@@ -335,6 +352,7 @@ class PageSpy:
                 uow.__enter__()
                 self.users, self.batches, self.assets = uow.users, uow.batches, uow.assets
                 self.ledger, self.outbox, self.audit = uow.ledger, uow.outbox, Audit(uow.audit)
+                self.reverts = None  # record by record: the path whose pages are counted
                 return self
 
             def __exit__(self, *exc: Any) -> None:

@@ -127,9 +127,10 @@ _counter = itertools.count()
 
 def scrubbed(before: Any, after: Any) -> Any:
     """The model of what an undo writes back for an asset field that a deleted user's transfer changed from
-    ``before`` to ``after``: each text the transfer replaced becomes the replacement value; the rest is kept."""
+    ``before`` to ``after``: each text the transfer replaced becomes the replacement value, unless it was blank
+    (no one's name); the rest is kept."""
     if isinstance(before, str):
-        return DEFAULT_REPLACEMENT if before != after else before
+        return DEFAULT_REPLACEMENT if before.strip() and before != after else before
     if isinstance(before, dict) and isinstance(after, dict):
         return {k: scrubbed(v, after[k]) if k in after and after[k] != v else v for k, v in before.items()}
     return before

@@ -2,7 +2,8 @@
 PostgreSQL through the same SQLAlchemy Core code. Tables: ``sql_schema``; many-row writes: ``sql_rows``.
 
 Every read of a user's records is a keyset-paged query, so memory does not grow with the number of records;
-large transfers are written set-based (``SqlBulk``).
+large transfers are written and undone set-based (``SqlBulk``), and a preview counts what it does not show
+(``SqlCounts``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +51,7 @@ from handover.domain.model import (
 )
 from handover.domain.notification import Notification
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
+from handover.domain.text import first_bad_string
 from handover.service.ports import (
     STORE_ASSET,
     STORE_COURSE_BATCH,
@@ -84,6 +87,9 @@ def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
 
 
 IN_LIST_SIZE = 500
+# The text columns an undo may revert set-based (``SqlBulk.revert_columns``), per audited store.
+REVERTIBLE_COLUMNS = {STORE_ASSET: ("schemaVersion", "status", "visibility", "createdBy", "creator"),
+                      STORE_COURSE_BATCH: ("createdby", "mentors")}
 SET_BASED_MIN = 20  # fewer rows with the same values are written by the (cached) row-by-row statement
 
 
@@ -605,17 +611,21 @@ class SqlAudit:
         newest_first: bool = False,
         cursor: str | None = None,
         limit: int = 1000,
+        skip: Sequence[tuple[str, str]] = (),
     ) -> AuditPage:
+        """``skip``: leave out the rows of these (store, field) pairs."""
         if (mid is None) == (request_id is None):
             raise ValueError("audit page: give exactly one of mid and request_id")
         self.flush()
         if cursor is not None and not cursor.isdigit():
             raise ValueError(f"bad audit cursor {cursor!r}")
-        shape = (mid is not None, newest_first, cursor is not None)
+        shape = (mid is not None, newest_first, cursor is not None, tuple(skip))
         query = _AUDIT_PAGES.get(shape)
         if query is None:  # built once per shape: SQLAlchemy then keys and compiles it once
             a = audit
             query = sa.select(a).where((a.c.mid if mid is not None else a.c.request_id) == sa.bindparam("key"))
+            if skip:
+                query = query.where(sa.not_(sa.tuple_(a.c.store, a.c.field).in_(list(skip))))
             if cursor is not None:
                 after: Any = sa.bindparam("cursor")
                 query = query.where(a.c.id < after if newest_first else a.c.id > after)
@@ -632,7 +642,7 @@ class SqlAudit:
         return AuditPage(records, str(rows[-1].id) if rows and len(rows) == limit else None)
 
 
-_AUDIT_PAGES: dict[tuple[bool, bool, bool], Any] = {}  # (by mid, newest first, with a cursor) -> SELECT
+_AUDIT_PAGES: dict[tuple[Any, ...], Any] = {}  # (by mid, newest first, with a cursor, skip) -> SELECT
 
 
 def _json_forms(values: Iterable[str]) -> list[str]:
@@ -646,16 +656,59 @@ def _utc(moment: datetime) -> datetime:
 
 class SqlBulk:
     """Set-based writes (``service.ports.BulkWrites``): one UPDATE per rule, its audit rows by INSERT ... SELECT
-    of the values the UPDATE is about to replace."""
+    of the values the UPDATE is about to replace; and set-based undo (``service.ports.ColumnReverts``): the audit
+    rows of the event joined to the records they name, one UPDATE ... FROM per field."""
 
     def __init__(self, conn: Connection, audit_log: SqlAudit) -> None:
         self._conn = conn
         self._audit_log = audit_log  # its kept records go in first: audit ids follow the order of the writes
 
-    def batch_pages_mentored_by(
-        self, user_id: str, statuses: frozenset[int], page_size: int
-    ) -> Iterator[Sequence[CourseBatch]]:
-        yield from _mentored_pages(self._conn, sorted(statuses), page_size, user_id, not_created=False)
+    def reassign_mentor(self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None) -> int:
+        """Audit rows first (they read the values being replaced), then the lists, the creators, the index."""
+        self._audit_log.flush()
+        pg = self._conn.dialect.name == "postgresql"
+        status = ", ".join(str(int(s)) for s in sorted(statuses))
+        mentored = ("(courseid, batchid) IN (SELECT m.courseid, m.batchid FROM course_batch_mentor m "
+                    f"WHERE m.userid = :f) AND status IN ({status})")
+        if pg:  # rules.replace_mentor: every from -> to, the first of equal ones kept
+            new = ("(SELECT json_agg(v ORDER BY k) FROM (SELECT CASE WHEN e.value = :f THEN :t ELSE e.value END AS v,"
+                   " min(e.k) AS k FROM json_array_elements_text(course_batch.mentors) WITH ORDINALITY AS e(value, k)"
+                   " GROUP BY 1) AS s)")
+            creator_json = "to_json(createdby)"
+        else:
+            new = ("(SELECT json_group_array(v) FROM (SELECT CASE WHEN e.value = :f THEN :t ELSE e.value END AS v,"
+                   " min(e.key) AS k FROM json_each(course_batch.mentors) AS e GROUP BY 1 ORDER BY k))")
+            creator_json = "json_quote(createdby)"
+        params: dict[str, Any] = {"f": from_id, "t": to_id, "tq": json.dumps(to_id)}
+
+        def run(sql: str) -> Any:
+            if pg:  # one type for each parameter (it is compared with text and varchar columns)
+                sql = re.sub(r":(f|t)\b", r"CAST(:\1 AS TEXT)", sql)
+            stmt = sa.text(sql)
+            if ":at" in sql:
+                stmt = stmt.bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
+            return self._conn.execute(stmt, params)
+
+        if stamp is not None:
+            params.update(mid=stamp.mid, rid=stamp.request_id, at=stamp.at)
+            columns = "mid, request_id, store, record_key, field, before, after, at"
+            stamp_sql = f":mid, :rid, '{STORE_COURSE_BATCH}', courseid || '/' || batchid"
+            run(f"INSERT INTO audit ({columns}) SELECT {stamp_sql}, 'createdby', {creator_json}, "
+                f"{'CAST(:tq AS JSON)' if pg else ':tq'}, :at FROM course_batch WHERE {mentored} "
+                "AND createdby = :f ORDER BY courseid, batchid")
+            changed = f"{new}::jsonb <> mentors::jsonb" if pg else f"json({new}) <> json(mentors)"
+            run(f"INSERT INTO audit ({columns}) SELECT {stamp_sql}, 'mentors', mentors, {new}, :at "
+                f"FROM course_batch WHERE {mentored} AND {changed} ORDER BY courseid, batchid")
+        written = int(run(f"UPDATE course_batch SET mentors = {new}, createdby = CASE WHEN createdby = :f "
+                          f"THEN :t ELSE createdby END WHERE {mentored}").rowcount)
+        active = ("EXISTS (SELECT 1 FROM course_batch cb WHERE cb.courseid = {0}.courseid AND cb.batchid = {0}.batchid "
+                  f"AND cb.status IN ({status}))")  # by primary key, for each index row of the user
+        run("INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT :t, m.courseid, m.batchid "
+            f"FROM course_batch_mentor m WHERE m.userid = :f AND {active.format('m')} "
+            "AND NOT EXISTS (SELECT 1 FROM course_batch_mentor x WHERE x.userid = :t "
+            "AND x.courseid = m.courseid AND x.batchid = m.batchid)")
+        run(f"DELETE FROM course_batch_mentor WHERE userid = :f AND {active.format('course_batch_mentor')}")
+        return written
 
     def reassign_batch_creator(
         self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None
@@ -689,6 +742,137 @@ class SqlBulk:
                 self._audit(stamp, STORE_ASSET, asset.c.identifier, field, asset.c[field], value, match)
         return int(self._conn.execute(asset.update().where(match).values(dict(values))).rowcount)
 
+    # --- undo (``service.ports.ColumnReverts``) ---
+
+    def revert_columns(self, mid: str, stamp: AuditStamp) -> list[tuple[str, str, int]]:
+        self._audit_log.flush()
+        a = audit
+        groups = self._conn.execute(
+            sa.select(a.c.store, a.c.field, sa.func.count(), sa.func.count(sa.distinct(a.c.record_key)))
+            .where(a.c.mid == mid)
+            .group_by(a.c.store, a.c.field)
+        ).all()
+        fields: dict[str, set[str]] = {}
+        for store, field, _, _ in groups:
+            fields.setdefault(store, set()).add(field)
+        done = []
+        for store, field, rows, records in groups:
+            if field not in REVERTIBLE_COLUMNS.get(store, ()) or rows != records:
+                continue
+            if any(f.startswith(field + ".") for f in fields[store]):  # a path into it: record by record
+                continue
+            if field == "mentors":
+                reverted = self._revert_mentors(mid, rows, stamp)
+            else:
+                reverted = self._revert_column(mid, store, field, rows, stamp)
+            if reverted is not None:
+                done.append((store, field, reverted))
+        return done
+
+    def _revert_column(self, mid: str, store: str, field: str, rows: int, stamp: AuditStamp) -> int | None:
+        """Every change of ``field`` by ``mid``, or nothing (None) when one of them cannot be reverted this way."""
+        a = audit
+        pg = self._conn.dialect.name == "postgresql"
+
+        def kind(value: Any) -> Any:
+            return sa.func.json_typeof(value) if pg else sa.func.json_type(value)
+
+        def decoded(value: Any) -> Any:
+            return value.op("#>>", return_type=sa.Text)(sa.literal_column("'{}'")) if pg else sa.func.json_extract(
+                value, "$", type_=sa.Text)
+
+        text, null = ("string", "null") if pg else ("text", "null")
+        after_ok = sa.or_(a.c.after.is_(None), kind(a.c.after).in_([text, null]))
+        if store == STORE_ASSET:
+            table, column = asset, asset.c[field]
+            join = asset.c.identifier == a.c.record_key
+            before_ok = sa.or_(a.c.before.is_(None), kind(a.c.before).in_([text, null]))
+        else:  # a batch's creator is never cleared: a string before
+            table, column = course_batch, course_batch.c.createdby
+            slash = sa.func.strpos(a.c.record_key, "/") if pg else sa.func.instr(a.c.record_key, "/")
+            join = sa.and_(course_batch.c.courseid == sa.func.substr(a.c.record_key, 1, slash - 1),
+                           course_batch.c.batchid == sa.func.substr(a.c.record_key, slash + 1))
+            before_ok = sa.and_(a.c.before.is_not(None), kind(a.c.before) == text)
+        mine = sa.and_(a.c.mid == mid, a.c.store == store, a.c.field == field)
+        holds = column.is_not_distinct_from(decoded(a.c.after))
+        update = table.update().where(join, mine, after_ok, before_ok, holds).values({column.name: decoded(a.c.before)})
+        return self._all_or_nothing(lambda: int(self._conn.execute(update).rowcount), rows, mine, stamp)
+
+    def _all_or_nothing(self, write: Callable[[], int], rows: int, mine: Any, stamp: AuditStamp) -> int | None:
+        """``write()`` (an UPDATE of the records whose change can be reverted, returning how many it wrote) in a
+        savepoint, kept only when it wrote all ``rows`` (then audited: the rows ``mine``); else rolled back (None)."""
+        savepoint = self._conn.begin_nested()
+        if write() != rows:  # a record gone, changed since, or a value of another kind: record by record
+            savepoint.rollback()
+            return None
+        savepoint.commit()
+        self._audit_undo(mine, stamp)
+        return rows
+
+    def _revert_mentors(self, mid: str, rows: int, stamp: AuditStamp) -> int | None:
+        """``_revert_column`` of the batches' mentor lists (a list of strings before; the list equal to the one
+        after, as JSON) and of their index rows (rebuilt from the lists put back)."""
+        pg = self._conn.dialect.name == "postgresql"
+        at = "strpos(a.record_key, '/')" if pg else "instr(a.record_key, '/')"
+        courseid, batchid = f"substr(a.record_key, 1, {at} - 1)", f"substr(a.record_key, {at} + 1)"
+        join = f"cb.courseid = {courseid} AND cb.batchid = {batchid}"
+        mine = "a.mid = :mid AND a.store = :store AND a.field = 'mentors'"
+        if pg:
+            holds = 'cb.mentors::jsonb = a."after"::jsonb'
+            array = "json_typeof({}) = 'array'"
+            strings = ("NOT EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(a.\"before\") = 'array' "
+                       "THEN a.\"before\" ELSE '[]'::json END) e WHERE json_typeof(e) <> 'string')")
+            elements = 'CROSS JOIN LATERAL json_array_elements_text(a."before") AS j(value)'
+        else:
+            holds = 'json(cb.mentors) = json(a."after")'
+            array = "json_type({}) = 'array'"
+            strings = "NOT EXISTS (SELECT 1 FROM json_each(a.\"before\") e WHERE e.type <> 'text')"
+            elements = ', json_each(a."before") AS j'
+        after, before = array.format('a."after"'), array.format('a."before"')
+        clean = (f'cb.courseid IS NOT NULL AND a."after" IS NOT NULL AND {after} AND {holds} '
+                 f'AND a."before" IS NOT NULL AND {before} AND {strings}')
+        params = {"mid": mid, "store": STORE_COURSE_BATCH}
+
+        def run(sql: str) -> Any:
+            return self._conn.execute(sa.text(sql), params)
+
+        target, where = join.replace("cb.", "course_batch."), clean.replace("cb.", "course_batch.")
+        audited = sa.and_(audit.c.mid == mid, audit.c.store == STORE_COURSE_BATCH, audit.c.field == "mentors")
+        if self._all_or_nothing(
+            lambda: int(run(f'UPDATE course_batch SET mentors = a."before" FROM audit a WHERE {target} AND {mine} '
+                            f"AND {where}").rowcount),
+            rows, audited, stamp,
+        ) is None:
+            return None
+        run(f"DELETE FROM course_batch_mentor WHERE (courseid, batchid) IN (SELECT {courseid}, {batchid} "
+            f"FROM audit a WHERE {mine})")
+        run(f"INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT DISTINCT j.value, {courseid}, "
+            f"{batchid} FROM audit a {elements} WHERE {mine}")
+        return rows
+
+    def _audit_undo(self, mine: Any, stamp: AuditStamp) -> None:
+        """The undo's audit rows of the audit rows ``mine``: under ``stamp``, before and after swapped."""
+        a = audit
+        names = ["mid", "request_id", "store", "record_key", "field", "before", "after", "at"]
+        select = sa.select(
+            sa.cast(sa.literal(stamp.mid), sa.String), a.c.request_id, a.c.store, a.c.record_key, a.c.field,
+            a.c.after, a.c.before, sa.literal(stamp.at, sa.DateTime(timezone=True)),
+        ).where(mine).order_by(a.c.id.desc())
+        self._conn.execute(audit.insert().from_select(names, select))
+
+    def audit_page_except(
+        self, mid: str, skip: Sequence[tuple[str, str]], *, cursor: str | None, limit: int
+    ) -> AuditPage:
+        return self._audit_log.page(mid=mid, newest_first=True, cursor=cursor, limit=limit, skip=skip)
+
+    def audited_records(self, mid: str) -> dict[str, int]:
+        self._audit_log.flush()
+        a = audit
+        rows = self._conn.execute(
+            sa.select(a.c.store, sa.func.count(sa.distinct(a.c.record_key))).where(a.c.mid == mid).group_by(a.c.store)
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
     def _audit(
         self, stamp: AuditStamp, store: str, key: Any, field: str, column: Any, value: Any, match: Any
     ) -> None:
@@ -711,6 +895,33 @@ class SqlBulk:
         self._conn.execute(audit.insert().from_select(names, select))
 
 
+class SqlCounts:
+    """``service.ports.RecordCounts`` of a preview: the queries of the page reads, counted (index ranges)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def batches_of_user(self, user_id: str, statuses: frozenset[int]) -> int:
+        cb, m = course_batch, course_batch_mentor
+        status = sorted(statuses)
+        created = sa.select(sa.func.count()).where(cb.c.createdby == user_id, cb.c.status.in_(status))
+        mentored = (
+            sa.select(sa.func.count())
+            .select_from(cb.join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid)))
+            .where(m.c.userid == user_id, cb.c.status.in_(status),
+                   sa.or_(cb.c.createdby.is_(None), cb.c.createdby != user_id))
+        )
+        return int(self._conn.execute(created).scalar_one()) + int(self._conn.execute(mentored).scalar_one())
+
+    def asset_profile_counts(self, owner: str, object_types: Sequence[str]) -> list[tuple[str, str | None, int]]:
+        query = (
+            sa.select(asset.c.objectType, asset.c.schemaVersion, sa.func.count())
+            .where(asset.c.createdBy == owner, asset.c.objectType.in_(list(object_types)))
+            .group_by(asset.c.objectType, asset.c.schemaVersion)
+        )
+        return [(r[0], r[1], int(r[2])) for r in self._conn.execute(query)]
+
+
 # --- unit of work and store -------------------------------------------------------------------------
 
 
@@ -724,15 +935,20 @@ class SqlUnitOfWork:
     outbox: SqlOutbox
     audit: SqlAudit
     bulk: SqlBulk | None  # None in a preview
+    counts: SqlCounts | None  # only in a preview or a read-only unit
+    reverts: SqlBulk | None  # None in a preview
 
     def __init__(
-        self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None
+        self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None,
+        *, read_only: bool = False,
     ) -> None:
         """``preview``: a unit of work that writes nothing (the ledger rows it would write are kept in this dict,
-        so that a repeated mid is still a duplicate); give it the ``reader`` engine, and it takes no lock."""
+        so that a repeated mid is still a duplicate); give it the ``reader`` engine, and it takes no lock.
+        ``read_only``: one that only reads (``SqlStore.read_only``); it counts (``counts``) as a preview does."""
         self._engine = engine
         self._shared = shared
         self._preview = preview
+        self._read_only = read_only
         self._conn: Connection | None = None
         self._tx: Any = None
 
@@ -752,10 +968,13 @@ class SqlUnitOfWork:
             self.batches, self.assets = _PreviewBatches(conn), _PreviewAssets(conn)
             self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
             self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
+            self.counts = SqlCounts(conn)  # what they would write is counted instead
+            self.reverts = None
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
-        self.bulk = SqlBulk(conn, self.audit)
+        self.bulk, self.counts = SqlBulk(conn, self.audit), SqlCounts(conn) if self._read_only else None
+        self.reverts = self.bulk
         return self
 
     def lock_users(self, user_ids: Iterable[str]) -> None:
@@ -857,7 +1076,7 @@ class SqlStore:
     def read_only(self) -> SqlUnitOfWork:
         """A unit of work for reads (validation, status, console pages): on SQLite it takes no write lock, so it
         neither waits for the worker nor makes a submit wait; rolled back at the end, it must not write."""
-        return SqlUnitOfWork(self.reader)
+        return SqlUnitOfWork(self.reader, read_only=True)
 
     def probe(self) -> None:
         """A real, cheap write (one row of ``store_probe``, committed): ``StoreError`` when the store cannot write
@@ -946,26 +1165,23 @@ class SqlStore:
         if not isinstance(doc, Mapping):
             raise ValueError("a fixture is a JSON object")
         parsed_users = [user_from_json(u) for u in _list(doc, "users")]
-        parsed_batches = [batch_from_json(b) for b in _list(doc, "course_batches")]
-        parsed_assets = [asset_from_json(a) for a in _list(doc, "assets")]
+        # the fixture's text checked a few thousand records at a time (else each record says what is wrong)
+        checked = all(first_bad_string(chunk) is None for key in ("course_batches", "assets")
+                      for chunk in chunks(_list(doc, key)))
+        parsed_batches = [batch_from_json(b, text_checked=checked) for b in _list(doc, "course_batches")]
+        parsed_assets = [asset_from_json(a, text_checked=checked) for a in _list(doc, "assets")]
         with self.connect() as conn, conn.begin():
-            for chunk in chunks([u.to_json() for u in parsed_users]):
-                upsert_rows(conn, users, chunk)
-            for chunk in chunks(parsed_batches):
+            # a key given twice: the last one wins (as it would one row after the other)
+            for chunk in chunks(list({u.id: u for u in parsed_users}.values())):
+                upsert_rows(conn, users, [u.to_json() for u in chunk])
+            for chunk in chunks(list({b.key: b for b in parsed_batches}.values())):
                 upsert_rows(conn, course_batch, [b.to_json() for b in chunk])
                 m = course_batch_mentor
-                conn.execute(
-                    m.delete().where(m.c.courseid == sa.bindparam("k_c"), m.c.batchid == sa.bindparam("k_b")),
-                    [{"k_c": b.courseid, "k_b": b.batchid} for b in chunk],
-                )
-                rows = [
-                    {"userid": x, "courseid": b.courseid, "batchid": b.batchid}
-                    for b in chunk
-                    for x in dict.fromkeys(b.mentors)
-                ]
-                if rows:
-                    conn.execute(m.insert(), rows)
-            for chunk in chunks(parsed_assets):
+                delete_rows(conn, m, ("courseid", "batchid"), [{"courseid": b.courseid, "batchid": b.batchid}
+                                                               for b in chunk])
+                insert_rows(conn, m, [{"userid": x, "courseid": b.courseid, "batchid": b.batchid}
+                                      for b in chunk for x in dict.fromkeys(b.mentors)])
+            for chunk in chunks(list({a.identifier: a for a in parsed_assets}.values())):
                 upsert_rows(conn, asset, [_asset_row(a) for a in chunk])
         return {"users": len(parsed_users), "course_batches": len(parsed_batches), "assets": len(parsed_assets)}
 

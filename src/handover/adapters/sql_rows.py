@@ -14,26 +14,37 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from handover.adapters.sql_schema import StoreError
 
 
-def upsert_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+def upsert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert each row, or update every other column of the record with its key (a key given twice in ``rows``:
+    PostgreSQL refuses it, pass each key once). Many rows at once, as ``insert_rows``."""
     if not rows:
         return
     keys = [c.name for c in table.primary_key.columns]
+    others = [c.name for c in table.columns if c.name not in keys]
+    names = list(rows[0])
     dialect = conn.dialect.name
-    stmt: Any
     if dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    else:  # pragma: no cover - only the two dialects are supported
+        update = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in others)
+        for source, params in _pg_unnest(conn, table, names, rows):
+            conn.exec_driver_sql(
+                f'INSERT INTO "{table.name}" ({_quoted(names)}) SELECT * FROM {source} '
+                f"ON CONFLICT ({_quoted(keys)}) DO UPDATE SET {update}",
+                params,
+            )
+        return
+    if dialect != "sqlite":  # pragma: no cover - only the two dialects are supported
         raise StoreError(f"unsupported database {dialect}")
-    update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), rows)
+    def build() -> Any:
+        stmt = sqlite.insert(table)
+        return stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in others})
+
+    _executemany(conn, build, rows, ("upsert", table.name, tuple(names)))
 
 
 # --- bulk row writes ---------------------------------------------------------------------------------

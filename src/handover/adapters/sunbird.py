@@ -74,10 +74,12 @@ from handover.service.ports import (
     AuditRecord,
     BatchRepository,
     BulkWrites,
+    ColumnReverts,
     DuplicateRequest,
     Ledger,
     LedgerEntry,
     Outbox,
+    RecordCounts,
     RequestHistory,
     RequestLog,
     RequestStatus,
@@ -369,6 +371,8 @@ class SunbirdUnitOfWork:
     outbox: Outbox
     audit: AuditLog
     bulk: BulkWrites | None = None  # the Sunbird stores are written record by record
+    counts: RecordCounts | None = None  # and their previews walk every record
+    reverts: ColumnReverts | None = None  # and undone record by record
 
     def __init__(
         self, store: SunbirdStore, *, writes: bool, preview_ledger: dict[str, LedgerEntry] | None = None

@@ -123,12 +123,13 @@ def user_from_json(doc: Mapping[str, Any]) -> User:
     )
 
 
-def batch_from_json(doc: Mapping[str, Any]) -> CourseBatch:
+def batch_from_json(doc: Mapping[str, Any], *, text_checked: bool = False) -> CourseBatch:
+    """``text_checked``: the caller found no NUL or lone surrogate in ``doc`` (a whole fixture checked at once)."""
     courseid, batchid = doc.get("courseid"), doc.get("batchid")
     if not isinstance(courseid, str) or not isinstance(batchid, str) or not courseid or not batchid:
         raise ValueError("course batch needs string 'courseid' and 'batchid'")
     _check_text(doc, "course batch", ("courseid", courseid), ("batchid", batchid), ("createdby", doc.get("createdby")),
-                *(("mentors", m) for m in doc.get("mentors") or () if isinstance(m, str)))
+                *(("mentors", m) for m in doc.get("mentors") or () if isinstance(m, str)), strings=not text_checked)
     status = doc.get("status", 0)
     if isinstance(status, bool) or not isinstance(status, int):
         raise ValueError(f"course batch {courseid}/{batchid}: 'status' must be an integer")
@@ -148,11 +149,12 @@ def batch_from_json(doc: Mapping[str, Any]) -> CourseBatch:
     )
 
 
-def asset_from_json(doc: Mapping[str, Any]) -> Asset:
+def asset_from_json(doc: Mapping[str, Any], *, text_checked: bool = False) -> Asset:
+    """``text_checked``: as for ``batch_from_json``."""
     ident, otype = doc.get("identifier"), doc.get("objectType")
     if not isinstance(ident, str) or not ident or not isinstance(otype, str) or not otype:
         raise ValueError("asset needs string 'identifier' and 'objectType'")
-    _check_text(doc, "asset", ("identifier", ident), ("createdBy", doc.get("createdBy")))
+    _check_text(doc, "asset", ("identifier", ident), ("createdBy", doc.get("createdBy")), strings=not text_checked)
     for key in ("schemaVersion", "status", "visibility", "createdBy", "creator"):
         value = doc.get(key)
         if value is not None and not isinstance(value, str):
@@ -174,10 +176,10 @@ def asset_from_json(doc: Mapping[str, Any]) -> Asset:
     )
 
 
-def _check_text(doc: Mapping[str, Any], what: str, *ids: tuple[str, Any]) -> None:
-    """ValueError when a string of ``doc`` cannot be stored (NUL, lone surrogate) or one of ``ids`` is longer
-    than the id limit: the same limits on every store (``domain.text``)."""
-    bad = first_bad_string(doc)
+def _check_text(doc: Mapping[str, Any], what: str, *ids: tuple[str, Any], strings: bool = True) -> None:
+    """ValueError when a string of ``doc`` cannot be stored (NUL, lone surrogate; unless not ``strings``) or one of
+    ``ids`` is longer than the id limit: the same limits on every store (``domain.text``)."""
+    bad = first_bad_string(doc) if strings else None
     if bad is not None:
         raise ValueError(f"{what}: {bad[0]} contains {bad[1]}")
     for name, value in ids:

@@ -7,6 +7,7 @@ nothing is cut or refused by one store and kept by another (PostgreSQL's ``varch
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,12 +41,41 @@ def is_storable_id(value: Any) -> bool:
 
 def first_bad_string(doc: Any, root: str = "") -> tuple[str, str] | None:
     """``(path, problem)`` of the first key or string value anywhere in a decoded JSON value that
-    ``text_problem`` refuses (path like ``request.objects[2].identifier``), or None. Iterative."""
+    ``text_problem`` refuses (path like ``request.objects[2].identifier``), or None. Iterative; the paths are
+    built only once a problem is known to be there (a fixture load checks every record)."""
+    if _storable(doc):
+        return None
     for path, text in _strings(doc, root):
         problem = text_problem(text)
         if problem is not None:
             return printable(path) or "(the value)", problem
     return None
+
+
+def _storable(doc: Any) -> bool:
+    """Whether every key and string value of ``doc`` passes ``text_problem``: all of them checked at once, in the
+    JSON text of ``doc`` (which escapes a NUL as ``\\u0000`` and keeps a lone surrogate; a value that merely looks
+    like that escape is looked at string by string), else joined (Python never pairs surrogates of separate
+    strings, so a lone one stays lone)."""
+    try:
+        text = json.dumps(doc, ensure_ascii=False, check_circular=False)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    else:
+        if "\\u0000" not in text:
+            return text_problem(text) is None
+    texts: list[str] = []
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            texts.append(node)
+        elif isinstance(node, dict):
+            texts.extend(k for k in node if isinstance(k, str))
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
+    return text_problem("".join(texts)) is None
 
 
 def _strings(doc: Any, root: str) -> Iterator[tuple[str, str]]:

@@ -26,6 +26,7 @@ from handover.service.ports import (
     BulkWrites,
     LedgerEntry,
     Outcome,
+    RecordCounts,
     RecordsWritten,
     StoreContention,
     UnitOfWork,
@@ -163,20 +164,23 @@ class Engine:
 
     def _transfer_batches(self, uow: UnitOfWork, event: OwnershipTransfer, outcome: Outcome) -> None:
         """Record by record through the rules. Once a page comes back full (a large transfer) and the store
-        writes set-based: the rest of the batches the user mentors still one by one (their mentor lists need
-        the rules), then every remaining batch the user created in one statement."""
+        writes set-based: the rest of the batches the user mentors in a few statements (their mentor lists as
+        ``rules.replace_mentor`` rewrites them), then every remaining batch the user created in one statement."""
         statuses = self.policy.course_batch_statuses
-        bulk = self._bulk(uow)
+        bulk, counts = self._bulk(uow), self._counts(uow)
+        walked_before = outcome.changed_batches
         for page in uow.batches.pages_of_user(event.from_user_id, statuses, self.settings.page_size):
             self._transfer_batch_page(uow, event, page, outcome)
-            if bulk is not None and len(page) >= self.settings.page_size:
+            if (bulk or counts) is not None and self._past_first_page(page, outcome):
                 break
         else:
             return
+        if counts is not None:  # a preview: the store counts what the walk would have changed
+            outcome.changed_batches = walked_before + counts.batches_of_user(event.from_user_id, statuses)
+            return
         assert bulk is not None
-        for page in bulk.batch_pages_mentored_by(event.from_user_id, statuses, self.settings.page_size):
-            self._transfer_batch_page(uow, event, page, outcome)
-        written = bulk.reassign_batch_creator(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
+        written = bulk.reassign_mentor(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
+        written += bulk.reassign_batch_creator(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
         outcome.changed_batches += written
         self._written(written, 0)
 
@@ -200,17 +204,24 @@ class Engine:
         each (type, version) whose new values are the same for every asset in one statement, with the values
         the rules give for a probe of that type and version; the others record by record."""
         name = rules.display_name(to_user)
-        bulk = self._bulk(uow)
+        bulk, counts = self._bulk(uow), self._counts(uow)
         types = self.policy.object_type_names()
         def transfer(assets: Sequence[Asset]) -> None:
             updates = [rules.transfer_asset(a, to_user.id, name, self.policy) for a in assets]
             self._write_assets(uow, event, updates, outcome)
 
+        walked_before = outcome.changed_assets
         for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
             transfer(self._matching(page, event.from_user_id))
-            if bulk is not None and len(page) >= self.settings.page_size:
+            if (bulk or counts) is not None and self._past_first_page(page, outcome):
                 break
         else:
+            return
+        if counts is not None:  # a preview: every configured asset of the user would get an update
+            outcome.changed_assets = walked_before + sum(
+                n for object_type, version, n in counts.asset_profile_counts(event.from_user_id, types)
+                if rules.is_configured(Asset("", object_type, version, createdBy=event.from_user_id), self.policy)
+            )
             return
         assert bulk is not None
         per_record: set[tuple[str, str | None]] = set()
@@ -294,6 +305,16 @@ class Engine:
         if not self.settings.bulk or self.settings.sample_limit:
             return None
         return uow.bulk
+
+    def _counts(self, uow: UnitOfWork) -> RecordCounts | None:
+        """The store's counts in place of a walk, where the unit of work writes nothing (a preview) and set-based
+        paths are on."""
+        return uow.counts if self.settings.bulk else None
+
+    def _past_first_page(self, page: Sequence[Any], outcome: Outcome) -> bool:
+        """Whether a walk may stop record by record after ``page`` (the rest set-based or counted): the page came
+        back full and the outcome holds every sample it will carry."""
+        return len(page) >= self.settings.page_size and len(outcome.samples) >= self.settings.sample_limit
 
     def _stamp(self, event: OwnershipTransfer | DeleteUser) -> AuditStamp | None:
         return AuditStamp(event.mid, event.request_id, self._clock()) if self.settings.audit else None

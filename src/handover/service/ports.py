@@ -187,12 +187,15 @@ class AuditStamp:
 class BulkWrites(Protocol):
     """An optional capability of a store that can write set-based (the SQL store). The engine uses it for the
     part of a transfer whose new values do not depend on each record; the pure rules still decide those
-    values, and the store writes them, with their audit rows, in one statement per (type, version)."""
+    values, and the store writes them, with their audit rows, in one statement per (type, version). Mentor lists
+    are the one exception: the store applies ``rules.replace_mentor`` itself (the differential property test
+    holds it to the rule)."""
 
-    def batch_pages_mentored_by(
-        self, user_id: str, statuses: frozenset[int], page_size: int
-    ) -> Iterator[Sequence[CourseBatch]]:
-        """Every batch with one of ``statuses`` that ``user_id`` mentors (whoever created it), in pages."""
+    def reassign_mentor(self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None) -> int:
+        """On every batch with one of ``statuses`` that ``from_id`` mentors: ``from_id`` -> ``to_id`` in the mentor
+        list (``rules.replace_mentor``: duplicates dropped, the first kept) and in the mentor index, and
+        ``createdby`` too where it is ``from_id``; audited as ``rules.transfer_batch`` audits it when ``stamp`` is
+        given. Returns how many batches were written."""
         ...
 
     def reassign_batch_creator(
@@ -216,6 +219,47 @@ class BulkWrites(Protocol):
         ...
 
 
+class RecordCounts(Protocol):
+    """An optional capability of a unit of work that writes nothing (the SQL store's previews and read-only units;
+    never one that writes, since the engine counts instead of writing where it is there): how many records a
+    whole-user transfer would change, counted by the store. A preview walks the first page record by record (the
+    records it shows) and counts the rest instead of walking it."""
+
+    def batches_of_user(self, user_id: str, statuses: frozenset[int]) -> int:
+        """How many batches with one of ``statuses`` ``user_id`` created or mentors, each once (the batches
+        ``BatchRepository.pages_of_user`` yields)."""
+        ...
+
+    def asset_profile_counts(self, owner: str, object_types: Sequence[str]) -> Sequence[tuple[str, str | None, int]]:
+        """(objectType, schemaVersion, how many) of ``owner``'s assets of these types, per distinct pair."""
+        ...
+
+
+class ColumnReverts(Protocol):
+    """An optional capability of a store that can undo set-based (the SQL store, as ``BulkWrites``): the undo of
+    one event's changes to plain columns in one statement per field, and the rest of its audit read without them."""
+
+    def revert_columns(self, mid: str, stamp: AuditStamp) -> Sequence[tuple[str, str, int]]:
+        """Undo event ``mid``'s audited changes of each plain-column field (a text column the event changed at most
+        once per record, from and to a string or null; a batch's creator from a string) for which every record
+        still holds the change's ``after``: its ``before`` written back, and an audit row under ``stamp`` with
+        ``before`` and ``after`` swapped. (store, field, how many changes reverted) for each field done; the others
+        are left as they are, for the record-by-record undo."""
+        ...
+
+    def audit_page_except(
+        self, mid: str, skip: Sequence[tuple[str, str]], *, cursor: str | None, limit: int
+    ) -> AuditPage:
+        """A page of event ``mid``'s audit rows, newest first, without those of the (store, field) pairs ``skip``;
+        as ``AuditLog.page``."""
+        ...
+
+    def audited_records(self, mid: str) -> Mapping[str, int]:
+        """How many distinct records of each store (``STORE_COURSE_BATCH``, ``STORE_ASSET``) the audit rows of
+        event ``mid`` name."""
+        ...
+
+
 class UnitOfWork(Protocol):
     users: UserDirectory
     batches: BatchRepository
@@ -224,6 +268,8 @@ class UnitOfWork(Protocol):
     outbox: Outbox
     audit: AuditLog
     bulk: BulkWrites | None  # None: the store writes record by record only
+    reverts: ColumnReverts | None  # None: an undo reverts record by record only
+    counts: RecordCounts | None  # None: a preview walks every record (and always in a unit of work that writes)
 
     def __enter__(self) -> Self: ...
 

@@ -334,7 +334,8 @@ class TransferRequests:
         """What a transfer of everything leaves with ``user_id``: ``{"course_batches": {status: count}, "assets":
         {objectType: count} or None}``: the batches the user created or mentors whose status is not transferred
         (``course_batch_statuses``; 2 is completed), and the user's assets whose type is not transferred (None
-        where the store cannot count assets by type). Read a page at a time; ``Unavailable``."""
+        where the store cannot count assets by type). Counted by the store where it can (``UnitOfWork.counts``),
+        else read a page at a time; ``Unavailable``."""
         engine = self.engine()
         policy, page_size = engine.policy, engine.settings.page_size
         kept = frozenset(BATCH_STATUSES) - policy.course_batch_statuses
@@ -342,8 +343,9 @@ class TransferRequests:
         try:
             with self.read() as uow:
                 for status in sorted(kept):
-                    count = sum(len(page) for page in uow.batches.pages_of_user(user_id, frozenset({status}),
-                                                                                   page_size))
+                    count = (uow.counts.batches_of_user(user_id, frozenset({status})) if uow.counts is not None
+                             else sum(len(page) for page in uow.batches.pages_of_user(user_id, frozenset({status}),
+                                                                                      page_size)))
                     if count:
                         batches[BATCH_STATUSES[status]] = count
                 by_type: Callable[[str], Mapping[str, int]] | None = getattr(uow.assets, "types_created_by", None)

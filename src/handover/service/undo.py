@@ -28,6 +28,7 @@ from handover.service.ports import (
     STORE_COURSE_BATCH,
     AuditPage,
     AuditRecord,
+    AuditStamp,
     LedgerEntry,
     RecordsWritten,
     StoreContention,
@@ -258,13 +259,40 @@ class Undoer:
         if targets:
             # the events whose from-user is deleted now: the values before them were that user's (SPEC 10)
             deleted = {mid for mid, entry in targets.items() if _is_deleted(uow, entry.subject_user_id)}
-            seen = self._revert_pages(uow, targets, results, read, deleted)
+            rest = self._revert_columns(uow, targets, results, deleted)
+            seen = self._revert_pages(uow, targets, results, rest or read, deleted)
+            if rest is not None and uow.reverts is not None:  # some fields set-based: the records the undo audited
+                (mid,) = targets
+                seen.add(mid)
+                records = uow.reverts.audited_records(undo_mid(mid))
+                results[mid].changed_batches = records.get(STORE_COURSE_BATCH, 0)
+                results[mid].changed_assets = records.get(STORE_ASSET, 0)
             now = self._clock()
             for mid, entry in targets.items():
                 if mid not in seen and entry.changed_batches + entry.changed_assets > 0:
                     raise NotUndoable(f"event {mid} changed records but has no audit trail (audit was off)")
                 uow.ledger.record(_undo_entry(entry, results[mid], now))
         return UndoResult([results[e.mid] for e in entries])
+
+    def _revert_columns(
+        self, uow: UnitOfWork, targets: dict[str, LedgerEntry], results: dict[str, EventUndo], deleted: set[str]
+    ) -> PageReader | None:
+        """Where the store can (``UnitOfWork.reverts``), for one event with the audit on whose from-user is not
+        deleted: the plain-column fields reverted set-based, and a reader of the event's other audit rows (None:
+        nothing was done so, read every row)."""
+        reverts = uow.reverts
+        if reverts is None or not self._audit or len(targets) != 1 or targets.keys() & deleted:
+            return None
+        (mid,) = targets
+        done = reverts.revert_columns(mid, AuditStamp(undo_mid(mid), targets[mid].request_id, self._clock()))
+        if not done:
+            return None
+        results[mid].reverted += sum(n for _, _, n in done)
+        if self._on_written is not None:  # progress: each field done set-based
+            for store, _, n in done:
+                self._on_written(n if store == STORE_COURSE_BATCH else 0, n if store == STORE_ASSET else 0)
+        skip = [(store, field) for store, field, _ in done]
+        return lambda cursor: reverts.audit_page_except(mid, skip, cursor=cursor, limit=self._page_size)
 
     def _revert_pages(
         self,
@@ -350,9 +378,9 @@ class Undoer:
 
 def _scrub(before: Any, after: Any, replacement: str) -> Any:
     """``before`` with each text that ``after`` replaced (following the keys where the two objects differ) set to
-    ``replacement``; other values kept."""
+    ``replacement``; other values kept, and so is a blank text (it holds no one's name)."""
     if isinstance(before, str):
-        return replacement if before != after else before
+        return replacement if before.strip() and before != after else before
     if isinstance(before, dict) and isinstance(after, dict):
         return {k: _scrub(v, after[k], replacement) if k in after and after[k] != v else v
                 for k, v in before.items()}
