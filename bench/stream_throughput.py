@@ -52,6 +52,7 @@ from confluent_kafka import Consumer  # noqa: E402
 from tests.streams import groups_for, mixed_stream  # noqa: E402
 from tests.tansu import SESSION_TIMEOUT_MS, Tansu, free_port  # noqa: E402
 
+import handover.adapters.sql_queue  # noqa: E402, F401  (puts the queue tables on the schema, as bootstrap does)
 from handover.adapters.kafka import KafkaEventSink, Topics, ensure_topics  # noqa: E402
 from handover.adapters.sql import SqlStore  # noqa: E402
 from handover.config import env_name, load_settings  # noqa: E402
@@ -129,9 +130,10 @@ def run_workers(
         first = None
         done = 0.0
         while done < total and time.monotonic() - started < timeout:
-            for process in processes:
+            for n, process in enumerate(processes):
                 if process.poll() is not None:
-                    raise SystemExit(f"a worker exited with {process.returncode}; see {logs}")
+                    tail = (logs / f"worker-{count}-{n}.log").read_text(errors="replace")[-2000:]
+                    raise SystemExit(f"a worker exited with {process.returncode}:\n{tail}")
             done = sum(handled(port) for port in ports)
             if first is None and done > 0:
                 first = time.monotonic()
