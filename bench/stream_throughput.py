@@ -27,6 +27,8 @@ read at once, 2,440-5,550 with its ledger and audit rows inserted at once and au
 Measured with this script afterwards (2026-11-29, load average 3.21 at start, 2.86 at end), ``--events 10000``:
 bare loop 19,044 events/s, one worker 4,390 events/s (0.231 of bare), two workers together 4,358 events/s (two /
 one 0.99); ``--events 20000`` (load 2.71 -> 2.96): bare 36,634, one worker 3,188, two workers 3,724 (1.17).
+After merging main at 86bdca2, ``--events 10000`` (load 2.64 -> 2.20): bare 19,145, one worker 4,811 (0.251), two
+workers 5,314 (1.10).
 Target (>= 5,000 events/s per worker): not met. Two workers on one SQLite file do not add up: their write
 transactions take turns on the file's lock, and both share the 2 cores with the broker and other processes.
 """
