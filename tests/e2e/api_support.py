@@ -164,6 +164,14 @@ def serving(env: Mapping[str, str], log: Path) -> Iterator[Server]:
         server.stop()
 
 
+def serving_with_tokens(store_url: str, public_key_pem: str, log: Path) -> contextlib.AbstractContextManager[Server]:
+    """``serve`` on ``store_url`` with Keycloak-style RS256 tokens checked against ``public_key_pem`` (auth mode
+    jwt) and the embedded queue (no Kafka)."""
+    env = {"HANDOVER_STORE": store_url, "HANDOVER_AUTH_MODE": "jwt", "HANDOVER_AUTH_PUBLIC_KEY": public_key_pem,
+           "HANDOVER_KAFKA_BROKER_SERVERS": ""}
+    return serving(env, log)
+
+
 def poll_until_processed(base: str, request_id: str, timeout: float = 30) -> list[dict[str, Any]]:
     """The events of a request once none is ``pending``."""
     deadline = time.monotonic() + timeout

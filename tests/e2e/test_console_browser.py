@@ -24,7 +24,7 @@ from handover.adapters.sql import SqlStore
 from handover.adapters.sql_queue import SqlEventQueue
 from handover.domain.transfer_request import TransferRequest, UserProfile, build_events
 from tests.conftest import ROOT
-from tests.e2e.api_support import Server, loaded_store, serving
+from tests.e2e.api_support import Server, loaded_store, serving, serving_with_tokens
 from tests.e2e.console_support import ORG2, accessibility_problems
 from tests.e2e.test_api_auth import new_key, public_pem, token
 from tests.store_faults import asset_writes_refused
@@ -412,9 +412,7 @@ def key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture(scope="module")
 def secured(store: SqlStore, key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"HANDOVER_STORE": store.url, "HANDOVER_AUTH_MODE": "jwt", "HANDOVER_AUTH_PUBLIC_KEY": public_pem(key),
-           "HANDOVER_KAFKA_BROKER_SERVERS": ""}
-    with serving(env, tmp_path_factory.mktemp("secured") / "serve.log") as running:
+    with serving_with_tokens(store.url, public_pem(key), tmp_path_factory.mktemp("secured") / "serve.log") as running:
         yield running
 
 

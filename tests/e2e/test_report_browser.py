@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from handover.adapters.sql import SqlStore
-from tests.e2e.api_support import Server, loaded_store, serving
+from tests.e2e.api_support import Server, loaded_store, serving, serving_with_tokens
 from tests.e2e.test_api_auth import new_key, public_pem, token
 from tests.e2e.test_console_browser import AXE, CHROMIUM, DESKTOP, browser, check, nav, page
 from tests.e2e.test_people_browser import busy, hold
@@ -131,9 +131,7 @@ def key() -> rsa.RSAPrivateKey:
 
 @pytest.fixture(scope="module")
 def secured(store: SqlStore, key: rsa.RSAPrivateKey, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"HANDOVER_STORE": store.url, "HANDOVER_AUTH_MODE": "jwt", "HANDOVER_AUTH_PUBLIC_KEY": public_pem(key),
-           "HANDOVER_KAFKA_BROKER_SERVERS": ""}
-    with serving(env, tmp_path_factory.mktemp("secured") / "serve.log") as running:
+    with serving_with_tokens(store.url, public_pem(key), tmp_path_factory.mktemp("secured") / "serve.log") as running:
         yield running
 
 

@@ -34,6 +34,7 @@ from handover.entrypoints.api_common import (
     claimed_action_by,
     decode_body,
     envelope,
+    page_parameters,
     read_body,
     request_id_of,
 )
@@ -170,11 +171,7 @@ def changes_page(
 CHANGES_PARAMETERS = [
     {"name": "mid", "in": "query", "required": True, "schema": {"type": "string"},
      "description": "The event (its mid) whose changed records to list."},
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
-     "description": "The nextCursor of the previous page; absent for the first page."},
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECORDS, "default": DEFAULT_RECORDS},
-     "description": "Changed records per page."},
+    *page_parameters(MAX_RECORDS, DEFAULT_RECORDS, "Changed records"),
 ]
 
 

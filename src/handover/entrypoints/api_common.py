@@ -388,3 +388,13 @@ def header_text(text: str, limit: int = 300) -> str:
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:limit])
 
 
+def page_parameters(maximum: int, default: int, unit: str) -> list[dict[str, Any]]:
+    """The OpenAPI query parameters ``cursor`` and ``limit`` of a keyset-paged GET (read by hand in the route, so
+    that a bad one gets its own message; documented for /docs): ``limit`` is 1..``maximum`` ``unit`` per page."""
+    return [
+        {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "The nextCursor of the previous page; absent for the first page."},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+         "description": f"{unit} per page."},
+    ]

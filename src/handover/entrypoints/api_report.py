@@ -16,7 +16,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from handover.entrypoints.api_common import ERR_INVALID, SECURITY, Api, ApiError, Envelope, envelope, request_id_of
+from handover.entrypoints.api_common import (
+    ERR_INVALID,
+    SECURITY,
+    Api,
+    ApiError,
+    Envelope,
+    envelope,
+    page_parameters,
+    request_id_of,
+)
 from handover.service.reports import MAX_LIMIT
 
 API_REPORT = "api.user.ownership.report.deleted-owners"
@@ -71,11 +80,7 @@ def report_page(api: Api, user: str | None, organisation: str | None, cursor: st
 REPORT_PARAMETERS = [
     {"name": "organisationId", "in": "query", "required": False, "schema": {"type": "string"},
      "description": "The root organisation (default: the token's user's; required with authentication off)."},
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
-     "description": "The nextCursor of the previous page; absent for the first page."},
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-     "description": "Rows per page."},
+    *page_parameters(MAX_LIMIT, DEFAULT_LIMIT, "Rows"),
 ]
 
 for _path in REPORT_PATHS:
