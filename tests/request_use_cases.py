@@ -160,7 +160,7 @@ def people(service: TransferRequests, preview: dict[str, Any]) -> None:
         organisation_id="org-2", from_user="u-nobody", to_user="u-nobody2") == {
         "actionBy": "No user u-admin in org-2."}
 
-    assert service.names(["u-ann", "u-ravi", "u-nobody", ""]) == {"u-ann": "Ann Lee (u-ann)",
+    assert service.names(["u-ann", "u-ravi", "u-nobody", ""]) == {"u-ann": "Ann Lee (u-ann, deleted)",
                                                                    "u-ravi": "Ravi Kumar (u-ravi)"}
     records = service.record_names([("course_batch", "do_course1/b-101"), ("asset", "do_q1"), ("asset", "do_nope")])
     assert records[("course_batch", "do_course1/b-101")] == "Algebra, spring", records

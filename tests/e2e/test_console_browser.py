@@ -157,7 +157,7 @@ def test_preview_submit_history_and_undo(server: Server, page: Page) -> None:
     nav(page, "History")
     row = page.get_by_role("row").filter(has_text=request_id)
     expect(row.get_by_role("link")).to_have_text("u-ann → u-ravi: everything")
-    expect(row).to_contain_text("Ann Lee (u-ann) → Ravi Kumar (u-ravi)")
+    expect(row).to_contain_text("Ann Lee (u-ann, deleted) → Ravi Kumar (u-ravi)")
     expect(row).to_contain_text("applied")
     check(page, "history")
 
@@ -327,7 +327,8 @@ def test_honest_previews(server: Server, page: Page) -> None:
     expect(page.locator("#preview-total")).to_have_text("0 course batches and 2 assets would change.")  # and its image
     expect(page.get_by_role("heading", name="Question do_q1")).to_be_visible()
     expect(page.get_by_role("button", name="Submit the transfer")).to_be_visible()
-    expect(page.locator("#stays")).to_have_text("Only the assets named move; everything else of Ann Lee (u-ann) stays.")
+    expect(page.locator("#stays")).to_have_text(
+        "Only the assets named move; everything else of Ann Lee (u-ann, deleted) stays.")
     check(page, "preview-some-unknown")
 
 

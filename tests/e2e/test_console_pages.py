@@ -454,7 +454,7 @@ def test_the_session_cookie_secure_flag(tmp_path: Path, key: rsa.RSAPrivateKey, 
 
 def test_a_preview_says_what_stays_and_names_people_and_records(console: Console) -> None:
     html = console.post("/admin/transfer/preview", FORM)
-    assert "Ann Lee (u-ann)" in html and "Ravi Kumar (u-ravi)" in html and "Org Admin (u-admin)" in html
+    assert "Ann Lee (u-ann, deleted)" in html and "Ravi Kumar (u-ravi)" in html and "Org Admin (u-admin)" in html
     assert "Course batch do_course1/b-101 “Algebra, spring”" in html and "Question do_q1" in html
     stays = re.search(r'<ul class="plain" id="stays">(.*?)</ul>', html, re.S)
     assert stays is not None, html
@@ -515,9 +515,9 @@ def test_history_and_detail_show_titles_names_and_undone(console: Console) -> No
     console.drain()
     history = console.page("/admin/requests")
     assert "u-ann → u-ravi: everything</a>" in history and request_id in history
-    assert "Ann Lee (u-ann) → Ravi Kumar (u-ravi)" in history and "Org Admin (u-admin)" in history
+    assert "Ann Lee (u-ann, deleted) → Ravi Kumar (u-ravi)" in history and "Org Admin (u-admin)" in history
     detail = console.page(f"/admin/requests/{request_id}")
-    assert "<h1>u-ann → u-ravi: everything</h1>" in detail and "Everything of Ann Lee (u-ann)" in detail
+    assert "<h1>u-ann → u-ravi: everything</h1>" in detail and "Everything of Ann Lee (u-ann, deleted)" in detail
     assert "Course batch do_course1/b-101 “Algebra, spring”" in detail
 
     done = console.http.post(f"/admin/requests/{request_id}/undo", data={"actionBy": "u-admin"},

@@ -671,6 +671,10 @@ def admin_of(user: User | None, organisation_id: str | None) -> bool:
 
 
 def person(user: User) -> str:
-    """``Ann Lee (u-ann)``; the user name, or the id alone, when the directory has no first or last name."""
+    """``Ann Lee (u-ann)``; the user name, or the id alone, when the directory has no first or last name; a user
+    marked deleted says so: ``Ann Lee (u-ann, deleted)``, ``u-ann (deleted)``."""
     name = " ".join(p for p in (user.firstName.strip(), user.lastName.strip()) if p) or user.userName.strip()
-    return f"{name} ({user.id})" if name and name != user.id else user.id
+    deleted = ", deleted" if user.isDeleted else ""
+    if name and name != user.id:
+        return f"{name} ({user.id}{deleted})"
+    return f"{user.id} ({deleted[2:]})" if deleted else user.id
