@@ -27,7 +27,9 @@ requests/s, p99 160.6 ms, server CPU 2.63 s in 2.78 s, client CPU 0.09 s; Postgr
 unknown status 875 and 498 requests/s. With the queue worker's micro-batches of 50, load 3.97 -> 4.87: SQLite 647
 requests/s, p99 180.4 ms, worker done 0.37 s after the last answer (5.30 s before); PostgreSQL 341 requests/s,
 p99 354.2 ms, worker done after 7.22 s (37.93 s before). ``--stores sqlite`` with the worker's batch of 1 and of
-50 in turn (load 5.58 -> 7.27): requests/s 687, 584, 701, 582; end to end 341, 540, 352, 528. The one server
+50 in turn (load 5.58 -> 7.27): requests/s 687, 584, 701, 582; end to end 341, 540, 352, 528; 10, 50, 10 (load
+6.31 -> 6.70): 698, 574, 701; end to end 501, 527, 504. With batches of 10 (now), both stores (load 4.22 -> 3.79):
+SQLite 721 requests/s, p99 156.4 ms, end to end 522; PostgreSQL 333, p99 385.8 ms, end to end 185. The one server
 process is the limit (its CPU seconds close to the wall seconds): the target is not met.
 
 PostgreSQL: ``HANDOVER_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``); the run uses a
