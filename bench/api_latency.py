@@ -1,18 +1,36 @@
 """API latency and throughput (issue 15): ``handover serve`` (authentication off, no Kafka: the in-process worker
 drains the store's event queue while the requests come in) on SQLite and on PostgreSQL, in the same run.
 
-C concurrent clients (httpx, asyncio, keep-alive) send N one-asset transfer requests between them (each request a
-different asset; 50 pairs of users of one organisation), after a warm-up of C requests that is not counted. Prints,
-per store side by side: requests/s over the N, the latency percentiles (p50, p95, p99, max), the requests not
-accepted, the connection errors (a kept-alive connection the server closed: the request is sent again with its
-``X-Request-ID``, its latency counted from the first attempt), how long after the last answer the in-process worker
-had processed every event (``/metrics``), and the outcomes of the events (each request's status, read afterwards).
-Then, for comparison, the same clients send N status requests of an unknown request id (one indexed read, a 404):
-what the HTTP stack, the clients and the machine allow without a write.
+C concurrent clients send N one-asset transfer requests between them (each request a different asset; 50 pairs of
+users of one organisation), after a warm-up of C requests that is not counted. The clients run in their own
+process(es) (``--client-processes``, default 1), apart from the server and from this one, on asyncio (uvloop when
+installed), a kept-alive connection each, and send requests encoded before the clock starts through a minimal
+HTTP/1.1 client (``Connection``): httpx (async) spent more CPU per request than the server (``--requests 300``: 1.36
+s of client CPU for the 300 status reads against the server's 0.62 s), so it measured itself. Prints, per store side
+by side: requests/s over the N, the latency percentiles (p50, p95, p99, max), the CPU seconds the server process and
+the client processes used meanwhile (server CPU close to the wall seconds: the one server process is the limit), the
+requests not accepted, the connection errors (a kept-alive connection the server closed: the request is sent again
+with its ``X-Request-ID``, its latency counted from the first attempt), how long after the last answer the
+in-process worker had processed every event (``/metrics``), the requests/s end to end (N over the seconds of the
+requests plus those until every event was processed: what can be kept up, where requests/s alone may borrow from a
+worker left behind), and the outcomes of the events (each request's status, read afterwards). Then, for comparison,
+the same clients send N status requests of an unknown request id (one indexed read, a 404): what the HTTP stack, the
+clients and the machine allow without a write.
 
     .venv/bin/python bench/api_latency.py                          # N = 2,000, C = 50, both stores
     .venv/bin/python bench/api_latency.py --requests 500 --stores sqlite
     .venv/bin/python bench/api_latency.py --profile /tmp/prof      # the servers under pyinstrument
+
+Measured (the shared 2-core machine; README "Speed on the embedded store" has the whole table), the command of the
+first line above (N = 2,000, C = 50, one client process): uvloop + httptools, load 5.55 -> 6.37: SQLite 720
+requests/s, p99 160.6 ms, server CPU 2.63 s in 2.78 s, client CPU 0.09 s; PostgreSQL 334 requests/s, p99 340.7 ms;
+unknown status 875 and 498 requests/s. With the queue worker's micro-batches of 50, load 3.97 -> 4.87: SQLite 647
+requests/s, p99 180.4 ms, worker done 0.37 s after the last answer (5.30 s before); PostgreSQL 341 requests/s,
+p99 354.2 ms, worker done after 7.22 s (37.93 s before). ``--stores sqlite`` with the worker's batch of 1 and of
+50 in turn (load 5.58 -> 7.27): requests/s 687, 584, 701, 582; end to end 341, 540, 352, 528; 10, 50, 10 (load
+6.31 -> 6.70): 698, 574, 701; end to end 501, 527, 504. With batches of 10 (now), both stores (load 4.22 -> 3.79):
+SQLite 721 requests/s, p99 156.4 ms, end to end 522; PostgreSQL 333, p99 385.8 ms, end to end 185. The one server
+process is the limit (its CPU seconds close to the wall seconds): the target is not met.
 
 PostgreSQL: ``HANDOVER_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``); the run uses a
 fresh schema, dropped at the end. Target on SQLite: p99 < 100 ms and >= 1,000 requests/s.
@@ -29,16 +47,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import psutil
 
 from read_lock import HANDOVER, TRANSFER, body, free_port
 
 PAIRS = 50
+T = TypeVar("T")
 POSTGRES = os.environ.get("HANDOVER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -77,7 +98,7 @@ def postgres_schema() -> Iterator[str]:
 
 
 @contextmanager
-def serving(url: str, work: Path, n: int, profile: Path | None, name: str) -> Iterator[str]:
+def serving(url: str, work: Path, n: int, profile: Path | None, name: str) -> Iterator[tuple[str, psutil.Process]]:
     env = {**os.environ, "HANDOVER_STORE": url, "HANDOVER_AUTH_MODE": "none", "HANDOVER_KAFKA_BROKER_SERVERS": ""}
     (work / "fixture.json").write_text(json.dumps(fixture(n)))
     subprocess.run([HANDOVER, "init"], env=env, check=True, capture_output=True)
@@ -100,62 +121,118 @@ def serving(url: str, work: Path, n: int, profile: Path | None, name: str) -> It
                 if server.poll() is not None:
                     raise SystemExit(f"handover serve exited with {server.returncode}; see {work / name}.log")
                 time.sleep(0.2)
-            yield base
+            yield base, psutil.Process(server.pid)
         finally:
             server.terminate()
             server.wait(60)
 
 
-async def load(base: str, first: int, count: int, clients: int) -> tuple[list[float], int, int, float]:
-    """(latencies in seconds, requests not accepted, connection errors retried, seconds for all) of ``count``
-    requests from ``clients`` clients."""
+class Connection:
+    """One kept-alive HTTP/1.1 connection, as lean as a client gets (httpx spent more CPU per request than the
+    server): sends a request already encoded, reads the status line, the headers and a ``Content-Length`` body."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def send(self, request: bytes) -> int:
+        """The answer's status code; raises ``ConnectionError`` if the server closed the connection."""
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        try:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, StopIteration) as exc:
+            writer.close()
+            self.streams = None
+            raise ConnectionError(f"{type(exc).__name__} {exc}") from exc
+        return int(head.split(b" ", 2)[1])
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+
+
+def post(host: str, i: int, content: bytes) -> bytes:
+    return (f"POST {TRANSFER} HTTP/1.1\r\nHost: {host}\r\nX-Request-ID: r-{i}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(content)}\r\n\r\n").encode() + content
+
+
+async def send_all(base: str, todo: list[tuple[int, bytes]], clients: int,
+                   expected: int) -> tuple[list[float], int, int, float]:
+    """(latencies in seconds, answers other than ``expected``, connection errors retried, seconds for all) of the
+    requests ``todo`` (request number, encoded request) from ``clients`` clients, a kept-alive connection each."""
     latencies: list[float] = []
     errors = retried = 0
-    todo = iter(range(first, first + count))
+    queue = iter(todo)
+    host, port = base.removeprefix("http://").split(":")
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client() -> None:
         nonlocal errors, retried
-        for i in todo:
+        connection = Connection(host, int(port))
+        for i, request in queue:
             started = time.perf_counter()
             status = 0
             for attempt in range(2):  # a kept-alive connection the server closed meanwhile: once more
                 try:
-                    answer = await http.post(TRANSFER, json=request_body(i), headers={"X-Request-ID": f"r-{i}"})
-                except httpx.TransportError as exc:
-                    print(f"request r-{i}: {type(exc).__name__} {exc}", file=sys.stderr)
+                    answer = await connection.send(request)
+                except ConnectionError as exc:
+                    print(f"request r-{i}: {exc}", file=sys.stderr)
                     retried += 1
                     continue
                 # 409 on the second attempt: the first was accepted (the request id is taken)
-                status = 200 if attempt == 1 and answer.status_code == 409 else answer.status_code
+                status = 200 if attempt == 1 and answer == 409 else answer
                 break
             latencies.append(time.perf_counter() - started)
-            if status != 200:
+            if status != expected:
                 errors += 1
+        connection.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        return latencies, errors, retried, time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors, retried, time.perf_counter() - started
 
 
-async def unknown_status(base: str, count: int, clients: int) -> tuple[list[float], float]:
-    """(latencies, seconds for all) of ``count`` status requests of an unknown request id (one indexed read, a 404):
-    what the HTTP stack and the clients cost without a write."""
-    latencies: list[float] = []
-    todo = iter(range(count))
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on uvloop when it is installed (it is with ``uvicorn[standard]``)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
-    async def client(http: httpx.AsyncClient) -> None:
-        for _ in todo:
-            started = time.perf_counter()
-            await http.get(f"{TRANSFER}/no-such-request")
-            latencies.append(time.perf_counter() - started)
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=120) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        return latencies, time.perf_counter() - started
+def client_process(job: tuple[str, str, int, int, int, int, int]) -> tuple[list[float], int, int, float, float]:
+    """Run in a client process: (latencies, not accepted, retried, wall seconds, CPU seconds of this process) of
+    its share of the requests (kind "transfer" or "unknown"; share ``k`` of ``of``: requests first+k, first+k+of,
+    ...)."""
+    kind, base, first, count, clients, k, of = job
+    host = base.removeprefix("http://")
+    if kind == "transfer":
+        todo = [(i, post(host, i, json.dumps(request_body(i)).encode())) for i in range(first + k, first + count, of)]
+    else:
+        unknown = f"GET {TRANSFER}/no-such-request HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        todo = [(i, unknown) for i in range(k, count, of)]
+    cpu = time.process_time()
+    latencies, errors, retried, seconds = run(send_all(base, todo, clients, 200 if kind == "transfer" else 404))
+    return latencies, errors, retried, seconds, time.process_time() - cpu
+
+
+def run_clients(pool: ProcessPoolExecutor, processes: int, kind: str, base: str, first: int, count: int, clients: int,
+                server: psutil.Process) -> dict[str, Any]:
+    """``count`` requests from ``clients`` clients spread over the pool's processes (not this one, not the
+    server's): latencies, errors, wall seconds for all, and the CPU seconds the server and the clients used."""
+    jobs = [(kind, base, first, count, clients // processes + (k < clients % processes), k, processes)
+            for k in range(processes)]
+    server_cpu = sum(server.cpu_times()[:2])
+    parts = list(pool.map(client_process, jobs))
+    return {"latencies": [x for part in parts for x in part[0]], "errors": sum(p[1] for p in parts),
+            "retried": sum(p[2] for p in parts), "seconds": max(p[3] for p in parts),
+            "client_cpu": sum(p[4] for p in parts), "server_cpu": sum(server.cpu_times()[:2]) - server_cpu}
 
 
 def processed(http: httpx.Client) -> float:
@@ -189,15 +266,21 @@ def percentile(values: list[float], p: float) -> float:
 
 def measure(url: str, name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     n, clients = args.requests, args.clients
-    with serving(url, work, clients + n, args.profile, name) as base:
-        asyncio.run(load(base, 0, clients, clients))  # warm-up, not counted
-        latencies, errors, retried, seconds = asyncio.run(load(base, clients, n, clients))
+    with (serving(url, work, clients + n, args.profile, name) as (base, server),
+          ProcessPoolExecutor(args.client_processes) as pool):
+        run_clients(pool, args.client_processes, "transfer", base, 0, clients, clients, server)  # warm-up, not counted
+        writes = run_clients(pool, args.client_processes, "transfer", base, clients, n, clients, server)
         after, outcomes = drained(base, clients + n, clients, n, args.timeout)
-        reads, read_seconds = asyncio.run(unknown_status(base, n, clients))
-    return {"name": name, "rate": n / seconds, "seconds": seconds, "errors": errors, "retried": retried, "after": after,
-            "outcomes": outcomes, **{f"p{p}": percentile(latencies, p) * 1000 for p in (50, 95, 99, 100)},
-            "read_rate": n / read_seconds, "read_p50": percentile(reads, 50) * 1000,
-            "read_p99": percentile(reads, 99) * 1000}
+        reads = run_clients(pool, args.client_processes, "unknown", base, 0, n, clients, server)
+    latencies = writes["latencies"]
+    return {"name": name, "rate": n / writes["seconds"], "rate_all": n / (writes["seconds"] + after),
+            "seconds": writes["seconds"], "errors": writes["errors"],
+            "retried": writes["retried"], "after": after, "outcomes": outcomes,
+            "server_cpu": writes["server_cpu"], "client_cpu": writes["client_cpu"],
+            **{f"p{p}": percentile(latencies, p) * 1000 for p in (50, 95, 99, 100)},
+            "read_rate": n / reads["seconds"], "read_p50": percentile(reads["latencies"], 50) * 1000,
+            "read_p99": percentile(reads["latencies"], 99) * 1000,
+            "read_server_cpu": reads["server_cpu"], "read_client_cpu": reads["client_cpu"]}
 
 
 def load_average() -> str:
@@ -209,6 +292,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests counted (default 2,000)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite, postgresql or both (the default)")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="processes the clients run in, apart from the server and this one (default 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds the worker may take to catch up")
     parser.add_argument("--profile", type=Path, default=None,
                         help="a directory: run the servers under pyinstrument, a text report per store")
@@ -216,7 +301,8 @@ def main() -> None:
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {load_average()} ({os.cpu_count()} CPUs); {args.requests:,} requests from "
-          f"{args.clients} clients, one asset each, after {args.clients} not counted")
+          f"{args.clients} clients in {args.client_processes} process(es), one asset each, after {args.clients} "
+          "not counted")
     results = []
     with tempfile.TemporaryDirectory(prefix="handover-api-bench-") as tmp:
         for store in args.stores.split(","):
@@ -236,13 +322,18 @@ def main() -> None:
         ("p95 ms", lambda r: f"{r['p95']:.1f}"),
         ("p99 ms", lambda r: f"{r['p99']:.1f}"),
         ("max ms", lambda r: f"{r['p100']:.1f}"),
+        ("server CPU s", lambda r: f"{r['server_cpu']:.2f}"),
+        ("client CPU s", lambda r: f"{r['client_cpu']:.2f}"),
         ("requests not accepted", lambda r: str(r["errors"])),
         ("connection errors", lambda r: f"{r['retried']} (retried)"),
         ("worker done after (s)", lambda r: f"{r['after']:.2f}"),
+        ("end to end: requests/s", lambda r: f"{r['rate_all']:,.0f}"),
         ("event outcomes", lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items()))),
         ("unknown status: req/s", lambda r: f"{r['read_rate']:,.0f}"),
         ("unknown status: p50 ms", lambda r: f"{r['read_p50']:.1f}"),
         ("unknown status: p99 ms", lambda r: f"{r['read_p99']:.1f}"),
+        ("unknown: server CPU s", lambda r: f"{r['read_server_cpu']:.2f}"),
+        ("unknown: client CPU s", lambda r: f"{r['read_client_cpu']:.2f}"),
     ]
     print(f"\n{'':24}" + "".join(f"{r['name']:>24}" for r in results))
     for label, cell in rows:

@@ -76,15 +76,15 @@ def test_requests_take_turns_in_the_queue(env: tuple[TestClient, App, ApiParts])
     assert worker is not None
     big = with_objects(body(), 30)  # org-1: 30 events
     assert http.post(TRANSFER, json=big, headers={"X-Request-ID": "r-big"}).status_code == 200
-    assert worker.run_once()  # the big request is under way
+    assert worker.run_once(1) == 1  # the big request is under way
     small = zoe_to_kim()  # org-2: one event, queued after the 30
     assert http.post(TRANSFER, json=small, headers={"X-Request-ID": "r-small"}).status_code == 200
     mid = with_objects(body(), 5)
     assert http.post(TRANSFER, json=mid, headers={"X-Request-ID": "r-mid"}).status_code == 200
     steps = 0
     while "pending" in outcomes(http, "r-small") + outcomes(http, "r-mid"):
-        assert worker.run_once()
-        steps += 1
+        steps += worker.run_once(3)  # a micro-batch takes its events in the same turns as one at a time
+        assert steps
     # turns: each request one event at a time, so r-small within 3 events, r-mid's 5 within 3 * 5
     assert steps <= 15, steps
     assert outcomes(http, "r-small") == ["applied"]
@@ -101,8 +101,7 @@ def test_organisations_take_turns_then_their_requests(env: tuple[TestClient, App
     queued = {"r-a1": with_objects(body(), 10), "r-a2": with_objects(body(), 10), "r-b": with_objects(zoe_to_kim(), 10)}
     for rid, doc in queued.items():
         assert http.post(TRANSFER, json=doc, headers={"X-Request-ID": rid}).status_code == 200
-    for _ in range(12):
-        assert worker.run_once()
+    assert worker.run_once(12) == 12  # one micro-batch: its events in the same turns as one at a time
     done = {rid: 10 - outcomes(http, rid).count("pending") for rid in queued}
     assert done == {"r-a1": 3, "r-a2": 3, "r-b": 6}
     assert worker.drain() == 18 and all("pending" not in outcomes(http, rid) for rid in queued)

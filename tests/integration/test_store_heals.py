@@ -49,18 +49,18 @@ def test_the_event_in_hand_during_a_fault_is_processed_after_it(store_url: str) 
         parts.worker.stop()
         assert http.post(TRANSFER, json=body(), headers={"X-Request-ID": "req-held"}).status_code == 200
         queue, worker = parts.sink, parts.worker
-        claim = queue.claim_next
+        claim = queue.claim_batch
         with ExitStack() as fault:
 
-            def claim_then_fail() -> QueuedEvent | None:  # the fault starts once the event is in hand
-                item = claim()
+            def claim_then_fail(limit: int) -> list[QueuedEvent]:  # the fault starts once the event is in hand
+                items = claim(limit)
                 fault.enter_context(read_only_connections(app.store))
-                return item
+                return items
 
-            queue.claim_next = claim_then_fail  # type: ignore[method-assign]
+            queue.claim_batch = claim_then_fail  # type: ignore[method-assign]
             with pytest.raises(StoreUnavailable):
                 worker.run_once()
-            queue.claim_next = claim  # type: ignore[method-assign]
+            queue.claim_batch = claim  # type: ignore[method-assign]
             with pytest.raises(Exception):  # noqa: B017  (still read-only: the queue cannot be read either)
                 worker.run_once()
         assert worker.drain() == 1  # after the fault: released to pending, then processed

@@ -1,11 +1,11 @@
 """The embedded store's event queue, the API's request log, and the in-process worker that drains the queue.
 
 ``handover serve`` without Kafka puts the events an API request produces into ``event_queue`` (durably, in one
-transaction) and a worker thread in the same process takes them in order and processes them with
-``service.delivery.deliver`` (the one retry path). ``request_log`` keeps which events each request produced, so
-that the status endpoint lists them as ``pending`` until the ledger has them; ``request_summary`` keeps who each
-request was about, for the admin console's history. The tables live on the SQL store's ``metadata``:
-``handover init`` creates them.
+transaction) and a worker thread in the same process takes them in order, a micro-batch at a time, and processes
+them with ``service.batch_delivery.deliver_batch`` (the one retry path, as the Kafka worker). ``request_log`` keeps
+which events each request produced, so that the status endpoint lists them as ``pending`` until the ledger has them;
+``request_summary`` keeps who each request was about, for the admin console's history. The tables live on the SQL
+store's ``metadata``: ``handover init`` creates them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from handover.adapters.sql_rows import insert_rows, run_prepared
 from handover.adapters.sql_schema import ledger, metadata
 from handover.domain.events import Reason
 from handover.service.audit_trail import UNDO_PREFIX
-from handover.service.delivery import deliver
+from handover.service.batch_delivery import deliver_batch
 from handover.service.engine import Engine
 from handover.service.ports import DuplicateRequest, FailedEvent, PublishError, RequestStatus, RequestSummary
 from handover.service.requests import UNDONE, event_status, parties_of
@@ -97,6 +97,16 @@ class QueuedEvent:
     payload: str
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What became of an event in hand: done, or failed after ``attempts`` with ``error``."""
+
+    event_id: int
+    failed: bool
+    attempts: int
+    error: str | None = None
+
+
 class SqlEventQueue:
     """An ``EventSink`` into the store's ``event_queue`` table, and the queue the in-process worker drains."""
 
@@ -146,27 +156,35 @@ class SqlEventQueue:
         self.wakeup.set()
 
     def claim_next(self) -> QueuedEvent | None:
-        """The next pending event, marked ``processing`` (None when the queue is empty). Organisations take
+        """The next pending event, marked ``processing`` (None when the queue is empty): ``claim_batch(1)``."""
+        batch = self.claim_batch(1)
+        return batch[0] if batch else None
+
+    def claim_batch(self, limit: int) -> list[QueuedEvent]:
+        """Up to ``limit`` pending events, marked ``processing``, in one transaction, in the order that many
+        ``claim_next`` calls would serve them (empty when the queue is empty). Organisations take
         turns, and the requests of each organisation take turns (issue 13 item 7): the oldest pending event of
         the next request, after the one served last in that organisation, of the next organisation after the one
         served last (by id, round the circle; events without an organisation or a request first). A one-asset
         request of one organisation thus waits for one event of each other organisation with pending events, however
         many requests those have. Each lookup is one range of ``ix_event_queue_turns``."""
+        claimed: list[QueuedEvent] = []
         with self._engine.begin() as conn:
-            while True:
+            while len(claimed) < limit:
                 row = self._next_pending(conn)
                 if row is None:
-                    return None
-                claimed = conn.execute(
+                    break
+                taken = conn.execute(
                     event_queue.update()
                     .where(event_queue.c.id == row.id, event_queue.c.status == PENDING)
                     .values(status=PROCESSING, updated_at=_now())
                 )
-                if claimed.rowcount == 1:
+                if taken.rowcount == 1:
                     org = row.organisation_id or ""
                     self._last_org = org
                     self._last_request[org] = row.request_id or ""
-                    return QueuedEvent(row.id, row.mid, row.payload)
+                    claimed.append(QueuedEvent(row.id, row.mid, row.payload))
+        return claimed
 
     def _next_pending(self, conn: sa.Connection) -> Any:
         """The pending event claim_next serves next (None: the queue is empty). Every lookup is one index range:
@@ -197,21 +215,30 @@ class SqlEventQueue:
                      self._last_request.get(org_id or ""), q.c.id)
 
     def finish(self, event_id: int, *, failed: bool, attempts: int, error: str | None = None) -> None:
+        self.settle([Settled(event_id, failed, attempts, error)], [])
+
+    def settle(self, finished: Sequence[Settled], released: Sequence[int]) -> None:
+        """In one transaction: mark the ``finished`` events done or failed, and put the ``released`` ones (in
+        hand, not processed: the store failed, not the event) back to ``pending``."""
+        q = event_queue
         with self._engine.begin() as conn:
-            conn.execute(
-                event_queue.update()
-                .where(event_queue.c.id == event_id)
-                .values(status=FAILED if failed else DONE, attempts=attempts, error=error, updated_at=_now())
-            )
+            if finished:
+                conn.execute(
+                    q.update().where(q.c.id == sa.bindparam("event_id")).values(
+                        status=sa.bindparam("new_status"), attempts=sa.bindparam("new_attempts"),
+                        error=sa.bindparam("new_error"), updated_at=_now()),
+                    [{"event_id": f.event_id, "new_status": FAILED if f.failed else DONE,
+                      "new_attempts": f.attempts, "new_error": f.error} for f in finished],
+                )
+            if released:
+                conn.execute(q.update().where(q.c.id.in_(released), q.c.status == PROCESSING)
+                             .values(status=PENDING, updated_at=_now()))
+        if released:
+            self.wakeup.set()
 
     def release(self, event_id: int) -> None:
         """Put an event this worker has in hand back to ``pending`` (the store failed, not the event)."""
-        with self._engine.begin() as conn:
-            conn.execute(
-                event_queue.update()
-                .where(event_queue.c.id == event_id, event_queue.c.status == PROCESSING)
-                .values(status=PENDING, updated_at=_now())
-            )
+        self.settle([], [event_id])
 
     def writable(self) -> bool:
         """Whether the store can write now (``SqlStore.probe``)."""
@@ -221,13 +248,13 @@ class SqlEventQueue:
             return False
         return True
 
-    def renew(self, event_id: int) -> None:
-        """Renew the lease on an event this worker has in hand (its ``updated_at``), so that ``release_stale``
-        leaves it alone while the worker lives."""
+    def renew(self, event_ids: Sequence[int]) -> None:
+        """Renew the lease on the events this worker has in hand (their ``updated_at``), so that
+        ``release_stale`` leaves them alone while the worker lives."""
         with self._engine.begin() as conn:
             conn.execute(
                 event_queue.update()
-                .where(event_queue.c.id == event_id, event_queue.c.status == PROCESSING)
+                .where(event_queue.c.id.in_(event_ids), event_queue.c.status == PROCESSING)
                 .values(updated_at=_now())
             )
 
@@ -569,9 +596,9 @@ DEFAULT_LEASE_SECONDS = 60  # queue.processing.lease.seconds
 
 
 class ProcessingLease:
-    """The lease a running worker holds on the event in hand, and the release of other workers' lapsed leases.
+    """The lease a running worker holds on the events in hand, and the release of other workers' lapsed leases.
 
-    A thread renews the event in hand (``hold``) every third of ``seconds`` and puts back to ``pending`` every
+    A thread renews the events in hand (``hold``) every third of ``seconds`` and puts back to ``pending`` every
     event whose lease is older than ``seconds``: one a process that crashed (or was killed) left ``processing``
     is processed by a running worker within ``seconds`` plus a third, without waiting for a restart."""
 
@@ -581,18 +608,18 @@ class ProcessingLease:
         self._queue = queue
         self._lease = timedelta(seconds=seconds)
         self._tick = seconds / 3
-        self._held: int | None = None
+        self._held: tuple[int, ...] = ()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def hold(self, event_id: int | None) -> None:
-        """The event this worker has in hand now (None: none)."""
-        self._held = event_id
+    def hold(self, *event_ids: int) -> None:
+        """The events this worker has in hand now (none: ``hold()``)."""
+        self._held = event_ids
 
     def tick(self) -> int:
-        """Renew the event in hand, release lapsed leases; how many were released."""
+        """Renew the events in hand, release lapsed leases; how many were released."""
         held = self._held
-        if held is not None:
+        if held:
             self._queue.renew(held)
         released = self._queue.release_stale(self._lease)
         if released:
@@ -619,10 +646,15 @@ class ProcessingLease:
             self._stop.wait(self._tick)
 
 
+BATCH_EVENTS = 10  # events the in-process worker claims, processes and finishes together (README: 10 against 50)
+
+
 class QueueWorker:
-    """Takes queued events in order and processes each with ``deliver`` (retries with backoff); marks it done,
-    or failed once ``max_attempts`` are used up. Never lets an error end the thread. While it runs, it holds a
-    lease of ``lease_seconds`` on the event in hand and releases lapsed ones (``ProcessingLease``)."""
+    """Takes queued events in order, up to ``batch_events`` at a time (claimed in one transaction, processed in
+    one unit of work by ``deliver_batch``: one at a time with retries if the batch fails, finished in one
+    transaction), and marks each done, or failed once ``max_attempts`` are used up. Never lets an error end the
+    thread. While it runs, it holds a lease of ``lease_seconds`` on the events in hand and releases lapsed ones
+    (``ProcessingLease``)."""
 
     def __init__(
         self,
@@ -631,61 +663,69 @@ class QueueWorker:
         max_attempts: int,
         poll_seconds: float = 1.0,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        batch_events: int = BATCH_EVENTS,
     ) -> None:
+        if batch_events < 1:
+            raise ValueError("a batch is at least one event")
         self.queue = queue
         self._engine = engine
         self._max_attempts = max_attempts
         self._poll = poll_seconds
+        self._batch = batch_events
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsettled: Callable[[], None] | None = None
         self.lease = ProcessingLease(queue, lease_seconds)
 
-    def run_once(self) -> bool:
-        """Process the next pending event; False when there was none. While the store cannot write, an event
-        whose processing failed goes back to ``pending`` (no attempt is used up) and ``StoreUnavailable`` is
-        raised: the loop waits and tries again, so what was accepted is processed once the store heals."""
+    def run_once(self, limit: int | None = None) -> int:
+        """Process the next pending events, at most ``limit`` (default ``batch_events``); how many (0: none was
+        pending). While the store cannot write, the events whose processing failed go back to ``pending`` (no
+        attempt is used up) and ``StoreUnavailable`` is raised: the loop waits and tries again, so what was
+        accepted is processed once the store heals."""
         self._settle()
-        item = self.queue.claim_next()
-        if item is None:
-            return False
-        self.lease.hold(item.id)
+        items = self.queue.claim_batch(limit or self._batch)
+        if not items:
+            return 0
+        self.lease.hold(*(item.id for item in items))
         try:
-            self._process(item)
+            self._process(items)
         finally:
-            self.lease.hold(None)
-        return True
+            self.lease.hold()
+        return len(items)
 
-    def _process(self, item: QueuedEvent) -> None:
+    def _process(self, items: Sequence[QueuedEvent]) -> None:
         started = time.perf_counter()
-        delivery = deliver(self._engine, item.payload, self._max_attempts)
-        if delivery.outcome is None and not self.queue.writable():
-            log.warning("queued event %s not processed: the store cannot write (%s); retried once it can",
-                        item.mid, delivery.error)
-            self._unsettled = partial(self.queue.release, item.id)
-            try:
-                self._settle()
-            except Exception as exc:  # kept: released first thing once the store heals
-                raise StoreUnavailable(delivery.error or "the store cannot write") from exc
-            raise StoreUnavailable(delivery.error or "the store cannot write")
-        if delivery.outcome is None:
-            metrics.observe_failure(item.payload)
-            log.error("queued event %s failed after %d attempts: %s", item.mid, delivery.attempts, delivery.error)
-            self._unsettled = partial(self.queue.finish, item.id, failed=True, attempts=delivery.attempts,
-                                      error=delivery.error)
-        elif delivery.outcome.mid is None:  # rejected without a mid a ledger row can carry: a failed record
-            outcome = delivery.outcome
-            metrics.observe(outcome, time.perf_counter() - started)
-            log.error("queued event %s rejected without a ledger row: %s %s", item.mid, outcome.reason, outcome.detail)
-            self._unsettled = partial(self.queue.finish, item.id, failed=True, attempts=delivery.attempts,
-                                      error=f"{outcome.reason}: {outcome.detail}")
-        else:
-            metrics.observe(delivery.outcome, time.perf_counter() - started)
-            self._unsettled = partial(self.queue.finish, item.id, failed=False, attempts=delivery.attempts)
+        deliveries = deliver_batch(self._engine, [item.payload for item in items], self._max_attempts)
+        seconds = (time.perf_counter() - started) / len(items)  # per event, for the latency histogram
+        finished: list[Settled] = []
+        for item, delivery in zip(items, deliveries, strict=True):
+            if delivery.outcome is None and not self.queue.writable():
+                log.warning("queued event %s not processed: the store cannot write (%s); retried once it can",
+                            item.mid, delivery.error)
+                self._unsettled = partial(self.queue.settle, finished, [i.id for i in items[len(finished):]])
+                try:
+                    self._settle()
+                except Exception as exc:  # kept: settled first thing once the store heals
+                    raise StoreUnavailable(delivery.error or "the store cannot write") from exc
+                raise StoreUnavailable(delivery.error or "the store cannot write")
+            if delivery.outcome is None:
+                metrics.observe_failure(item.payload)
+                log.error("queued event %s failed after %d attempts: %s", item.mid, delivery.attempts, delivery.error)
+                finished.append(Settled(item.id, True, delivery.attempts, delivery.error))
+            elif delivery.outcome.mid is None:  # rejected without a mid a ledger row can carry: a failed record
+                outcome = delivery.outcome
+                metrics.observe(outcome, seconds)
+                log.error("queued event %s rejected without a ledger row: %s %s", item.mid, outcome.reason,
+                          outcome.detail)
+                finished.append(Settled(item.id, True, delivery.attempts, f"{outcome.reason}: {outcome.detail}"))
+            else:
+                metrics.observe(delivery.outcome, seconds)
+                finished.append(Settled(item.id, False, delivery.attempts))
+        self._unsettled = partial(self.queue.settle, finished, [])
         self._settle()
 
     def _settle(self) -> None:
-        """Write what became of the event in hand (done, failed, back to pending); kept and tried again first
+        """Write what became of the events in hand (done, failed, back to pending); kept and tried again first
         thing next time when the store fails, so that no event stays ``processing``."""
         if self._unsettled is not None:
             self._unsettled()
@@ -694,8 +734,8 @@ class QueueWorker:
     def drain(self) -> int:
         """Process every pending event (tests, one-off runs); returns how many."""
         count = 0
-        while self.run_once():
-            count += 1
+        while done := self.run_once():
+            count += done
         return count
 
     def start(self) -> None:

@@ -559,7 +559,8 @@ def serve(
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises the signal after its shutdown
         signal.signal(stop_signal, _exit_cleanly)
     try:
-        uvicorn.run(api, host=host, port=port, log_level="info")
+        # "auto": uvloop and httptools (uvicorn[standard], a dependency) when installed, else asyncio and h11
+        uvicorn.run(api, host=host, port=port, log_level="info", loop="auto", http="auto")
     finally:
         if parts.worker is not None:
             parts.worker.stop()
