@@ -26,6 +26,16 @@ e.g. at commit 5ba43de (load average 4.9, 2 shared cores), ``--sizes 50000,20000
 
     sqlite   N=  50000 | baseline   0.25s  transfer   0.85s x3.33 | undo   1.47s x1.74 | preview   0.10s x0.113 | ...
     sqlite   N= 200000 | baseline   1.05s  transfer   4.47s x4.27 | undo   7.77s x1.74 | preview   0.20s x0.045 | ...
+
+After the undo's audit rows were written by one INSERT ... SELECT for all its set-based fields (commit d1fb202;
+load average 5.76 at start, 3.82 at end), the same command printed:
+
+    sqlite   N=  50000 | baseline   0.37s  transfer   1.35s x3.65 | undo   1.36s x1.01 | preview   0.12s x0.088 | ...
+    sqlite   N= 200000 | baseline   1.08s  transfer   3.75s x3.47 | undo   5.29s x1.41 | preview   0.30s x0.080 | ...
+
+and at 19:56 UTC (load 5.50 -> 4.18) undo 1.40s x1.33 at N = 50,000, 5.35s x1.50 at N = 200,000; the parent
+commit 4556b3b in between (19:55 UTC, load 5.58 -> 5.80): 1.52s x1.58 and 5.97s x1.64. The ratio moves with the
+load as much as with that change, which cut the undo's CPU time by about 9 % (README, "Second round on the undo").
 """
 
 from __future__ import annotations

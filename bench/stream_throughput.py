@@ -31,6 +31,17 @@ After merging main at 86bdca2, ``--events 10000`` (load 2.64 -> 2.20): bare 19,1
 workers 5,314 (1.10).
 Target (>= 5,000 events/s per worker): not met. Two workers on one SQLite file do not add up: their write
 transactions take turns on the file's lock, and both share the 2 cores with the broker and other processes.
+Second round (branch perf-undo2, 2026-11-29 19:51-19:53 UTC): the profile of one worker (``--events 10000
+--profile DIR``, 988 events/s under pyinstrument, load 4.63 -> 5.44) has no single hot spot: of 14.3 s in the
+consume loop, 9.2 s in ``Engine.process_batch`` (transfers 3.9 s: per event the user's batch pages 1.0 s, the
+batch writes 0.8 s, ``SqlAssets.get`` of an asset and its image 0.7 s, the all-assets pages 0.5 s; delete-user 3.1
+s: ``recorded_names`` 0.75 s, outbox row 0.6 s, asset pages 0.5 s, ``_changed_before`` audit pages 0.4 s, writes
+0.4 s, ``redact`` 0.3 s; commit with the ledger and audit inserts 0.9 s; ``parse_event`` 0.7 s; read-ahead 0.4 s),
+the per-event log line and metrics 1.1 s, ``Consumer.poll`` 3.0 s. The rest of the way to 5,000 events/s needs the
+per-event reads of a micro-batch (asset and batch pages of each transfer) done per batch; not done in this round.
+Measured without changes (load 5.29 -> 4.15): bare 19,336, one worker 4,338 (0.224), two workers 3,177 (0.73); with
+SQLite's statement cache raised to 1,024 (``cached_statements``; load 4.06 -> 3.51): one worker 4,354, two 4,084,
+no gain, not kept.
 """
 
 from __future__ import annotations

@@ -762,14 +762,17 @@ class SqlBulk:
             if any(f.startswith(field + ".") for f in fields[store]):  # a path into it: record by record
                 continue
             if field == "mentors":
-                reverted = self._revert_mentors(mid, rows, stamp)
+                reverted = self._revert_mentors(mid, rows)
             else:
-                reverted = self._revert_column(mid, store, field, rows, stamp)
+                reverted = self._revert_column(mid, store, field, rows)
             if reverted is not None:
                 done.append((store, field, reverted))
+        if done:  # the undo's audit rows of every field done, in one pass over the event's audit rows
+            self._audit_undo(sa.and_(a.c.mid == mid, sa.or_(*(
+                sa.and_(a.c.store == store, a.c.field == field) for store, field, _ in done))), stamp)
         return done
 
-    def _revert_column(self, mid: str, store: str, field: str, rows: int, stamp: AuditStamp) -> int | None:
+    def _revert_column(self, mid: str, store: str, field: str, rows: int) -> int | None:
         """Every change of ``field`` by ``mid``, or nothing (None) when one of them cannot be reverted this way."""
         a = audit
         pg = self._conn.dialect.name == "postgresql"
@@ -796,20 +799,20 @@ class SqlBulk:
         mine = sa.and_(a.c.mid == mid, a.c.store == store, a.c.field == field)
         holds = column.is_not_distinct_from(decoded(a.c.after))
         update = table.update().where(join, mine, after_ok, before_ok, holds).values({column.name: decoded(a.c.before)})
-        return self._all_or_nothing(lambda: int(self._conn.execute(update).rowcount), rows, mine, stamp)
+        return self._all_or_nothing(lambda: int(self._conn.execute(update).rowcount), rows)
 
-    def _all_or_nothing(self, write: Callable[[], int], rows: int, mine: Any, stamp: AuditStamp) -> int | None:
+    def _all_or_nothing(self, write: Callable[[], int], rows: int) -> int | None:
         """``write()`` (an UPDATE of the records whose change can be reverted, returning how many it wrote) in a
-        savepoint, kept only when it wrote all ``rows`` (then audited: the rows ``mine``); else rolled back (None)."""
+        savepoint, kept only when it wrote all ``rows``; else rolled back (None). ``revert_columns`` audits the
+        fields kept, all at once."""
         savepoint = self._conn.begin_nested()
         if write() != rows:  # a record gone, changed since, or a value of another kind: record by record
             savepoint.rollback()
             return None
         savepoint.commit()
-        self._audit_undo(mine, stamp)
         return rows
 
-    def _revert_mentors(self, mid: str, rows: int, stamp: AuditStamp) -> int | None:
+    def _revert_mentors(self, mid: str, rows: int) -> int | None:
         """``_revert_column`` of the batches' mentor lists (a list of strings before; the list equal to the one
         after, as JSON) and of their index rows (rebuilt from the lists put back)."""
         pg = self._conn.dialect.name == "postgresql"
@@ -837,11 +840,10 @@ class SqlBulk:
             return self._conn.execute(sa.text(sql), params)
 
         target, where = join.replace("cb.", "course_batch."), clean.replace("cb.", "course_batch.")
-        audited = sa.and_(audit.c.mid == mid, audit.c.store == STORE_COURSE_BATCH, audit.c.field == "mentors")
         if self._all_or_nothing(
             lambda: int(run(f'UPDATE course_batch SET mentors = a."before" FROM audit a WHERE {target} AND {mine} '
                             f"AND {where}").rowcount),
-            rows, audited, stamp,
+            rows,
         ) is None:
             return None
         run(f"DELETE FROM course_batch_mentor WHERE (courseid, batchid) IN (SELECT {courseid}, {batchid} "
