@@ -26,9 +26,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from handover.adapters.sql_rows import chunks, delete_rows, insert_rows, run_prepared, update_rows, upsert_rows
 from handover.adapters.sql_schema import (
+    AUDIT_TEXT_INDEXES,
+    LEGACY_INDEXES,
     StoreError,
     asset,
     audit,
+    audit_text_key,
     course_batch,
     course_batch_mentor,
     create_engine,
@@ -146,6 +149,16 @@ def _one_of(column: Any, values: Sequence[Any], name: str) -> Any:
     """``column IN (:name0, :name1, ...)`` with the values built in (an IN list that prepared statements can
     keep, unlike SQLAlchemy's expanding one)."""
     return column.in_([sa.bindparam(f"{name}{i}", v, type_=column.type) for i, v in enumerate(values)])
+
+
+def _text_one_of(column: Any, forms: Sequence[str], dialect_name: str) -> Any:
+    """The audit ``column``'s JSON text is one of ``forms`` (bound as ``f0``, ``f1``, ...), by the index on its
+    ``audit_text_key`` (on PostgreSQL the md5s match first, then the texts)."""
+    text = sa.cast(column, sa.Text)
+    params = [sa.bindparam(f"f{i}", form, type_=sa.Text) for i, form in enumerate(forms)]
+    if dialect_name != "postgresql":
+        return text.in_(params)
+    return sa.and_(audit_text_key(column, dialect_name).in_([sa.func.md5(p) for p in params]), text.in_(params))
 
 
 def _rows_with(conn: Connection, key: Any, values: Sequence[str]) -> Iterator[Any]:
@@ -568,7 +581,7 @@ class SqlAudit:
                 new = sa.bindparam("new", type_=sa.Text)
                 return (
                     audit.update()
-                    .where(_one_of(sa.cast(column, sa.Text), forms, "f"))
+                    .where(_text_one_of(column, forms, self._conn.dialect.name))
                     .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
                 )
 
@@ -593,7 +606,8 @@ class SqlAudit:
                                                            other.c.record_key == owner.c.record_key,
                                                            other.c.store == owner.c.store)))
                     .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
-                           _one_of(sa.cast(owner.c[side], sa.Text), forms, "f"), other.c.field != "createdBy")
+                           _text_one_of(owner.c[side], forms, self._conn.dialect.name),
+                           other.c.field != "createdBy")
                 )
 
             params = {f"f{i}": form for i, form in enumerate(forms)}
@@ -1155,9 +1169,13 @@ class SqlStore:
             metadata.create_all(self.engine)
             _add_missing_columns(self.engine)
             with self.engine.begin() as conn:  # IF NOT EXISTS: checkfirst cannot see an index on an expression
+                dialect = conn.dialect.name
+                for name in LEGACY_INDEXES.get(dialect, ()):
+                    conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))
                 for table in metadata.sorted_tables:
                     for index in table.indexes:
-                        conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+                        if AUDIT_TEXT_INDEXES.get(str(index.name), dialect) == dialect:
+                            conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
 
