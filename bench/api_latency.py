@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,7 +55,8 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 
-from read_lock import HANDOVER, TRANSFER, body, free_port
+import read_lock
+from read_lock import HANDOVER, TRANSFER, body, init_and_load
 
 PAIRS = 50
 T = TypeVar("T")
@@ -100,31 +100,13 @@ def postgres_schema() -> Iterator[str]:
 @contextmanager
 def serving(url: str, work: Path, n: int, profile: Path | None, name: str) -> Iterator[tuple[str, psutil.Process]]:
     env = {**os.environ, "HANDOVER_STORE": url, "HANDOVER_AUTH_MODE": "none", "HANDOVER_KAFKA_BROKER_SERVERS": ""}
-    (work / "fixture.json").write_text(json.dumps(fixture(n)))
-    subprocess.run([HANDOVER, "init"], env=env, check=True, capture_output=True)
-    subprocess.run([HANDOVER, "load", str(work / "fixture.json")], env=env, check=True, capture_output=True)
-    port = free_port()
-    command = [HANDOVER, "serve", "--port", str(port)]
+    init_and_load(env, work, fixture(n))
+    launcher = [HANDOVER]
     if profile is not None:
-        command = [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile",
-                   str(profile / f"serve-{name}.txt"), "-m", "handover.entrypoints.cli", *command[1:]]
-    base = f"http://127.0.0.1:{port}"
-    with (work / f"serve-{name}.log").open("w") as log:
-        server = subprocess.Popen(command, env=env, stdout=log, stderr=log)
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None:
-                    raise SystemExit(f"handover serve exited with {server.returncode}; see {work / name}.log")
-                time.sleep(0.2)
-            yield base, psutil.Process(server.pid)
-        finally:
-            server.terminate()
-            server.wait(60)
+        launcher = [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile",
+                    str(profile / f"serve-{name}.txt"), "-m", "handover.entrypoints.cli"]
+    with read_lock.serving(env, work / f"serve-{name}.log", launcher) as (base, server):
+        yield base, psutil.Process(server.pid)
 
 
 class Connection:

@@ -11,10 +11,8 @@ org-2 one of N; prints when each finished and how many of org-1's events were do
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from read_lock import HANDOVER, TRANSFER, body, fixture, free_port  # the same users and assets
+from read_lock import TRANSFER, body, fixture, init_and_load  # the same users and assets
+from read_lock import serving as serve
 
 
 def wait_processed(base: str, request_id: str, timeout: float) -> None:
@@ -46,25 +45,9 @@ def serving(work: Path, n: int, extra_assets: list[dict[str, Any]]) -> Iterator[
            "HANDOVER_KAFKA_BROKER_SERVERS": "", "HANDOVER_API_MAX_OBJECTS": str(n)}
     doc = fixture(n)
     doc["assets"] += extra_assets
-    (work / "fixture.json").write_text(json.dumps(doc))
-    subprocess.run([HANDOVER, "init"], env=env, check=True, capture_output=True)
-    subprocess.run([HANDOVER, "load", str(work / "fixture.json")], env=env, check=True, capture_output=True)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (work / "serve.log").open("w")
-    server = subprocess.Popen([HANDOVER, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    init_and_load(env, work, doc)
+    with serve(env, work / "serve.log") as (base, _server):
         yield base
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def submit(base: str, request_id: str, doc: dict[str, Any]) -> None:

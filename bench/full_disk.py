@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import os
 import sqlite3
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from read_lock import HANDOVER, TRANSFER, body, fixture, free_port  # the same users and assets
+from read_lock import TRANSFER, body, fixture, init_and_load, serving  # the same users and assets
 
 
 def fill(path: Path) -> int:
@@ -81,80 +80,70 @@ def main() -> None:
         disk = work / "disk"
         disk.mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={args.size_mb}m", "tmpfs", str(disk)], check=True)
-        server: subprocess.Popen[bytes] | None = None
+        db = disk / "handover.db"
+        env = {**os.environ, "HANDOVER_STORE": f"sqlite:///{db}", "HANDOVER_AUTH_MODE": "none",
+               "HANDOVER_KAFKA_BROKER_SERVERS": ""}
         try:
-            db = disk / "handover.db"
-            env = {**os.environ, "HANDOVER_STORE": f"sqlite:///{db}", "HANDOVER_AUTH_MODE": "none",
-                   "HANDOVER_KAFKA_BROKER_SERVERS": ""}
-            (work / "fixture.json").write_text(json.dumps(fixture(backlog + n + 1)))
-            subprocess.run([HANDOVER, "init"], env=env, check=True, capture_output=True)
-            subprocess.run([HANDOVER, "load", str(work / "fixture.json")], env=env, check=True, capture_output=True)
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
-            log = (work / "serve.log").open("w")
-            server = subprocess.Popen([HANDOVER, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
-            http = httpx.Client(base_url=base, timeout=60)
+            init_and_load(env, work, fixture(backlog + n + 1))
+            with serving(env, work / "serve.log") as (base, _server):
+                http = httpx.Client(base_url=base, timeout=60)
 
-            def healthy() -> bool:
-                try:
-                    return http.get("/health").status_code == 200
-                except httpx.HTTPError:
-                    return False
+                def healthy() -> bool:
+                    try:
+                        return http.get("/health").status_code == 200
+                    except httpx.HTTPError:
+                        return False
 
-            if wait(healthy, 60) is None:
-                raise SystemExit("handover serve did not start")
+                def submit(rid: str, *assets: str) -> int:
+                    return http.post(TRANSFER, json=body("org-1", "u-admin", "u-a", "u-b", list(assets)),
+                                     headers={"X-Request-ID": rid}).status_code
 
-            def submit(rid: str, *assets: str) -> int:
-                return http.post(TRANSFER, json=body("org-1", "u-admin", "u-a", "u-b", list(assets)),
-                                 headers={"X-Request-ID": rid}).status_code
-
-            answers: dict[str, int] = {}
-            if backlog:
-                answers["before"] = submit("before", *(f"do_{n + 1 + i:06d}" for i in range(backlog)))
-            counts_before = queue_counts(db)
-            filler = disk / "filler"
-            filled = fill(filler)
-            health: Counter[int] = Counter()
-            start = time.monotonic()
-            for i in range(n):
-                answers[f"full-{i}"] = submit(f"full-{i}", f"do_{i:06d}")
-                if i % 10 == 0:
-                    health[http.get("/health").status_code] += 1
-            during = time.monotonic() - start
-            counts_during = queue_counts(db)
-            filler.unlink()
-            to_health = wait(healthy, 120)
-            after = time.monotonic()
-            code = submit("after", f"do_{n:06d}")
-            to_submit = time.monotonic() - after + (to_health or 0)
-            answers["after"] = code
-            to_empty = wait(lambda: not ({"pending", "processing"} & set(queue_counts(db))), 300)
-            unfinished, recorded = [], []
-            for rid, status in answers.items():
-                answer = http.get(f"{TRANSFER}/{rid}")
-                if status != 200:
-                    if answer.status_code != 404:
-                        recorded.append(rid)
-                    continue
-                events = answer.json()["result"]["events"]
-                if not events or any(e["outcome"] in ("pending", "failed") for e in events):
-                    unfinished.append(rid)
-            load = os.getloadavg()
-            print(f"tmpfs {args.size_mb} MiB, filler {filled} bytes; {n} submits during the fault in {during:.1f} s")
-            print(f"the request of {backlog} objects: {answers.get('before')}; queue when the disk was filled: "
-                  f"{counts_before}")
-            print(f"answers during the fault: {dict(Counter(v for k, v in answers.items() if k.startswith('full-')))}")
-            print(f"/health during the fault (every 10th submit): {dict(health)}")
-            print(f"queue at the end of the fault: {counts_during}")
-            print(f"after freeing the disk: /health 200 in {seconds(to_health)}; the next submit answered {code} "
-                  f"{to_submit:.2f} s after; queue without pending/processing {seconds(to_empty)} after the submit")
-            print(f"queue at the end: {queue_counts(db)}; accepted but unfinished: {len(unfinished)}; "
-                  f"refused but recorded: {len(recorded)}")
-            print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+                answers: dict[str, int] = {}
+                if backlog:
+                    answers["before"] = submit("before", *(f"do_{n + 1 + i:06d}" for i in range(backlog)))
+                counts_before = queue_counts(db)
+                filler = disk / "filler"
+                filled = fill(filler)
+                health: Counter[int] = Counter()
+                start = time.monotonic()
+                for i in range(n):
+                    answers[f"full-{i}"] = submit(f"full-{i}", f"do_{i:06d}")
+                    if i % 10 == 0:
+                        health[http.get("/health").status_code] += 1
+                during = time.monotonic() - start
+                counts_during = queue_counts(db)
+                filler.unlink()
+                to_health = wait(healthy, 120)
+                after = time.monotonic()
+                code = submit("after", f"do_{n:06d}")
+                to_submit = time.monotonic() - after + (to_health or 0)
+                answers["after"] = code
+                to_empty = wait(lambda: not ({"pending", "processing"} & set(queue_counts(db))), 300)
+                unfinished, recorded = [], []
+                for rid, status in answers.items():
+                    answer = http.get(f"{TRANSFER}/{rid}")
+                    if status != 200:
+                        if answer.status_code != 404:
+                            recorded.append(rid)
+                        continue
+                    events = answer.json()["result"]["events"]
+                    if not events or any(e["outcome"] in ("pending", "failed") for e in events):
+                        unfinished.append(rid)
+                load = os.getloadavg()
+                print(f"tmpfs {args.size_mb} MiB, filler {filled} bytes; {n} submits during the fault in "
+                      f"{during:.1f} s")
+                print(f"the request of {backlog} objects: {answers.get('before')}; queue when the disk was filled: "
+                      f"{counts_before}")
+                during_fault = Counter(v for k, v in answers.items() if k.startswith("full-"))
+                print(f"answers during the fault: {dict(during_fault)}")
+                print(f"/health during the fault (every 10th submit): {dict(health)}")
+                print(f"queue at the end of the fault: {counts_during}")
+                print(f"after freeing the disk: /health 200 in {seconds(to_health)}; the next submit answered {code} "
+                      f"{to_submit:.2f} s after; queue without pending/processing {seconds(to_empty)} after the submit")
+                print(f"queue at the end: {queue_counts(db)}; accepted but unfinished: {len(unfinished)}; "
+                      f"refused but recorded: {len(recorded)}")
+                print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         finally:
-            if server is not None:
-                server.terminate()
-                server.wait(30)
             subprocess.run(["umount", str(disk)], check=False)
 
 

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def init_and_load(env: Mapping[str, str], work: Path, doc: Mapping[str, Any]) -> None:
+    """``handover init`` and ``handover load`` of ``doc`` (written to ``work``/fixture.json) on ``env``'s store."""
+    (work / "fixture.json").write_text(json.dumps(doc))
+    subprocess.run([HANDOVER, "init"], env=env, check=True, capture_output=True)
+    subprocess.run([HANDOVER, "load", str(work / "fixture.json")], env=env, check=True, capture_output=True)
+
+
+@contextmanager
+def serving(env: Mapping[str, str], log: Path, launcher: Sequence[str] = (HANDOVER,),
+            timeout: float = 60) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``handover serve`` (``launcher`` + ``serve --port P``) on a free port, its output to ``log``: its base URL and
+    process once ``/health`` answers 200; SystemExit when it exits or is not healthy within ``timeout`` seconds.
+    Terminated on the way out."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        server = subprocess.Popen([*launcher, "serve", "--port", str(port)], env=env, stdout=out, stderr=out)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None:
+                    raise SystemExit(f"handover serve exited with {server.returncode}; see {log}")
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"handover serve not healthy within {timeout:.0f} s; see {log}")
+                time.sleep(0.2)
+            yield base, server
+        finally:
+            server.terminate()
+            server.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=30_000)
@@ -79,29 +117,13 @@ def main() -> None:
         url = f"sqlite:///{work / 'handover.db'}"
         env = {**os.environ, "HANDOVER_STORE": url, "HANDOVER_AUTH_MODE": "none", "HANDOVER_KAFKA_BROKER_SERVERS": "",
                "HANDOVER_API_MAX_BODY_BYTES": str(100 * n + 10_000), "HANDOVER_API_MAX_OBJECTS": str(n)}
-        (work / "fixture.json").write_text(json.dumps(fixture(n)))
-        subprocess.run([HANDOVER, "init"], env=env, check=True, capture_output=True)
-        subprocess.run([HANDOVER, "load", str(work / "fixture.json")], env=env, check=True, capture_output=True)
+        init_and_load(env, work, fixture(n))
         event = {"eid": "BE_JOB_REQUEST", "mid": "LP.replay.1", "object": {"id": "u-c", "type": "user"},
                  "edata": {"action": "ownership-transfer", "organisationId": "org-2",
                            "fromUserProfile": {"userId": "u-c"}, "toUserProfile": {"userId": "u-d"},
                            "assetInformation": {"identifier": "do_none"}}}
         (work / "events.jsonl").write_text(json.dumps(event) + "\n")
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        log = (work / "serve.log").open("w")
-        server = subprocess.Popen([HANDOVER, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("serve did not become healthy")
-                time.sleep(0.2)
+        with serving(env, work / "serve.log") as (base, _server):
             done = threading.Event()
             preview: dict[str, Any] = {}
 
@@ -146,9 +168,6 @@ def main() -> None:
             thread.join()
             for t in others:
                 t.join()
-        finally:
-            server.terminate()
-            server.wait(30)
         print(f"preview of {n} objects: HTTP {preview['status']} in {preview['seconds']:.1f} s, "
               f"changed {preview['changed']}")
         print(f"/health during it: {len(health)} calls, slowest {max(health, default=0):.3f} s")

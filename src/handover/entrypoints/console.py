@@ -41,7 +41,6 @@ from handover.entrypoints.api_common import Api, ApiError
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, token_of
 from handover.service.ports import STORE_ASSET, STORE_COURSE_BATCH
 from handover.service.requests import person
-from handover.service.undo import undo_scope
 
 log = logging.getLogger(__name__)
 
@@ -616,8 +615,7 @@ def _undo_page(request: Request, caller: Caller, request_id: str, admin: str | N
     if admin is None:
         admin = caller.user or (summary.action_by if summary is not None else "") or ""
     events = found["events"]
-    with api.app.reader() as uow:
-        scope = undo_scope(uow, request_id=request_id)  # the true counts, from the ledger
+    scope = api.service.undo_scope(request_id)  # the true counts, from the ledger
     names = api.service.names([summary.from_user or "", summary.to_user or "", caller.user or ""]
                               if summary is not None else [caller.user or ""])
     title = f"Undo “{summary.title}”?" if summary is not None else f"Undo request {request_id}?"

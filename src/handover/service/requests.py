@@ -47,7 +47,7 @@ from handover.service.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from handover.service.undo import NotUndoable, Undoer, UnknownEvent
+from handover.service.undo import NotUndoable, Undoer, UndoScope, UnknownEvent, undo_scope
 
 log = logging.getLogger(__name__)
 
@@ -456,6 +456,12 @@ class TransferRequests:
             return None
         return self.history_log.history(user=user, outcome=outcome, action_by=action_by, limit=limit, offset=offset)
 
+    def undo_scope(self, request_id: str) -> UndoScope:
+        """What an undo of the request would revert: the course batches and assets its events not undone yet
+        changed, from the ledger (``service.undo.undo_scope``)."""
+        with self.read() as uow:
+            return undo_scope(uow, request_id=request_id)
+
     def summary(self, request_id: str) -> RequestSummary | None:
         """Who and when of one request (None when not kept)."""
         return self.history_log.summary(request_id) if self.history_log is not None else None
@@ -586,17 +592,17 @@ class TransferRequests:
         """``{"u-ann": "Ann Lee (u-ann)"}`` for each id the user directory knows (others left out; {} when the
         directory fails: the pages then show ids). ``organisation_id``: only users of that root organisation (a
         form's ids are named only within its organisation: no probing)."""
-        out: dict[str, str] = {}
+        wanted = list(dict.fromkeys(i.strip() for i in user_ids if i and i.strip()))
+        if not wanted:
+            return {}
         try:
             with self.read() as uow:
-                for user_id in dict.fromkeys(i.strip() for i in user_ids if i and i.strip()):
-                    user = uow.users.get(user_id)
-                    if user is not None and organisation_id in (None, user.rootOrgId):
-                        out[user_id] = person(user)
+                found = uow.users.get_many(wanted)  # one look-up for the page, not one per id
         except Exception:
             log.warning("user directory unavailable: ids shown without names", exc_info=True)
             return {}
-        return out
+        return {user_id: person(user) for user_id, user in found.items()
+                if organisation_id in (None, user.rootOrgId)}
 
     def record_names(self, records: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """``{(store, key): "Algebra, spring"}`` for course batches and assets that exist and have a name, and
