@@ -5,7 +5,7 @@ open read-only; a SQLite database that cannot grow (SQLite's own "database or di
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -76,7 +76,15 @@ def read_only_connections(store: SqlStore) -> Iterator[None]:
             dbapi_conn.commit()
         cur.close()
 
-    store.engine.pool.dispose()  # the pooled connections, opened before the fault, would hide it
+    with on_every_new_connection(store, on_connect):
+        yield
+
+
+@contextmanager
+def on_every_new_connection(store: SqlStore, on_connect: Callable[[Any, Any], None]) -> Iterator[None]:
+    """While inside: ``on_connect(dbapi_connection, record)`` runs on every connection the store opens; the pooled
+    connections, opened before, are dropped first (they would hide the fault)."""
+    store.engine.pool.dispose()
     sa.event.listen(store.engine, "connect", on_connect)
     try:
         yield
@@ -103,12 +111,10 @@ def database_full(store: SqlStore) -> Iterator[None]:
         dbapi_conn.execute(f"PRAGMA max_page_count = {int(pages)}")
         opened.append(dbapi_conn)
 
-    store.engine.pool.dispose()  # the pooled connections, opened before the fault, would hide it
-    sa.event.listen(store.engine, "connect", on_connect)
     try:
-        yield
+        with on_every_new_connection(store, on_connect):
+            yield
     finally:
-        sa.event.remove(store.engine, "connect", on_connect)
         for dbapi_conn in opened:
             with contextlib.suppress(Exception):  # closed since (dropped after the error)
                 dbapi_conn.execute(f"PRAGMA max_page_count = {UNLIMITED_PAGES}")
