@@ -274,3 +274,22 @@ def test_live_progress_on_a_terminal_counts_records(tmp_path: Path, monkeypatch:
     assert "events 1/1" in shown or "events 0/1" in shown
     assert re.search(r"[\d,]+ course batches, [\d,]+ assets written", shown), shown[-2000:]
     assert "assets changed" in shown  # the summary table follows
+
+
+def test_audit_of_something_unknown_is_a_usage_error_and_a_known_request_without_changes_is_not(
+    tmp_path: Path,
+) -> None:
+    store = new_store(tmp_path)
+    run("replay", str(transfer_file(tmp_path)), "--store", store)
+    events = [json.loads(line) for line in (EXAMPLES / "events.jsonl").read_text().splitlines()[1:2]]
+    SqlRequestLog(SqlStore(store)).record("req-queued", "u-admin", [{**events[0], "mid": "LP.queued"}])
+
+    _, err = run("audit", "--mid", "LP.nope", "--store", store, code=2)
+    assert "no event LP.nope in the ledger" in one_line(err)
+    _, err = run("audit", "--request", "nope", "--format", "csv", "--store", store, code=2)
+    assert "no request nope in the store" in one_line(err)
+
+    out, err = run("audit", "--request", "req-queued", "--store", store)  # recorded, not processed yet
+    assert (out, "0 audit rows" in err) == ("", True)
+    out, err = run("audit", "--mid", TRANSFER_MID, "--store", store)
+    assert len(out.splitlines()) == 11 and "11 audit rows" in err

@@ -433,7 +433,7 @@ def audit_export(
     import csv
 
     from handover.bootstrap import request_log
-    from handover.service.audit_trail import EXPORT_COLUMNS, csv_cells, export
+    from handover.service.audit_trail import EXPORT_COLUMNS, csv_cells, export, known
 
     if (mid is None) == (request is None):
         fail("give either --request ID or --mid MID", EXIT_USAGE)
@@ -447,6 +447,13 @@ def audit_export(
         summary = history.summary(request_id) if history is not None else None
         return summary.action_by if summary is not None else None
 
+    try:
+        found = known(handover.store, mid=mid, request_id=request)  # type: ignore[arg-type]
+    except store_errors() as exc:
+        fail(f"store: {exc}", EXIT_STORE)
+    if not found and (request is None or history is None or history.summary(request) is None):
+        fail(f"no event {mid} in the ledger" if mid is not None else f"no request {request} in the store",
+             EXIT_USAGE)
     writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
     count = 0
     try:

@@ -61,6 +61,15 @@ def _cell(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def known(uow_factory: UnitOfWorkFactory, *, mid: str | None = None, request_id: str | None = None) -> bool:
+    """Whether the ledger has event ``mid`` (any outcome), or any event of request ``request_id``: an export of
+    something unknown is a usage error (the CLI's exit 2), not an empty trail."""
+    with uow_factory() as uow:
+        if mid is not None:
+            return uow.ledger.get(mid) is not None
+        return bool(uow.ledger.by_request(request_id or ""))
+
+
 def export(
     uow_factory: UnitOfWorkFactory,
     *,
