@@ -284,6 +284,19 @@ def test_a_store_that_is_down_is_said_in_words(console: Console, tmp_path: Path)
     assert "The store is unavailable (OperationalError)" in html
 
 
+def test_a_fault_of_the_console_itself_is_not_blamed_on_the_store(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = console.http.app.state.api.service  # type: ignore[attr-defined]
+
+    def broken(**_: object) -> None:
+        raise TypeError("a programming error")
+
+    monkeypatch.setattr(service, "history", broken)
+    html = console.page("/admin/requests", status=500)
+    assert "The console failed on this page (TypeError)" in html and "store is unavailable" not in html
+
+
 def test_cross_site_posts_are_refused(console: Console) -> None:
     response = console.http.post("/admin/transfer", data=FORM, headers={"Origin": "http://evil.example"})
     assert response.status_code == 403 and "another site" in response.text

@@ -34,6 +34,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from handover import metrics
+from handover.bootstrap import store_errors
 from handover.domain.events import Reason
 from handover.domain.transfer_request import CANNOT_TRANSFER_OWNERSHIP, RESTRICTED
 from handover.entrypoints.api_audit import preview_request, undo_request
@@ -305,10 +306,13 @@ def page(request: Request, build: Callable[[Caller], Response], *, post: bool = 
         return build(caller)
     except ApiError as exc:
         return render(request, "error.html", caller, exc.status, title=_error_title(exc.status), message=exc.errmsg)
-    except Exception as exc:  # the store is down: say so, as the API does
+    except Exception as exc:
         log.exception("console page %s failed", request.url.path)
-        message = f"The store is unavailable ({type(exc).__name__}). Try again later."
-        return render(request, "error.html", caller, 503, title=_error_title(503), message=message)
+        if isinstance(exc, store_errors()):  # the store is down: say so, as the API does
+            message = f"The store is unavailable ({type(exc).__name__}). Try again later."
+            return render(request, "error.html", caller, 503, title=_error_title(503), message=message)
+        message = f"The console failed on this page ({type(exc).__name__}); it is in the server's log."
+        return render(request, "error.html", caller, 500, title=_error_title(500), message=message)
 
 
 def _error_title(status: int) -> str:
