@@ -369,6 +369,13 @@ def test_pages_pass_axe_core(server: Server, browser: Browser) -> None:
     page = context.new_page()
     paths = ["/admin/transfer", "/admin/requests", "/admin/failed", "/admin/counters", "/admin/requests?outcome=undone"]
     page.goto(f"{server.base}/admin/requests")
+    if page.locator("table.history tbody a").count() == 0:  # run alone: a request of its own to look at
+        page.goto(f"{server.base}/admin/transfer")
+        fill_transfer(page, "org-1", "u-admin", "u-meera", "u-ravi")
+        page.get_by_role("button", name="Preview the transfer").click()
+        page.get_by_role("button", name="Submit the transfer").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("u-meera")
+        page.goto(f"{server.base}/admin/requests")
     first = str(page.locator("table.history tbody a").first.get_attribute("href"))
     paths += [first, first + "/undo"]
 
