@@ -107,6 +107,23 @@ class Settled:
     error: str | None = None
 
 
+GROUP_REQUESTS = 64  # requests publish_request writes together in one transaction, at most
+
+
+class _Submission:
+    """A request waiting in ``publish_request`` to be written with its group; ``done`` once it was (its
+    ``error`` then set if it was not), or once it is to write the next group itself (``lead``)."""
+
+    __slots__ = ("action_by", "done", "error", "events", "lead", "queued", "request_id")
+
+    def __init__(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]],
+                 queued: list[dict[str, Any]]) -> None:
+        self.request_id, self.action_by, self.events, self.queued = request_id, action_by, events, queued
+        self.done = threading.Event()
+        self.error: Exception | None = PublishError("events not queued: the writer of the group stopped")
+        self.lead = False
+
+
 class SqlEventQueue:
     """An ``EventSink`` into the store's ``event_queue`` table, and the queue the in-process worker drains."""
 
@@ -117,6 +134,9 @@ class SqlEventQueue:
         self._last_org: str | None = None  # the organisation claim_next served last ("": none)
         self._last_request: dict[str, str] = {}  # per organisation, the request claim_next served last there
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
+        self._group_lock = threading.Lock()  # publish_request's group commit: who waits, whether one writes
+        self._waiting: list[_Submission] = []
+        self._writing = False
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
         rows = _queue_rows(events)
@@ -132,8 +152,72 @@ class SqlEventQueue:
     def publish_request(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
         """Record the request (``request_log``, ``request_summary``) and queue its events in one transaction:
         either the request is pending with all its events queued, or nothing of it exists.
-        ``DuplicateRequest`` when ``request_id`` is taken; ``PublishError`` when the store fails."""
-        queued = _queue_rows(events)
+        ``DuplicateRequest`` when ``request_id`` is taken; ``PublishError`` when the store fails.
+
+        Group commit (issue 15): requests published by other threads while a transaction is being written wait
+        together and are then written in one transaction, by the first of them (the others wait for it); each
+        call returns only once its rows are committed. A request whose id is taken is a ``DuplicateRequest``
+        without failing the others of its group; if the group's transaction fails for any other reason, each of
+        its requests is written again in a transaction of its own (so that one bad request fails only itself)."""
+        mine = _Submission(request_id, action_by, events, _queue_rows(events))
+        with self._group_lock:
+            self._waiting.append(mine)
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            mine.done.wait()  # written by the leader of its group, or woken to lead the next group
+        if mine.lead or lead:
+            with self._group_lock:
+                group, self._waiting = self._waiting[:GROUP_REQUESTS], self._waiting[GROUP_REQUESTS:]
+            try:
+                self._write_group(group)
+            finally:
+                with self._group_lock:
+                    if self._waiting:  # arrived meanwhile: the first of them writes the next group
+                        self._waiting[0].lead = True
+                        self._waiting[0].done.set()
+                    else:
+                        self._writing = False
+                for other in group:
+                    if other is not mine:
+                        other.done.set()
+            self.wakeup.set()
+        if mine.error is not None:
+            raise mine.error
+
+    def _write_group(self, group: Sequence[_Submission]) -> None:
+        """Write ``group`` in one transaction (one alone: ``_publish_one``); each one's error in its ``error``."""
+        if len(group) > 1:
+            try:
+                errors: list[Exception | None] = []
+                with self._engine.begin() as conn:
+                    queued: list[dict[str, Any]] = []
+                    for one in group:
+                        try:
+                            _insert_request(conn, one.request_id, one.action_by, one.events)
+                        except DuplicateRequest as exc:  # checked before it writes anything: the others go on
+                            errors.append(exc)
+                        else:
+                            errors.append(None)
+                            queued += one.queued
+                    insert_rows(conn, event_queue, queued)
+                for one, error in zip(group, errors, strict=True):  # committed
+                    one.error = error
+                return
+            except Exception as exc:
+                log.info("a group of %d requests failed (%s: %s); each is written on its own", len(group),
+                         type(exc).__name__, exc)
+        for one in group:
+            try:
+                self._publish_one(one.request_id, one.action_by, one.events, one.queued)
+            except Exception as exc:
+                one.error = exc
+            else:
+                one.error = None
+
+    def _publish_one(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]],
+                     queued: list[dict[str, Any]]) -> None:
+        """One request in a transaction of its own (``publish_request``'s errors)."""
 
         def write() -> None:
             with self._engine.begin() as conn:
@@ -153,7 +237,6 @@ class SqlEventQueue:
             if isinstance(exc, sa.exc.IntegrityError) and _request_exists(self._reader, request_id):
                 raise DuplicateRequest(request_id) from None
             raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
-        self.wakeup.set()
 
     def claim_next(self) -> QueuedEvent | None:
         """The next pending event, marked ``processing`` (None when the queue is empty): ``claim_batch(1)``."""
