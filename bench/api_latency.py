@@ -25,8 +25,17 @@ clients and the machine allow without a write.
     .venv/bin/python bench/api_latency.py --requests 500 --stores sqlite --worker in-process
     .venv/bin/python bench/api_latency.py --profile /tmp/prof      # the servers under pyinstrument
 
-Measured (the shared 2-core machine; README "Speed on the embedded store" has the whole table), the command of the
-first line above (N = 2,000, C = 50, one client process): uvloop + httptools, load 5.55 -> 6.37: SQLite 720
+Now (third round: UUIDs from a buffer, group commit of the submits, users read together, the worker's look-ups
+compiled once, the worker apart as a second set-up), the command of the first line above (N = 2,000, C = 50, one
+client process), right after the same run of the bench and server at a12bb05 (load 9.45 -> 7.13, then 7.13 ->
+11.65: other helpers' benchmarks on the 2 cores): SQLite 193 -> 231 requests/s (worker apart 301), p99 576.2 ->
+561.9 ms (apart 368.8), server CPU 9.11 -> 6.46 s (apart 4.57 s + worker process 2.67 s); PostgreSQL 136 -> 117
+requests/s (apart 89), p99 917.3 -> 716.2 ms (apart 1276.6). An earlier run of the new one (load 5.56 -> 9.45):
+SQLite 242 (apart 148), PostgreSQL 65 (apart 111): at these loads runs differ by up to a factor of 2. The target
+is not met.
+
+Before (the second round; README "Speed on the embedded store" has the whole table), the same command: uvloop +
+httptools, load 5.55 -> 6.37: SQLite 720
 requests/s, p99 160.6 ms, server CPU 2.63 s in 2.78 s, client CPU 0.09 s; PostgreSQL 334 requests/s, p99 340.7 ms;
 unknown status 875 and 498 requests/s. With the queue worker's micro-batches of 50, load 3.97 -> 4.87: SQLite 647
 requests/s, p99 180.4 ms, worker done 0.37 s after the last answer (5.30 s before); PostgreSQL 341 requests/s,

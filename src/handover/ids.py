@@ -3,11 +3,11 @@
 ``uuid.uuid4()`` reads 16 bytes with ``os.urandom`` each time, and ``os.urandom`` lets go of the GIL around the
 system call: on the HTTP server's event loop each call handed the GIL to a thread of the pool (a request's SQL,
 the queue worker) and waited to get it back. A status request of an unknown id made two such calls (its message
-id and its answer's ``resmsgid``): in a cProfile of the app driven in-process (1,000 such requests from 50
-concurrent callers, issue 15), ``os.urandom`` took 1.02 s of the event loop's 2.01 s, where the call alone takes
-about 1 microsecond. Here the bytes come from a buffer of 256 UUIDs' worth, refilled from ``os.urandom`` (the
-same source) when used up. A child process after ``fork`` starts with an empty buffer, so that parent and child
-never hand out the same bytes.
+id and its answer's ``resmsgid``): in a cProfile of the app driven in-process by an ad-hoc script (1,000 such
+requests from 50 concurrent callers, issue 15), ``os.urandom`` took 1.02 s of the event loop's 2.01 s, where the
+call alone takes about 1 microsecond. Here the bytes come from a buffer of 256 UUIDs' worth, refilled from
+``os.urandom`` (the same source) when used up. A child process after ``fork`` starts with an empty buffer, so that
+parent and child never hand out the same bytes.
 """
 
 from __future__ import annotations
