@@ -31,8 +31,9 @@ client process), right after the same run of the bench and server at a12bb05 (lo
 11.65: other helpers' benchmarks on the 2 cores): SQLite 193 -> 231 requests/s (worker apart 301), p99 576.2 ->
 561.9 ms (apart 368.8), server CPU 9.11 -> 6.46 s (apart 4.57 s + worker process 2.67 s); PostgreSQL 136 -> 117
 requests/s (apart 89), p99 917.3 -> 716.2 ms (apart 1276.6). An earlier run of the new one (load 5.56 -> 9.45):
-SQLite 242 (apart 148), PostgreSQL 65 (apart 111): at these loads runs differ by up to a factor of 2. The target
-is not met.
+SQLite 242 (apart 148), PostgreSQL 65 (apart 111): at these loads runs differ by up to a factor of 2. A later
+pair, ``--stores sqlite`` (load 4.61 -> 4.23, then 4.13 -> 4.96): 283 -> 340 requests/s (apart 241), p99 418.6 ->
+293.1 ms (apart 540.6). The target is not met.
 
 Before (the second round; README "Speed on the embedded store" has the whole table), the same command: uvloop +
 httptools, load 5.55 -> 6.37: SQLite 720
