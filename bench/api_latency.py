@@ -1,5 +1,8 @@
-"""API latency and throughput (issue 15): ``handover serve`` (authentication off, no Kafka: the in-process worker
-drains the store's event queue while the requests come in) on SQLite and on PostgreSQL, in the same run.
+"""API latency and throughput (issue 15): ``handover serve`` (authentication off, no Kafka) on SQLite and on
+PostgreSQL, each in two set-ups side by side in the same run (``--worker``): "in-process", serve's own worker
+drains the store's event queue while the requests come in (what ``scripts/run.sh`` and a plain ``handover serve``
+do); "apart", ``serve --no-worker`` (through ``HANDOVER_QUEUE_WORKER_IN_PROCESS=false``) with ``handover
+queue-worker --poll 0.05`` in a process of its own, whose CPU seconds are printed too.
 
 C concurrent clients send N one-asset transfer requests between them (each request a different asset; 50 pairs of
 users of one organisation), after a warm-up of C requests that is not counted. The clients run in their own
@@ -11,18 +14,29 @@ by side: requests/s over the N, the latency percentiles (p50, p95, p99, max), th
 the client processes used meanwhile (server CPU close to the wall seconds: the one server process is the limit), the
 requests not accepted, the connection errors (a kept-alive connection the server closed: the request is sent again
 with its ``X-Request-ID``, its latency counted from the first attempt), how long after the last answer the
-in-process worker had processed every event (``/metrics``), the requests/s end to end (N over the seconds of the
+worker had processed every event (the queue read by this process: nothing pending or in hand; the warm-up's events
+are waited for before the clock starts), the requests/s end to end (N over the seconds of the
 requests plus those until every event was processed: what can be kept up, where requests/s alone may borrow from a
 worker left behind), and the outcomes of the events (each request's status, read afterwards). Then, for comparison,
 the same clients send N status requests of an unknown request id (one indexed read, a 404): what the HTTP stack, the
 clients and the machine allow without a write.
 
-    .venv/bin/python bench/api_latency.py                          # N = 2,000, C = 50, both stores
-    .venv/bin/python bench/api_latency.py --requests 500 --stores sqlite
+    .venv/bin/python bench/api_latency.py                          # N = 2,000, C = 50, both stores, both set-ups
+    .venv/bin/python bench/api_latency.py --requests 500 --stores sqlite --worker in-process
     .venv/bin/python bench/api_latency.py --profile /tmp/prof      # the servers under pyinstrument
 
-Measured (the shared 2-core machine; README "Speed on the embedded store" has the whole table), the command of the
-first line above (N = 2,000, C = 50, one client process): uvloop + httptools, load 5.55 -> 6.37: SQLite 720
+Now (third round: UUIDs from a buffer, group commit of the submits, users read together, the worker's look-ups
+compiled once, the worker apart as a second set-up), the command of the first line above (N = 2,000, C = 50, one
+client process), right after the same run of the bench and server at a12bb05 (load 9.45 -> 7.13, then 7.13 ->
+11.65: other helpers' benchmarks on the 2 cores): SQLite 193 -> 231 requests/s (worker apart 301), p99 576.2 ->
+561.9 ms (apart 368.8), server CPU 9.11 -> 6.46 s (apart 4.57 s + worker process 2.67 s); PostgreSQL 136 -> 117
+requests/s (apart 89), p99 917.3 -> 716.2 ms (apart 1276.6). An earlier run of the new one (load 5.56 -> 9.45):
+SQLite 242 (apart 148), PostgreSQL 65 (apart 111): at these loads runs differ by up to a factor of 2. A later
+pair, ``--stores sqlite`` (load 4.61 -> 4.23, then 4.13 -> 4.96): 283 -> 340 requests/s (apart 241), p99 418.6 ->
+293.1 ms (apart 540.6). The target is not met.
+
+Before (the second round; README "Speed on the embedded store" has the whole table), the same command: uvloop +
+httptools, load 5.55 -> 6.37: SQLite 720
 requests/s, p99 160.6 ms, server CPU 2.63 s in 2.78 s, client CPU 0.09 s; PostgreSQL 334 requests/s, p99 340.7 ms;
 unknown status 875 and 498 requests/s. With the queue worker's micro-batches of 50, load 3.97 -> 4.87: SQLite 647
 requests/s, p99 180.4 ms, worker done 0.37 s after the last answer (5.30 s before); PostgreSQL 341 requests/s,
@@ -42,11 +56,12 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,15 +113,28 @@ def postgres_schema() -> Iterator[str]:
 
 
 @contextmanager
-def serving(url: str, work: Path, n: int, profile: Path | None, name: str) -> Iterator[tuple[str, psutil.Process]]:
-    env = {**os.environ, "HANDOVER_STORE": url, "HANDOVER_AUTH_MODE": "none", "HANDOVER_KAFKA_BROKER_SERVERS": ""}
+def serving(url: str, work: Path, n: int, profile: Path | None, name: str,
+            apart: bool) -> Iterator[tuple[str, psutil.Process, psutil.Process | None]]:
+    """``handover serve`` on a fresh store of ``n`` assets: its URL, its process and, with ``apart``, the process
+    of ``handover queue-worker`` beside it (``serve --no-worker`` through its setting); else None."""
+    env = {**os.environ, "HANDOVER_STORE": url, "HANDOVER_AUTH_MODE": "none", "HANDOVER_KAFKA_BROKER_SERVERS": "",
+           "HANDOVER_QUEUE_WORKER_IN_PROCESS": "false" if apart else "true"}
     init_and_load(env, work, fixture(n))
     launcher = [HANDOVER]
     if profile is not None:
         launcher = [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile",
                     str(profile / f"serve-{name}.txt"), "-m", "handover.entrypoints.cli"]
     with read_lock.serving(env, work / f"serve-{name}.log", launcher) as (base, server):
-        yield base, psutil.Process(server.pid)
+        if not apart:
+            yield base, psutil.Process(server.pid), None
+            return
+        with (work / f"worker-{name}.log").open("w") as out:
+            worker = subprocess.Popen([HANDOVER, "queue-worker", "--poll", "0.05"], env=env, stdout=out, stderr=out)
+            try:
+                yield base, psutil.Process(server.pid), psutil.Process(worker.pid)
+            finally:
+                worker.terminate()
+                worker.wait(60)
 
 
 class Connection:
@@ -204,34 +232,43 @@ def client_process(job: tuple[str, str, int, int, int, int, int]) -> tuple[list[
     return latencies, errors, retried, seconds, time.process_time() - cpu
 
 
+def cpu(process: psutil.Process | None) -> float:
+    return 0.0 if process is None else sum(process.cpu_times()[:2])
+
+
 def run_clients(pool: ProcessPoolExecutor, processes: int, kind: str, base: str, first: int, count: int, clients: int,
-                server: psutil.Process) -> dict[str, Any]:
+                server: psutil.Process, worker: psutil.Process | None = None) -> dict[str, Any]:
     """``count`` requests from ``clients`` clients spread over the pool's processes (not this one, not the
-    server's): latencies, errors, wall seconds for all, and the CPU seconds the server and the clients used."""
+    server's): latencies, errors, wall seconds for all, and the CPU seconds the server, the worker process (if
+    any) and the clients used."""
     jobs = [(kind, base, first, count, clients // processes + (k < clients % processes), k, processes)
             for k in range(processes)]
-    server_cpu = sum(server.cpu_times()[:2])
+    server_cpu, worker_cpu = cpu(server), cpu(worker)
     parts = list(pool.map(client_process, jobs))
     return {"latencies": [x for part in parts for x in part[0]], "errors": sum(p[1] for p in parts),
             "retried": sum(p[2] for p in parts), "seconds": max(p[3] for p in parts),
-            "client_cpu": sum(p[4] for p in parts), "server_cpu": sum(server.cpu_times()[:2]) - server_cpu}
+            "client_cpu": sum(p[4] for p in parts), "server_cpu": cpu(server) - server_cpu,
+            "worker_cpu": cpu(worker) - worker_cpu}
 
 
-def processed(http: httpx.Client) -> float:
-    for line in http.get("/metrics").text.splitlines():
-        if line.startswith("total_events_count_total "):
-            return float(line.split()[1])
-    return 0.0
+def waiting(url: str) -> Callable[[], int]:
+    """The number of events of the store's queue still pending or in hand (read from this process)."""
+    from handover.bootstrap import api_parts, bootstrap
+
+    backlog = api_parts(bootstrap(url)).backlog
+    assert backlog is not None
+    return lambda: sum(n for status, n in backlog.counts().items() if status in ("pending", "processing"))
 
 
-def drained(base: str, total: int, first: int, count: int, timeout: float) -> tuple[float, dict[str, int]]:
-    """(seconds until the worker had processed ``total`` events (``/metrics``), the outcomes of the events of
-    requests ``first`` .. ``first + count - 1`` by their status, read afterwards)."""
+def drained(base: str, url: str, first: int, count: int, timeout: float) -> tuple[float, dict[str, int]]:
+    """(seconds until the queue had no event pending or in hand, whichever process works it, the outcomes of the
+    events of requests ``first`` .. ``first + count - 1`` by their status, read afterwards)."""
     started = time.monotonic()
+    left = waiting(url)
     with httpx.Client(base_url=base, timeout=60) as http:
-        while processed(http) < total:
+        while (n := left()) > 0:
             if time.monotonic() - started > timeout:
-                raise SystemExit(f"the worker processed only {processed(http):.0f} of {total} events in {timeout} s")
+                raise SystemExit(f"the worker left {n} events unprocessed after {timeout} s")
             time.sleep(0.02)
         after = time.monotonic() - started
         outcomes: dict[str, int] = {}
@@ -246,19 +283,22 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def measure(url: str, name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def measure(url: str, name: str, args: argparse.Namespace, work: Path, apart: bool) -> dict[str, Any]:
     n, clients = args.requests, args.clients
-    with (serving(url, work, clients + n, args.profile, name) as (base, server),
+    with (serving(url, work, clients + n, args.profile, name.replace(" ", "-"), apart) as (base, server, worker),
           ProcessPoolExecutor(args.client_processes) as pool):
         run_clients(pool, args.client_processes, "transfer", base, 0, clients, clients, server)  # warm-up, not counted
-        writes = run_clients(pool, args.client_processes, "transfer", base, clients, n, clients, server)
-        after, outcomes = drained(base, clients + n, clients, n, args.timeout)
+        drained(base, url, 0, 0, args.timeout)
+        writes = run_clients(pool, args.client_processes, "transfer", base, clients, n, clients, server, worker)
+        worker_cpu = cpu(worker)
+        after, outcomes = drained(base, url, clients, n, args.timeout)
+        worker_cpu = writes["worker_cpu"] + cpu(worker) - worker_cpu
         reads = run_clients(pool, args.client_processes, "unknown", base, 0, n, clients, server)
     latencies = writes["latencies"]
     return {"name": name, "rate": n / writes["seconds"], "rate_all": n / (writes["seconds"] + after),
             "seconds": writes["seconds"], "errors": writes["errors"],
             "retried": writes["retried"], "after": after, "outcomes": outcomes,
-            "server_cpu": writes["server_cpu"], "client_cpu": writes["client_cpu"],
+            "server_cpu": writes["server_cpu"], "client_cpu": writes["client_cpu"], "worker_cpu": worker_cpu,
             **{f"p{p}": percentile(latencies, p) * 1000 for p in (50, 95, 99, 100)},
             "read_rate": n / reads["seconds"], "read_p50": percentile(reads["latencies"], 50) * 1000,
             "read_p99": percentile(reads["latencies"], 99) * 1000,
@@ -274,6 +314,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests counted (default 2,000)")
     parser.add_argument("--clients", type=int, default=50, help="concurrent clients (default 50)")
     parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite, postgresql or both (the default)")
+    parser.add_argument("--worker", default="in-process,apart",
+                        help="in-process (serve's own worker), apart (serve --no-worker + handover queue-worker) or "
+                             "both, side by side (the default)")
     parser.add_argument("--client-processes", type=int, default=1,
                         help="processes the clients run in, apart from the server and this one (default 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds the worker may take to catch up")
@@ -288,15 +331,20 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="handover-api-bench-") as tmp:
         for store in args.stores.split(","):
-            work = Path(tmp) / store
-            work.mkdir()
-            if store == "sqlite":
-                results.append(measure(f"sqlite:///{work / 'handover.db'}", store, args, work))
-            elif store == "postgresql":
-                with postgres_schema() as url:
-                    results.append(measure(url, store, args, work))
-            else:
-                raise SystemExit(f"unknown store {store!r}")
+            for setup in args.worker.split(","):
+                if setup not in ("in-process", "apart"):
+                    raise SystemExit(f"unknown worker set-up {setup!r}")
+                apart = setup == "apart"
+                name = f"{store}, worker {setup}"
+                work = Path(tmp) / f"{store}-{setup}"
+                work.mkdir()
+                if store == "sqlite":
+                    results.append(measure(f"sqlite:///{work / 'handover.db'}", name, args, work, apart))
+                elif store == "postgresql":
+                    with postgres_schema() as url:
+                        results.append(measure(url, name, args, work, apart))
+                else:
+                    raise SystemExit(f"unknown store {store!r}")
     rows = [
         ("requests/s", lambda r: f"{r['rate']:,.0f}"),
         ("seconds", lambda r: f"{r['seconds']:.2f}"),
@@ -306,6 +354,7 @@ def main() -> None:
         ("max ms", lambda r: f"{r['p100']:.1f}"),
         ("server CPU s", lambda r: f"{r['server_cpu']:.2f}"),
         ("client CPU s", lambda r: f"{r['client_cpu']:.2f}"),
+        ("worker process CPU s", lambda r: f"{r['worker_cpu']:.2f}" if "apart" in r["name"] else "-"),
         ("requests not accepted", lambda r: str(r["errors"])),
         ("connection errors", lambda r: f"{r['retried']} (retried)"),
         ("worker done after (s)", lambda r: f"{r['after']:.2f}"),
@@ -317,16 +366,20 @@ def main() -> None:
         ("unknown: server CPU s", lambda r: f"{r['read_server_cpu']:.2f}"),
         ("unknown: client CPU s", lambda r: f"{r['read_client_cpu']:.2f}"),
     ]
-    print(f"\n{'':24}" + "".join(f"{r['name']:>24}" for r in results))
+    print(f"\n{'':24}" + "".join(f"{r['name']:>31}" for r in results))
     for label, cell in rows:
-        print(f"{label:24}" + "".join(f"{cell(r):>24}" for r in results))
-    if len(results) == 2:
-        a, b = results
-        print(f"{a['name']} / {b['name']}: requests/s {a['rate'] / b['rate']:.2f}, p99 {a['p99'] / b['p99']:.2f}")
+        print(f"{label:24}" + "".join(f"{cell(r):>31}" for r in results))
+    for i, a in enumerate(results):  # ratios of the set-ups of one store, and of the stores in one set-up
+        for b in results[i + 1:]:
+            store_a, setup_a = a["name"].split(", ")
+            store_b, setup_b = b["name"].split(", ")
+            if store_a == store_b or setup_a == setup_b:
+                print(f"{b['name']} / {a['name']}: requests/s {b['rate'] / a['rate']:.2f}, "
+                      f"p99 {b['p99'] / a['p99']:.2f}")
     for r in results:
-        if r["name"] == "sqlite":
-            met = r["p99"] < 100 and r["rate"] >= 1000
-            print(f"target on SQLite (p99 < 100 ms and >= 1,000 requests/s): {'met' if met else 'NOT met'}")
+        if r["name"].startswith("sqlite"):
+            met = "met" if r["p99"] < 100 and r["rate"] >= 1000 else "NOT met"
+            print(f"target on SQLite (p99 < 100 ms and >= 1,000 requests/s), {r['name']}: {met}")
     print(f"load average at end: {load_average()}")
     if any(r["errors"] for r in results):
         raise SystemExit(1)

@@ -140,8 +140,10 @@ def request_log(app: App) -> tuple[RequestLog | None, RequestHistory | None]:
     return None, None
 
 
-def api_parts(app: App) -> ApiParts:
-    """Kafka when ``kafka.broker-servers`` is set, else the embedded store's queue and its worker."""
+def api_parts(app: App, poll_seconds: float = 1.0, linger_seconds: float = 0.0) -> ApiParts:
+    """Kafka when ``kafka.broker-servers`` is set, else the embedded store's queue and its worker (which looks
+    for events every ``poll_seconds`` when it has not been woken by a publish of this process, and waits
+    ``linger_seconds`` after a batch that was not full: ``QueueWorker``)."""
     from handover.adapters.sql import SqlStore
     from handover.adapters.sql_queue import QueueWorker, SqlEventQueue
 
@@ -155,7 +157,8 @@ def api_parts(app: App) -> ApiParts:
         raise ConfigError(f"store {app.store_url} has no event queue: set kafka.broker-servers")
     queue = SqlEventQueue(app.store)
     worker = QueueWorker(
-        queue, app.engine(), app.settings["max_attempts"], lease_seconds=app.settings["queue.processing.lease.seconds"]
+        queue, app.engine(), app.settings["max_attempts"], poll_seconds=poll_seconds,
+        linger_seconds=linger_seconds, lease_seconds=app.settings["queue.processing.lease.seconds"],
     )
     return ApiParts(queue, requests, worker, history, queue, queue)
 

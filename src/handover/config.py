@@ -229,6 +229,7 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "course_batch_statuses": (_as_int_list, (0, 1)),
     "max_attempts": (_as_positive_int, 5),
     "queue.processing.lease.seconds": (_as_positive_int, 60),  # embedded queue: a stopped worker's event back
+    "queue.worker.in_process": (_as_bool, True),  # embedded queue: serve runs its worker (else `queue-worker`)
     "auth.mode": (_as_auth_mode, "jwt"),
     "auth.public_key": (_as_opt_str, None),
     "accesstoken.publickey.basepath": (_as_opt_str, None),  # userorg: a directory of public keys, file name = kid

@@ -14,6 +14,7 @@ from tests.e2e.api_support import (
     BODY,
     GATEWAY,
     TRANSFER,
+    Process,
     Server,
     assert_transferred_ann_to_ravi,
     loaded_store,
@@ -55,3 +56,27 @@ def test_serve_transfers_end_to_end(server: Server, store_url: str) -> None:
 def test_serve_stops_cleanly_on_sigterm(server: Server) -> None:
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(15) == 0
+
+
+def test_serve_without_its_worker_and_the_queue_worker_beside_it(store_url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve --no-worker`` only queues; ``handover queue-worker`` in its own process processes the queue."""
+    loaded_store(store_url)
+    monkeypatch.delenv("HANDOVER_KAFKA_BROKER_SERVERS", raising=False)
+    env = {"HANDOVER_STORE": store_url, "HANDOVER_AUTH_MODE": "none"}
+    with serving({**env, "HANDOVER_QUEUE_WORKER_IN_PROCESS": "false"}, tmp_path / "serve.log") as server:
+        request_id = httpx.post(f"{server.base}{TRANSFER}", json=BODY, timeout=10).json()["result"]["requestId"]
+        health = httpx.get(f"{server.base}/health", timeout=5).json()["result"]
+        assert [c["name"] for c in health["checks"]] == ["store"]  # no worker in this process to check
+        assert "no worker in this process: run `handover queue-worker`" in server.output()
+        status = httpx.get(f"{server.base}{TRANSFER}/{request_id}", timeout=5).json()["result"]
+        assert [e["outcome"] for e in status["events"]] == ["pending"]  # nobody processes it yet
+
+        worker = Process(["queue-worker", "--poll", "0.1"], env, tmp_path / "worker.log")
+        try:
+            (event,) = poll_until_processed(server.base, request_id)
+            assert event["outcome"] == "applied"
+            assert_transferred_ann_to_ravi(store_url)
+        finally:
+            assert worker.stop() == 0, worker.output()
+        assert "processing the event queue" in worker.output()

@@ -107,6 +107,23 @@ class Settled:
     error: str | None = None
 
 
+GROUP_REQUESTS = 64  # requests publish_request writes together in one transaction, at most
+
+
+class _Submission:
+    """A request waiting in ``publish_request`` to be written with its group; ``done`` once it was (its
+    ``error`` then set if it was not), or once it is to write the next group itself (``lead``)."""
+
+    __slots__ = ("action_by", "done", "error", "events", "lead", "queued", "request_id")
+
+    def __init__(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]],
+                 queued: list[dict[str, Any]]) -> None:
+        self.request_id, self.action_by, self.events, self.queued = request_id, action_by, events, queued
+        self.done = threading.Event()
+        self.error: Exception | None = PublishError("events not queued: the writer of the group stopped")
+        self.lead = False
+
+
 class SqlEventQueue:
     """An ``EventSink`` into the store's ``event_queue`` table, and the queue the in-process worker drains."""
 
@@ -117,6 +134,9 @@ class SqlEventQueue:
         self._last_org: str | None = None  # the organisation claim_next served last ("": none)
         self._last_request: dict[str, str] = {}  # per organisation, the request claim_next served last there
         self.wakeup = threading.Event()  # set on publish so that the worker does not wait for its next poll
+        self._group_lock = threading.Lock()  # publish_request's group commit: who waits, whether one writes
+        self._waiting: list[_Submission] = []
+        self._writing = False
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> None:
         rows = _queue_rows(events)
@@ -132,8 +152,72 @@ class SqlEventQueue:
     def publish_request(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]]) -> None:
         """Record the request (``request_log``, ``request_summary``) and queue its events in one transaction:
         either the request is pending with all its events queued, or nothing of it exists.
-        ``DuplicateRequest`` when ``request_id`` is taken; ``PublishError`` when the store fails."""
-        queued = _queue_rows(events)
+        ``DuplicateRequest`` when ``request_id`` is taken; ``PublishError`` when the store fails.
+
+        Group commit (issue 15): requests published by other threads while a transaction is being written wait
+        together and are then written in one transaction, by the first of them (the others wait for it); each
+        call returns only once its rows are committed. A request whose id is taken is a ``DuplicateRequest``
+        without failing the others of its group; if the group's transaction fails for any other reason, each of
+        its requests is written again in a transaction of its own (so that one bad request fails only itself)."""
+        mine = _Submission(request_id, action_by, events, _queue_rows(events))
+        with self._group_lock:
+            self._waiting.append(mine)
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            mine.done.wait()  # written by the leader of its group, or woken to lead the next group
+        if mine.lead or lead:
+            with self._group_lock:
+                group, self._waiting = self._waiting[:GROUP_REQUESTS], self._waiting[GROUP_REQUESTS:]
+            try:
+                self._write_group(group)
+            finally:
+                with self._group_lock:
+                    if self._waiting:  # arrived meanwhile: the first of them writes the next group
+                        self._waiting[0].lead = True
+                        self._waiting[0].done.set()
+                    else:
+                        self._writing = False
+                for other in group:
+                    if other is not mine:
+                        other.done.set()
+            self.wakeup.set()
+        if mine.error is not None:
+            raise mine.error
+
+    def _write_group(self, group: Sequence[_Submission]) -> None:
+        """Write ``group`` in one transaction (one alone: ``_publish_one``); each one's error in its ``error``."""
+        if len(group) > 1:
+            try:
+                errors: list[Exception | None] = []
+                with self._engine.begin() as conn:
+                    queued: list[dict[str, Any]] = []
+                    for one in group:
+                        try:
+                            _insert_request(conn, one.request_id, one.action_by, one.events)
+                        except DuplicateRequest as exc:  # checked before it writes anything: the others go on
+                            errors.append(exc)
+                        else:
+                            errors.append(None)
+                            queued += one.queued
+                    insert_rows(conn, event_queue, queued)
+                for one, error in zip(group, errors, strict=True):  # committed
+                    one.error = error
+                return
+            except Exception as exc:
+                log.info("a group of %d requests failed (%s: %s); each is written on its own", len(group),
+                         type(exc).__name__, exc)
+        for one in group:
+            try:
+                self._publish_one(one.request_id, one.action_by, one.events, one.queued)
+            except Exception as exc:
+                one.error = exc
+            else:
+                one.error = None
+
+    def _publish_one(self, request_id: str, action_by: str, events: Sequence[Mapping[str, Any]],
+                     queued: list[dict[str, Any]]) -> None:
+        """One request in a transaction of its own (``publish_request``'s errors)."""
 
         def write() -> None:
             with self._engine.begin() as conn:
@@ -153,7 +237,6 @@ class SqlEventQueue:
             if isinstance(exc, sa.exc.IntegrityError) and _request_exists(self._reader, request_id):
                 raise DuplicateRequest(request_id) from None
             raise PublishError(f"events not queued: {type(exc).__name__}: {getattr(exc, 'orig', exc)}") from exc
-        self.wakeup.set()
 
     def claim_next(self) -> QueuedEvent | None:
         """The next pending event, marked ``processing`` (None when the queue is empty): ``claim_batch(1)``."""
@@ -191,28 +274,40 @@ class SqlEventQueue:
         "round the circle" looks for NULLs first, then for the lowest value, since ``NULLS FIRST`` makes
         PostgreSQL sort every pending row."""
         q = event_queue
-        pending = q.c.status == PENDING
 
-        def first(query: Any, key: Any, after: str | None, *order: Any) -> Any:
+        def first(name: str, query: Callable[[], Any], key: Any, after: str | None, params: dict[str, Any],
+                  *order: Any) -> Any:
             """The first row of ``query`` whose ``key`` is after ``after``, else round the circle: one whose
-            ``key`` is NULL, else the lowest."""
+            ``key`` is NULL, else the lowest. Each statement compiled once (``run_prepared``: built for every
+            claimed event, they were most of the worker's time in a profile, issue 15)."""
             if after is not None:
-                row = conn.execute(query.where(key > after).order_by(key, *order).limit(1)).first()
+                row = run_prepared(conn, ("event_queue.next", name, "after"),
+                                   lambda: query().where(key > sa.bindparam("after")).order_by(key, *order).limit(1),
+                                   {**params, "after": after}).first()
                 if row is not None:
                     return row
-            row = conn.execute(query.where(key.is_(None)).order_by(*order).limit(1)).first()
+            row = run_prepared(conn, ("event_queue.next", name, "null"),
+                               lambda: query().where(key.is_(None)).order_by(*order).limit(1), params).first()
             if row is None:
-                row = conn.execute(query.where(key.is_not(None)).order_by(key, *order).limit(1)).first()
+                row = run_prepared(conn, ("event_queue.next", name, "lowest"),
+                                   lambda: query().where(key.is_not(None)).order_by(key, *order).limit(1),
+                                   params).first()
             return row
 
-        org = first(sa.select(q.c.organisation_id).where(pending), q.c.organisation_id, self._last_org)
+        org = first("org", lambda: sa.select(q.c.organisation_id).where(q.c.status == PENDING),
+                    q.c.organisation_id, self._last_org, {})
         if org is None:
             return None
         org_id = org.organisation_id
-        in_org = q.c.organisation_id == org_id if org_id is not None else q.c.organisation_id.is_(None)
         columns = (q.c.id, q.c.mid, q.c.payload, q.c.request_id, q.c.organisation_id)
-        return first(sa.select(*columns).where(pending, in_org), q.c.request_id,
-                     self._last_request.get(org_id or ""), q.c.id)
+        if org_id is None:
+            name, params = "in-no-org", {}
+            in_org: Any = q.c.organisation_id.is_(None)
+        else:
+            name, params = "in-org", {"org": org_id}
+            in_org = q.c.organisation_id == sa.bindparam("org")
+        return first(name, lambda: sa.select(*columns).where(q.c.status == PENDING, in_org), q.c.request_id,
+                     self._last_request.get(org_id or ""), params, q.c.id)
 
     def finish(self, event_id: int, *, failed: bool, attempts: int, error: str | None = None) -> None:
         self.settle([Settled(event_id, failed, attempts, error)], [])
@@ -664,7 +759,11 @@ class QueueWorker:
         poll_seconds: float = 1.0,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         batch_events: int = BATCH_EVENTS,
+        linger_seconds: float = 0.0,
     ) -> None:
+        """``linger_seconds``: after a batch of fewer than ``batch_events``, wait this long before the next claim
+        (so that events arriving one by one are taken in fuller batches: ``handover queue-worker``, whose
+        process is not woken by the publishes); 0: claim again at once."""
         if batch_events < 1:
             raise ValueError("a batch is at least one event")
         self.queue = queue
@@ -672,6 +771,7 @@ class QueueWorker:
         self._max_attempts = max_attempts
         self._poll = poll_seconds
         self._batch = batch_events
+        self._linger = linger_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsettled: Callable[[], None] | None = None
@@ -767,8 +867,9 @@ class QueueWorker:
         while not self._stop.is_set():
             try:
                 self.queue.wakeup.clear()
-                while not self._stop.is_set() and self.run_once():
-                    pass
+                while not self._stop.is_set() and (done := self.run_once()):
+                    if done < self._batch and self._linger > 0:
+                        self._stop.wait(self._linger)
                 backoff = self._poll
             except Exception:  # the store is down: keep trying, slower
                 log.exception("queue worker: cannot reach the queue; retrying in %.1f s", backoff)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from handover.bootstrap import ApiParts, App
 from handover.domain.text import first_bad_string
 from handover.entrypoints.auth import USER_TOKEN_HEADER, AuthError, JwtAuth
+from handover.ids import uuid4
 from handover.service.requests import (
     Conflict,
     Forbidden,
@@ -119,7 +119,7 @@ def envelope(
         "ver": "v1",
         "ts": sunbird_ts(),
         "params": {
-            "resmsgid": str(uuid.uuid4()),
+            "resmsgid": uuid4(),
             "msgid": msgid,
             "err": err,
             "status": "SUCCESS" if status < 400 else "FAILED",
@@ -163,7 +163,7 @@ def request_id_of(request: Request) -> str:
         value = request.headers.get(name, "").strip()
         if _REQUEST_ID.fullmatch(value):
             return value
-    return str(uuid.uuid4())
+    return uuid4()
 
 
 # --- request body -----------------------------------------------------------------------------------

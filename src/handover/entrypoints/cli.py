@@ -530,9 +530,13 @@ def serve(
                                       help="Port to listen on.")] = 8000,
     store: StoreOpt = None,
     config: ConfigOpt = None,
+    no_worker: Annotated[bool, typer.Option(
+        "--no-worker", help="Without Kafka: do not run the queue's worker in this process (run `handover "
+        "queue-worker` beside it; as queue.worker.in_process = false).")] = False,
 ) -> None:
     """Run the HTTP API and the admin console (/admin); without Kafka it also runs the worker of the store's
-    event queue in this process. A port already taken is refused before anything else is done (exit 2)."""
+    event queue in this process (unless --no-worker or queue.worker.in_process = false: then `handover
+    queue-worker` processes the queue). A port already taken is refused before anything else is done (exit 2)."""
     import signal
 
     import uvicorn
@@ -544,6 +548,9 @@ def serve(
     handover = open_app(store, config)
     try:
         parts = api_parts(handover)
+        separate = parts.worker is not None and (no_worker or not handover.settings["queue.worker.in_process"])
+        if separate:
+            parts.worker = None  # `handover queue-worker` processes the queue (/health then checks no worker)
         api = create_app(handover, parts)
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -556,6 +563,8 @@ def serve(
             highlight=False,
         )
     sink = "Kafka" if parts.worker is None else "the store's event queue (worker in this process)"
+    if separate:
+        sink = "the store's event queue (no worker in this process: run `handover queue-worker`)"
     err.print(f"serving on http://{host}:{port} (store {handover.store_url}; events go to {sink})", highlight=False)
     err.print(f"console: http://{host}:{port}/admin  API docs: http://{host}:{port}/docs", highlight=False)
     if parts.worker is not None:
@@ -574,6 +583,46 @@ def serve(
         close = getattr(parts.sink, "close", None)
         if callable(close):
             close()
+
+
+@command("queue-worker", epilog="Example:  handover serve --no-worker & handover queue-worker")
+def queue_worker(
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    poll: Annotated[float, typer.Option("--poll", metavar="SECONDS", min=0.01,
+                                        help="How often an idle worker looks for new events, and how long "
+                                             "it waits after a batch that was not full.")] = 0.2,
+) -> None:
+    """Process the embedded store's event queue (what `handover serve` does in its own process unless given
+    --no-worker), until SIGTERM/SIGINT: the events in hand are finished first. Its own process leaves the
+    server's core to the requests."""
+    import signal
+    import threading
+
+    from handover.bootstrap import api_parts
+
+    handover = open_app(store, config)
+    if handover.settings["kafka.broker-servers"]:
+        fail("events go to Kafka (kafka.broker-servers is set): run `handover worker`", EXIT_USAGE)
+    try:
+        parts = api_parts(handover, poll_seconds=poll, linger_seconds=poll)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    assert parts.worker is not None
+    stop = threading.Event()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda signum, frame: stop.set())
+    try:
+        parts.worker.start()
+    except store_errors() as exc:
+        fail(f"store: {exc} (has `handover init` been run?)", EXIT_STORE)
+    err.print(f"processing the event queue of {handover.store_url}", highlight=False)
+    try:
+        while not stop.wait(1.0):
+            if not parts.worker.alive:
+                fail("the queue worker stopped", EXIT_STORE)
+    finally:
+        parts.worker.stop()
 
 
 @command(epilog="Example:  handover worker --config user-pii-data-updater.conf --config user-ownership-transfer.conf")

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,15 +20,19 @@ from handover.domain.events import OWNERSHIP_TRANSFER, Reason
 from handover.domain.model import User
 from handover.domain.text import id_problem, text_problem
 from handover.domain.transfer_request import (
+    ACTION_BY,
     CANNOT_TRANSFER_OWNERSHIP,
+    FROM_USER,
     RESTRICTED,
     SUBMITTED,
+    TO_USER,
     InvalidRequest,
     TransferRequest,
     build_events,
     is_org_admin_of,
     validate,
 )
+from handover.ids import uuid4
 from handover.service.audit_trail import event_changes
 from handover.service.engine import Engine
 from handover.service.ports import (
@@ -177,20 +180,43 @@ FORM_FIELDS = ("organisationId", "actionBy", "fromUser", "toUser", "objects", "c
 
 
 class UnitOfWorkDirectory:
-    """``transfer_request.Directory`` over a unit of work's user directory."""
+    """``transfer_request.Directory`` over a unit of work's user directory. ``expected``: the user ids the
+    validation will look up (a request's actionBy, fromUser, toUser): read together with one ``get_many`` at the
+    first look-up instead of one ``get`` each (issue 15: two queries fewer per submitted request)."""
 
-    def __init__(self, users: Any) -> None:
+    def __init__(self, users: Any, expected: Sequence[str] = ()) -> None:
         self._users = users
+        self._expected = list(dict.fromkeys(expected))
+        self._known: dict[str, User | None] | None = None
 
     def user(self, user_id: str) -> User | None:
-        found: User | None = self._users.get(user_id)
-        return found
+        if self._known is None and len(self._expected) > 1:
+            found = self._users.get_many(self._expected)
+            self._known = {i: found.get(i) for i in self._expected}
+        if self._known is not None and user_id in self._known:
+            return self._known[user_id]
+        one: User | None = self._users.get(user_id)
+        return one
 
     def organisation_exists(self, organisation_id: str) -> bool:
         check: Callable[[str], bool] | None = getattr(self._users, "organisation_exists", None)
         if check is None:  # a directory that cannot tell: let the request through, as before the check existed
             return True
         return bool(check(organisation_id))
+
+
+def claimed_user_ids(doc: Any) -> list[str]:
+    """The user ids a transfer request body names (actionBy, fromUser, toUser), as validation reads them
+    (stripped), only those a store can be asked for (``id_problem``)."""
+    data = doc.get("request") if isinstance(doc, dict) else None
+    ids: list[str] = []
+    for key in (ACTION_BY, FROM_USER, TO_USER):
+        node = data.get(key) if isinstance(data, dict) else None
+        raw = node.get("userId") if isinstance(node, dict) else None
+        user_id = raw.strip() if isinstance(raw, str) else ""
+        if user_id and id_problem(user_id) is None:
+            ids.append(user_id)
+    return ids
 
 
 class EngineFactory(Protocol):
@@ -220,7 +246,7 @@ class TransferRequests:
     reader: Callable[[], UnitOfWork] | None = None  # units of work for reads only (no write lock); else ``store``
     max_objects: int | None = None  # objects a request may name (api.max_objects); None: no cap
     clock_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
-    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    new_id: Callable[[], str] = field(default=uuid4)
 
     def read(self) -> UnitOfWork:
         """A unit of work for reads: ``reader`` when the store has one (SQLite: no write lock), else ``store``."""
@@ -232,7 +258,8 @@ class TransferRequests:
         """The transfer's validation (``Invalid`` with the upstream code and message; ``Unavailable``)."""
         try:
             with self.read() as uow:
-                return validate(doc, UnitOfWorkDirectory(uow.users), max_objects=self.max_objects)
+                directory = UnitOfWorkDirectory(uow.users, claimed_user_ids(doc))
+                return validate(doc, directory, max_objects=self.max_objects)
         except InvalidRequest as exc:
             raise Invalid(exc.message, exc.code) from None
         except Exception as exc:
