@@ -7,7 +7,9 @@ partitions (default 4). A bare consumer (its own group, no processing) reads the
 (group bench-1, its own copy of the fixture) processes them all; then two workers started together (group bench-2,
 another copy). Each rate counts from the first event handled to the last (group joins and start-up excluded); the
 workers' counts are read from their ``/metrics``. Prints events/s, seconds and the ratio to the bare loop side by
-side, the two-worker / one-worker ratio, the machine's load average at start and end, and checks each store.
+side, the CPU seconds the workers used over that time and events per CPU second (less sensitive than events/s to
+the other processes of a loaded machine), the two-worker / one-worker ratio, the machine's load average at start
+and end, and checks each store.
 ``--profile DIR`` runs the workers under pyinstrument (a text report per worker, written when it stops).
 
     .venv/bin/python bench/stream_throughput.py                 # N = 100,000
@@ -123,11 +125,17 @@ def worker_command(profile: Path | None, name: str) -> list[str]:
             "-m", "handover.entrypoints.cli", "worker"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_workers(
     environ: dict[str, str], count: int, total: int, logs: Path, timeout: float, profile: Path | None
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Start ``count`` worker processes of one group at once; (seconds from the first event handled by any to the
-    last handled by all, seconds from start to the first)."""
+    last handled by all, seconds from start to the first, CPU seconds the workers used in between)."""
     started = time.monotonic()
     ports = [free_port() for _ in range(count)]
     processes: list[subprocess.Popen[bytes]] = []
@@ -141,6 +149,7 @@ def run_workers(
                     stderr=out,
                 ))
         first = None
+        cpu_at_first = 0.0
         done = 0.0
         while done < total and time.monotonic() - started < timeout:
             for n, process in enumerate(processes):
@@ -150,12 +159,14 @@ def run_workers(
             done = sum(handled(port) for port in ports)
             if first is None and done > 0:
                 first = time.monotonic()
+                cpu_at_first = sum(cpu_seconds(p.pid) for p in processes)
             time.sleep(0.02)
         end = time.monotonic()
+        cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_at_first
         if done < total:
             raise SystemExit(f"{count} worker(s) handled only {done:.0f} of {total} events in {timeout:.0f}s")
         assert first is not None
-        return end - first, first - started
+        return end - first, first - started, cpu
     finally:
         for process in processes:
             process.terminate()
@@ -223,20 +234,22 @@ def main() -> None:
               f"partitions")
 
         bare_s, bare_join = bare_consume(broker.bootstrap, topics.inputs, total, args.timeout)
-        runs: list[tuple[str, float, float, str]] = []
+        runs: list[tuple[str, float, float, float, str]] = []
         for count, db in zip((1, 2), dbs, strict=True):
             environ = {**base, "HANDOVER_STORE": f"sqlite:///{db}", env_name("kafka.groupId"): f"bench-{count}"}
-            seconds, start = run_workers(environ, count, total, Path(tmp), args.timeout, args.profile)
-            runs.append((f"handover worker x{count} (SQLite)", seconds, start, check_store(db, events, groups)))
+            seconds, start, cpu = run_workers(environ, count, total, Path(tmp), args.timeout, args.profile)
+            runs.append((f"handover worker x{count} (SQLite)", seconds, start, cpu, check_store(db, events, groups)))
 
         bare_rate = total / bare_s
-        print(f"\n{'':34}{'events/s':>10}{'seconds':>9}{'vs bare':>9}   start")
-        print(f"{'bare confluent-kafka loop':34}{bare_rate:>10,.0f}{bare_s:>9.2f}{1:>9.3f}   join {bare_join:.1f}s")
+        print(f"\n{'':34}{'events/s':>10}{'seconds':>9}{'vs bare':>9}{'CPU s':>8}{'ev/CPU s':>10}   start")
+        bare = f"{'bare confluent-kafka loop':34}{bare_rate:>10,.0f}{bare_s:>9.2f}{1:>9.3f}{'':18}"
+        print(f"{bare}   join {bare_join:.1f}s")
         rates = []
-        for name, seconds, start, _ in runs:
+        for name, seconds, start, cpu, _ in runs:
             rate = total / seconds
             rates.append(rate)
-            print(f"{name:34}{rate:>10,.0f}{seconds:>9.2f}{rate / bare_rate:>9.3f}   {start:.1f}s")
+            print(f"{name:34}{rate:>10,.0f}{seconds:>9.2f}{rate / bare_rate:>9.3f}{cpu:>8.2f}{total / cpu:>10,.0f}   "
+                  f"{start:.1f}s")
         print(f"two workers / one worker: {rates[1] / rates[0]:.2f}   target >= 5,000 events/s per worker: "
               f"{'met' if rates[0] >= 5000 else 'NOT met'}")
         for name, *_, check in runs:
