@@ -911,7 +911,8 @@ class SqlBulk:
         self._conn.execute(audit.insert().from_select(names, select))
 
 
-READ_AHEAD_USERS = 64  # users per read-ahead statement (a UNION ALL of one limited part per user)
+READ_AHEAD_USERS = 16  # users per read-ahead statement (a UNION ALL of one limited part per user; SQLAlchemy
+# compiles a statement of many parts slowly, once per shape)
 
 
 def _padded(values: Sequence[str]) -> Iterator[list[str]]:
