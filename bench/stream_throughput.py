@@ -44,6 +44,32 @@ per-event reads of a micro-batch (asset and batch pages of each transfer) done p
 Measured without changes (load 5.29 -> 4.15): bare 19,336, one worker 4,338 (0.224), two workers 3,177 (0.73); with
 SQLite's statement cache raised to 1,024 (``cached_statements``; load 4.06 -> 3.51): one worker 4,354, two 4,084,
 no gain, not kept.
+Third round (branch perf-stream, 2026-11-29 21:00-21:55 UTC; other helpers' work kept the load average at 4-16, so
+every rate here is a fraction of the idle figures above, and before and after ran back to back). The consume loop
+already took a micro-batch per poll (``poll(0.5)`` for the first message, ``consume(499, 0)`` for what the client
+holds); counted in one run (one worker, N = 10,002): 20 micro-batches, nearly all of 500, 0.007 s in ``poll`` and
+``consume`` from the first event to the last. The 3.0 s of ``Consumer.poll`` in the profile are the group join
+before the first event, outside the measured time; the loop is unchanged (``consume(500, 0.5)`` alone would wait
+0.5 s for a full batch whenever fewer events wait). The per-event log line and metrics: counters incremented once
+per micro-batch by outcome (``metrics.observe_many``) and the lines of a micro-batch in one log record that the JSON
+formatter writes as one line per event (the same fields): 63-68 us CPU an event before, 15 us after (a throwaway
+loop of 20,000 lines to /dev/null). The engine reads a micro-batch's records ahead on SQLite
+(``service.batch_reads``, ``SqlReadAhead``: the named assets and their images, each walked user's first page of
+assets and of batches, the audited assets of each clean-up, a ``UNION ALL`` of per-user first pages per 16 users),
+kept equal to the store by the engine's own writes; the per-event reads are gone from the profile (engine loop
+without Kafka, N = 10,002, 15.9 s under pyinstrument: the read-ahead 3.8 s, delete-user 5.7 s of which
+``recorded_names`` 2.4 s with the audit rows it flushes 1.2 s, outbox 1.1 s, ``redact`` 0.9 s; transfers 3.7 s,
+nearly all writes; ``parse_event`` 1.7 s). This script, ``--events 10000``, before (a12bb05) / after, one worker in
+events/s and events per worker CPU second: 21:27 (load 5.76 -> 8.25 / 8.15 -> 10.72) 480 and 1,263 / 599 and
+1,687; 21:30 (load 11.24 -> 16.25 / 15.87 -> 11.83) 565 and 1,233 / 494 and 1,588; 21:52 (load 7.61 -> 7.19 /
+7.19 -> 5.60) 1,057 and 1,722 / 1,421 and 1,852; 21:53 (load 5.60 -> 5.26 / 5.32 -> 5.27) 939 and 1,502 / 1,029
+and 2,165 (the first two after runs at ef69bf3, 64 users a read-ahead statement). Events per CPU second: 1,430
+before, 1,823 after on average (+27 %). Two workers together: 700, 384, 1,550, 784 events/s before; 410, 675,
+1,540, 1,299 after. The target could not be measured on this machine: no run had the idle machine of the figures
+above (4,459 events/s for one worker there). Left per event: the deletion's ``recorded_names``, ``redact`` and
+outbox row (they read and rewrite audit rows that earlier events of the batch may have written or redacted; done
+per batch they need those writes applied in memory as the records' are), ``parse_event``'s check that every string
+can be stored (``json.dumps`` of the event), and each event's record writes.
 """
 
 from __future__ import annotations
