@@ -63,10 +63,12 @@ nearly all writes; ``parse_event`` 1.7 s). This script, ``--events 10000``, befo
 events/s and events per worker CPU second: 21:27 (load 5.76 -> 8.25 / 8.15 -> 10.72) 480 and 1,263 / 599 and
 1,687; 21:30 (load 11.24 -> 16.25 / 15.87 -> 11.83) 565 and 1,233 / 494 and 1,588; 21:52 (load 7.61 -> 7.19 /
 7.19 -> 5.60) 1,057 and 1,722 / 1,421 and 1,852; 21:53 (load 5.60 -> 5.26 / 5.32 -> 5.27) 939 and 1,502 / 1,029
-and 2,165 (the first two after runs at ef69bf3, 64 users a read-ahead statement). Events per CPU second: 1,430
-before, 1,823 after on average (+27 %). Two workers together: 700, 384, 1,550, 784 events/s before; 410, 675,
-1,540, 1,299 after. The target could not be measured on this machine: no run had the idle machine of the figures
-above (4,459 events/s for one worker there). Left per event: the deletion's ``recorded_names``, ``redact`` and
+and 2,165; 22:02 (load 2.75 -> 2.93 / 2.94 -> 2.95) 1,137 and 1,454 / 1,031 and 1,687; 22:04 (load 2.80 -> 2.60 /
+2.47 -> 2.61) 1,333 and 1,417 / 1,828 and 2,119 (the first two after runs at ef69bf3, 64 users a read-ahead
+statement). Events per CPU second: 1,432 before, 1,850 after on average (+29 %). Two workers together: 700, 384,
+1,550, 784, 1,148, 1,287 events/s before; 410, 675, 1,540, 1,299, 1,513, 1,430 after. The target could not be
+measured: even at load 2.5 the workers had about a third of the CPU speed of the idle runs above (1,417 events per
+CPU second before, against at least 4,459 events/s for one worker there). Left per event: the deletion's ``recorded_names``, ``redact`` and
 outbox row (they read and rewrite audit rows that earlier events of the batch may have written or redacted; done
 per batch they need those writes applied in memory as the records' are), ``parse_event``'s check that every string
 can be stored (``json.dumps`` of the event), and each event's record writes.
