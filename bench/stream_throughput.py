@@ -68,10 +68,11 @@ and 2,165; 22:02 (load 2.75 -> 2.93 / 2.94 -> 2.95) 1,137 and 1,454 / 1,031 and 
 statement). Events per CPU second: 1,432 before, 1,850 after on average (+29 %). Two workers together: 700, 384,
 1,550, 784, 1,148, 1,287 events/s before; 410, 675, 1,540, 1,299, 1,513, 1,430 after. The target could not be
 measured: even at load 2.5 the workers had about a third of the CPU speed of the idle runs above (1,417 events per
-CPU second before, against at least 4,459 events/s for one worker there). Left per event: the deletion's ``recorded_names``, ``redact`` and
-outbox row (they read and rewrite audit rows that earlier events of the batch may have written or redacted; done
-per batch they need those writes applied in memory as the records' are), ``parse_event``'s check that every string
-can be stored (``json.dumps`` of the event), and each event's record writes.
+CPU second before, against at least 4,459 events/s for one worker there). Left per event: the deletion's
+``recorded_names``, ``redact`` and outbox row (they read and rewrite audit rows that earlier events of the batch
+may have written or redacted; done per batch they need those writes applied in memory as the records' are),
+``parse_event``'s check that every string can be stored (``json.dumps`` of the event), and each event's record
+writes.
 """
 
 from __future__ import annotations
