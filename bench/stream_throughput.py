@@ -7,7 +7,9 @@ partitions (default 4). A bare consumer (its own group, no processing) reads the
 (group bench-1, its own copy of the fixture) processes them all; then two workers started together (group bench-2,
 another copy). Each rate counts from the first event handled to the last (group joins and start-up excluded); the
 workers' counts are read from their ``/metrics``. Prints events/s, seconds and the ratio to the bare loop side by
-side, the two-worker / one-worker ratio, the machine's load average at start and end, and checks each store.
+side, the CPU seconds the workers used over that time and events per CPU second (less sensitive than events/s to
+the other processes of a loaded machine), the two-worker / one-worker ratio, the machine's load average at start
+and end, and checks each store.
 ``--profile DIR`` runs the workers under pyinstrument (a text report per worker, written when it stops).
 
     .venv/bin/python bench/stream_throughput.py                 # N = 100,000
@@ -42,6 +44,35 @@ per-event reads of a micro-batch (asset and batch pages of each transfer) done p
 Measured without changes (load 5.29 -> 4.15): bare 19,336, one worker 4,338 (0.224), two workers 3,177 (0.73); with
 SQLite's statement cache raised to 1,024 (``cached_statements``; load 4.06 -> 3.51): one worker 4,354, two 4,084,
 no gain, not kept.
+Third round (branch perf-stream, 2026-11-29 21:00-21:55 UTC; other helpers' work kept the load average at 4-16, so
+every rate here is a fraction of the idle figures above, and before and after ran back to back). The consume loop
+already took a micro-batch per poll (``poll(0.5)`` for the first message, ``consume(499, 0)`` for what the client
+holds); counted in one run (one worker, N = 10,002): 20 micro-batches, nearly all of 500, 0.007 s in ``poll`` and
+``consume`` from the first event to the last. The 3.0 s of ``Consumer.poll`` in the profile are the group join
+before the first event, outside the measured time; the loop is unchanged (``consume(500, 0.5)`` alone would wait
+0.5 s for a full batch whenever fewer events wait). The per-event log line and metrics: counters incremented once
+per micro-batch by outcome (``metrics.observe_many``) and the lines of a micro-batch in one log record that the JSON
+formatter writes as one line per event (the same fields): 63-68 us CPU an event before, 15 us after (a throwaway
+loop of 20,000 lines to /dev/null). The engine reads a micro-batch's records ahead on SQLite
+(``service.batch_reads``, ``SqlReadAhead``: the named assets and their images, each walked user's first page of
+assets and of batches, the audited assets of each clean-up, a ``UNION ALL`` of per-user first pages per 16 users),
+kept equal to the store by the engine's own writes; the per-event reads are gone from the profile (engine loop
+without Kafka, N = 10,002, 15.9 s under pyinstrument: the read-ahead 3.8 s, delete-user 5.7 s of which
+``recorded_names`` 2.4 s with the audit rows it flushes 1.2 s, outbox 1.1 s, ``redact`` 0.9 s; transfers 3.7 s,
+nearly all writes; ``parse_event`` 1.7 s). This script, ``--events 10000``, before (a12bb05) / after, one worker in
+events/s and events per worker CPU second: 21:27 (load 5.76 -> 8.25 / 8.15 -> 10.72) 480 and 1,263 / 599 and
+1,687; 21:30 (load 11.24 -> 16.25 / 15.87 -> 11.83) 565 and 1,233 / 494 and 1,588; 21:52 (load 7.61 -> 7.19 /
+7.19 -> 5.60) 1,057 and 1,722 / 1,421 and 1,852; 21:53 (load 5.60 -> 5.26 / 5.32 -> 5.27) 939 and 1,502 / 1,029
+and 2,165; 22:02 (load 2.75 -> 2.93 / 2.94 -> 2.95) 1,137 and 1,454 / 1,031 and 1,687; 22:04 (load 2.80 -> 2.60 /
+2.47 -> 2.61) 1,333 and 1,417 / 1,828 and 2,119 (the first two after runs at ef69bf3, 64 users a read-ahead
+statement). Events per CPU second: 1,432 before, 1,850 after on average (+29 %). Two workers together: 700, 384,
+1,550, 784, 1,148, 1,287 events/s before; 410, 675, 1,540, 1,299, 1,513, 1,430 after. The target could not be
+measured: even at load 2.5 the workers had about a third of the CPU speed of the idle runs above (1,417 events per
+CPU second before, against at least 4,459 events/s for one worker there). Left per event: the deletion's
+``recorded_names``, ``redact`` and outbox row (they read and rewrite audit rows that earlier events of the batch
+may have written or redacted; done per batch they need those writes applied in memory as the records' are),
+``parse_event``'s check that every string can be stored (``json.dumps`` of the event), and each event's record
+writes.
 """
 
 from __future__ import annotations
@@ -123,11 +154,17 @@ def worker_command(profile: Path | None, name: str) -> list[str]:
             "-m", "handover.entrypoints.cli", "worker"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_workers(
     environ: dict[str, str], count: int, total: int, logs: Path, timeout: float, profile: Path | None
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Start ``count`` worker processes of one group at once; (seconds from the first event handled by any to the
-    last handled by all, seconds from start to the first)."""
+    last handled by all, seconds from start to the first, CPU seconds the workers used in between)."""
     started = time.monotonic()
     ports = [free_port() for _ in range(count)]
     processes: list[subprocess.Popen[bytes]] = []
@@ -141,6 +178,7 @@ def run_workers(
                     stderr=out,
                 ))
         first = None
+        cpu_at_first = 0.0
         done = 0.0
         while done < total and time.monotonic() - started < timeout:
             for n, process in enumerate(processes):
@@ -150,12 +188,14 @@ def run_workers(
             done = sum(handled(port) for port in ports)
             if first is None and done > 0:
                 first = time.monotonic()
+                cpu_at_first = sum(cpu_seconds(p.pid) for p in processes)
             time.sleep(0.02)
         end = time.monotonic()
+        cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_at_first
         if done < total:
             raise SystemExit(f"{count} worker(s) handled only {done:.0f} of {total} events in {timeout:.0f}s")
         assert first is not None
-        return end - first, first - started
+        return end - first, first - started, cpu
     finally:
         for process in processes:
             process.terminate()
@@ -223,20 +263,22 @@ def main() -> None:
               f"partitions")
 
         bare_s, bare_join = bare_consume(broker.bootstrap, topics.inputs, total, args.timeout)
-        runs: list[tuple[str, float, float, str]] = []
+        runs: list[tuple[str, float, float, float, str]] = []
         for count, db in zip((1, 2), dbs, strict=True):
             environ = {**base, "HANDOVER_STORE": f"sqlite:///{db}", env_name("kafka.groupId"): f"bench-{count}"}
-            seconds, start = run_workers(environ, count, total, Path(tmp), args.timeout, args.profile)
-            runs.append((f"handover worker x{count} (SQLite)", seconds, start, check_store(db, events, groups)))
+            seconds, start, cpu = run_workers(environ, count, total, Path(tmp), args.timeout, args.profile)
+            runs.append((f"handover worker x{count} (SQLite)", seconds, start, cpu, check_store(db, events, groups)))
 
         bare_rate = total / bare_s
-        print(f"\n{'':34}{'events/s':>10}{'seconds':>9}{'vs bare':>9}   start")
-        print(f"{'bare confluent-kafka loop':34}{bare_rate:>10,.0f}{bare_s:>9.2f}{1:>9.3f}   join {bare_join:.1f}s")
+        print(f"\n{'':34}{'events/s':>10}{'seconds':>9}{'vs bare':>9}{'CPU s':>8}{'ev/CPU s':>10}   start")
+        bare = f"{'bare confluent-kafka loop':34}{bare_rate:>10,.0f}{bare_s:>9.2f}{1:>9.3f}{'':18}"
+        print(f"{bare}   join {bare_join:.1f}s")
         rates = []
-        for name, seconds, start, _ in runs:
+        for name, seconds, start, cpu, _ in runs:
             rate = total / seconds
             rates.append(rate)
-            print(f"{name:34}{rate:>10,.0f}{seconds:>9.2f}{rate / bare_rate:>9.3f}   {start:.1f}s")
+            print(f"{name:34}{rate:>10,.0f}{seconds:>9.2f}{rate / bare_rate:>9.3f}{cpu:>8.2f}{total / cpu:>10,.0f}   "
+                  f"{start:.1f}s")
         print(f"two workers / one worker: {rates[1] / rates[0]:.2f}   target >= 5,000 events/s per worker: "
               f"{'met' if rates[0] >= 5000 else 'NOT met'}")
         for name, *_, check in runs:

@@ -19,6 +19,8 @@ Both upstream jobs' names are served, each counting what it counts upstream:
 
 from __future__ import annotations
 
+from collections import Counter as CounterOf
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -58,26 +60,44 @@ def store_call(store: str, kind: str, requests: int = 1) -> None:
 
 def observe(outcome: Outcome, seconds: float) -> None:
     """Count one processed event."""
-    total_events.inc()
-    processing_seconds.observe(seconds)
-    transfer = outcome.action == OWNERSHIP_TRANSFER
-    if transfer:
-        total_transfer_events.inc()
-    if outcome.outcome == "applied":
-        if transfer:
-            ownership_transfer_success.inc()
-            success_messages.inc()
+    observe_many([outcome], seconds)
+
+
+def observe_many(outcomes: Sequence[Outcome], seconds: float) -> None:
+    """Count processed events (a micro-batch), each taking ``seconds``: every counter incremented once, by the
+    number of its events, rather than once per event."""
+    tally: CounterOf[str] = CounterOf()
+    rejected: CounterOf[str] = CounterOf()
+    for outcome in outcomes:
+        processing_seconds.observe(seconds)
+        transfer = outcome.action == OWNERSHIP_TRANSFER
+        if outcome.outcome == "applied":
+            tally["transfer_applied" if transfer else "pii_applied"] += 1
+            tally["records"] += outcome.changed_batches + outcome.changed_assets
+        elif outcome.outcome == "duplicate":
+            tally["duplicate"] += 1
         else:
-            user_pii_update_success.inc()
-        db_update_success.inc(outcome.changed_batches + outcome.changed_assets)
-    else:
-        skipped_events.inc()
-        if outcome.outcome == "duplicate":
-            duplicate_events.inc()
-        else:
-            rejected_events.labels(reason=outcome.reason or "UNKNOWN").inc()
-            if transfer:
-                skipped_messages.inc()
+            rejected[outcome.reason or "UNKNOWN"] += 1
+            tally["transfer_rejected"] += transfer
+        tally["transfer"] += transfer
+    if not outcomes:
+        return
+    total_events.inc(len(outcomes))
+    skipped = tally["duplicate"] + sum(rejected.values())
+    for counter, n in (
+        (total_transfer_events, tally["transfer"]),
+        (ownership_transfer_success, tally["transfer_applied"]),
+        (success_messages, tally["transfer_applied"]),
+        (user_pii_update_success, tally["pii_applied"]),
+        (db_update_success, tally["records"]),
+        (skipped_events, skipped),
+        (duplicate_events, tally["duplicate"]),
+        (skipped_messages, tally["transfer_rejected"]),
+    ):
+        if n:
+            counter.inc(n)
+    for reason, n in rejected.items():
+        rejected_events.labels(reason=reason).inc(n)
 
 
 def observe_failure(event: bytes | str | Any = None) -> None:

@@ -46,3 +46,31 @@ def test_lern_and_inquiry_counters_count_what_they_count_upstream(tmp_path: Path
         "total_transfer_events_count": 32 + 1, "skipped_message_count": 2, "success_message_count": 20,
         "api_read_success_count": 0,  # the embedded store reads no userorg API
     }
+
+
+def test_a_micro_batch_counts_as_its_events_one_by_one(tmp_path: Path) -> None:
+    """``observe_many`` (the Kafka worker, once per micro-batch) counts what ``observe`` counts event by event."""
+    fixture, events = mixed_stream(10)
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    store = SqlStore(url)
+    store.init_schema()
+    store.load(fixture)
+    outcomes = [bootstrap(url).engine().process(value) for value in events]
+    names = (*NAMES, "db_update_success_count", "duplicate_event_count")
+
+    def counts() -> dict[str, float]:
+        out = {name: REGISTRY.get_sample_value(f"{name}_total") or 0.0 for name in names}
+        for reason in ("MISSING_FIELD", "UNKNOWN_USER"):
+            out[reason] = REGISTRY.get_sample_value("rejected_event_count_total", {"reason": reason}) or 0.0
+        out["seconds"] = REGISTRY.get_sample_value("event_processing_seconds_count") or 0.0
+        return out
+
+    start = counts()
+    for outcome in outcomes:
+        metrics.observe(outcome, 0.001)
+    one_by_one = {k: v - start[k] for k, v in counts().items()}
+    middle = counts()
+    metrics.observe_many(outcomes, 0.001)
+    together = {k: v - middle[k] for k, v in counts().items()}
+    assert together == one_by_one
+    assert one_by_one["total_events_count"] == len(events) and one_by_one["MISSING_FIELD"] == 1

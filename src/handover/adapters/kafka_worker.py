@@ -51,7 +51,7 @@ from handover.domain.events import Reason, parse_event
 from handover.service.batch_delivery import deliver_batch
 from handover.service.delivery import Delivery
 from handover.service.engine import Engine
-from handover.service.ports import UnitOfWorkFactory
+from handover.service.ports import Outcome, UnitOfWorkFactory
 
 log = logging.getLogger("handover.worker")
 
@@ -287,10 +287,15 @@ class Worker:
         if len(deliveries) < len(messages) and not self.stopping:
             self._fetch_again(consumer, messages[len(deliveries):], time.perf_counter() - started)
         failures: list[tuple[bytes | None, FailedRecord]] = []
+        processed: list[Outcome] = []
+        lines: list[dict[str, Any]] = []
         for msg, delivery in zip(messages, deliveries, strict=False):
-            record = self._account(msg, delivery, per_event)
+            record = self._account(msg, delivery, processed, lines)
             if record is not None:
                 failures.append((msg.key(), record))
+        metrics.observe_many(processed, per_event)
+        if lines:  # one line per event (``lines``: the JSON log writes each), handled once per micro-batch
+            log.info("%d events processed", len(lines), extra={"lines": lines})
         if failures:
             assert self._failed is not None
             if not self._failed.send(failures, give_up=lambda: self.stopping):
@@ -318,19 +323,23 @@ class Worker:
             extra={"partitions": [f"{t}[{p}]" for t, p in first]},
         )
 
-    def _account(self, msg: Message, delivery: Delivery, seconds: float) -> FailedRecord | None:
-        """Metrics and the log line of one event; its failed-topic record when it needs one."""
-        where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}
+    def _account(
+        self, msg: Message, delivery: Delivery, processed: list[Outcome], lines: list[dict[str, Any]]
+    ) -> FailedRecord | None:
+        """An event's outcome (to ``processed``, for the metrics) and its log line (to ``lines``), or, for a
+        failure, its metrics and log line at once; its failed-topic record when it needs one."""
         outcome = delivery.outcome
         if outcome is None:
             metrics.observe_failure(msg.value())
             mid = _mid_of(msg.value())
             log.error("event failed", extra={"mid": mid, "outcome": "failed", "attempts": delivery.attempts,
-                                             "error": delivery.error, **where})
+                                             "error": delivery.error, "topic": msg.topic(),
+                                             "partition": msg.partition(), "offset": msg.offset()})
             return self._record(msg, Reason.PROCESSING_FAILED.value, delivery.error or "", mid, delivery.attempts)
-        metrics.observe(outcome, seconds)
-        log.info("event processed", extra={"mid": outcome.mid, "outcome": outcome.outcome, "reason": outcome.reason,
-                                           "skipped": outcome.skipped, **where})
+        processed.append(outcome)
+        lines.append({"msg": "event processed", "mid": outcome.mid, "outcome": outcome.outcome,
+                      "reason": outcome.reason, "skipped": outcome.skipped, "topic": msg.topic(),
+                      "partition": msg.partition(), "offset": msg.offset()})
         if outcome.mid is not None and outcome.outcome != "duplicate":
             self._seen[outcome.mid] = None
             if len(self._seen) > SEEN_MIDS:

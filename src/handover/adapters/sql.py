@@ -911,6 +911,107 @@ class SqlBulk:
         self._conn.execute(audit.insert().from_select(names, select))
 
 
+READ_AHEAD_USERS = 16  # users per read-ahead statement (a UNION ALL of one limited part per user; SQLAlchemy
+# compiles a statement of many parts slowly, once per shape)
+
+
+def _padded(values: Sequence[str]) -> Iterator[list[str]]:
+    """``values`` in chunks of ``READ_AHEAD_USERS``, each padded to a power of two with its first value (a few
+    statement shapes, each compiled once)."""
+    for chunk in chunks(list(dict.fromkeys(values)), READ_AHEAD_USERS):
+        size = 1 << (len(chunk) - 1).bit_length()
+        yield chunk + [chunk[0]] * (size - len(chunk))
+
+
+class SqlReadAhead:
+    """``service.ports.ReadAhead``: a micro-batch's reads at once. Each user's part of a statement is the query of
+    the first page the per-event read runs (same index, same order, same limit), in one ``UNION ALL`` for up to
+    ``READ_AHEAD_USERS`` users."""
+
+    def __init__(self, conn: Connection, audit_log: SqlAudit) -> None:
+        self._conn = conn
+        self._audit_log = audit_log
+
+    def assets_by_id(self, identifiers: Sequence[str]) -> dict[str, Asset]:
+        return {a.identifier: a for a in map(_asset, _rows_with(self._conn, asset.c.identifier, identifiers))}
+
+    def assets_of_users(
+        self, user_ids: Sequence[str], object_types: Sequence[str], limit: int
+    ) -> dict[str, list[Asset]]:
+        types = list(object_types)
+        found: dict[str, dict[str, Asset]] = {u: {} for u in user_ids}
+        for chunk in _padded(user_ids):
+
+            def build(n: int = len(chunk)) -> Any:
+                parts = [
+                    sa.select(
+                        _raw_json_select(asset)
+                        .where(asset.c.createdBy == sa.bindparam(f"u{i}"), _one_of(asset.c.objectType, types, f"t{i}_"))
+                        .order_by(asset.c.identifier)
+                        .limit(limit)
+                        .subquery()
+                    )
+                    for i in range(n)
+                ]
+                return sa.union_all(*parts)
+
+            key = ("read_ahead.assets", len(chunk), tuple(types), limit)
+            for row in run_prepared(self._conn, key, build, {f"u{i}": u for i, u in enumerate(chunk)}):
+                a = _asset(row)
+                found[str(a.createdBy)][a.identifier] = a
+        return {u: sorted(owned.values(), key=lambda a: a.identifier) for u, owned in found.items()}
+
+    def batches_of_users(
+        self, user_ids: Sequence[str], statuses: frozenset[int], limit: int
+    ) -> dict[str, tuple[list[CourseBatch], list[CourseBatch]]]:
+        cb, m = course_batch, course_batch_mentor
+        status = sorted(statuses)
+        created: dict[str, dict[tuple[str, str], CourseBatch]] = {u: {} for u in user_ids}
+        mentored: dict[str, dict[tuple[str, str], CourseBatch]] = {u: {} for u in user_ids}
+        for chunk in _padded(user_ids):
+
+            def build(n: int = len(chunk)) -> Any:
+                parts = []
+                for i in range(n):
+                    u: Any = sa.bindparam(f"u{i}")
+                    parts.append(sa.select(
+                        _raw_json_select(cb).add_columns(sa.literal_column(str(i)).label("part"),
+                                                         sa.literal_column("0").label("mentored"))
+                        .where(cb.c.createdby == u, _one_of(cb.c.status, status, f"s{i}_"))
+                        .order_by(cb.c.courseid, cb.c.batchid).limit(limit).subquery()
+                    ))
+                    parts.append(sa.select(
+                        _raw_json_select(cb).add_columns(sa.literal_column(str(i)).label("part"),
+                                                         sa.literal_column("1").label("mentored"))
+                        .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
+                        .where(m.c.userid == u, _one_of(cb.c.status, status, f"z{i}_"),
+                               sa.or_(cb.c.createdby.is_(None), cb.c.createdby != u))
+                        .order_by(m.c.courseid, m.c.batchid).limit(limit).subquery()
+                    ))
+                return sa.union_all(*parts)
+
+            key = ("read_ahead.batches", len(chunk), tuple(status), limit)
+            for row in run_prepared(self._conn, key, build, {f"u{i}": u for i, u in enumerate(chunk)}):
+                b = _batch(row)
+                (mentored if row[-1] else created)[chunk[row[-2]]][b.key] = b
+        return {u: (sorted(created[u].values(), key=lambda b: b.key), sorted(mentored[u].values(), key=lambda b: b.key))
+                for u in user_ids}
+
+    def audited_assets(self, mids: Sequence[str]) -> dict[str, list[str]]:
+        self._audit_log.flush()
+        found: dict[str, list[str]] = {}
+        for chunk in chunks(list(dict.fromkeys(mids)), IN_LIST_SIZE):
+
+            def build(n: int = len(chunk)) -> Any:
+                return (sa.select(audit.c.mid, audit.c.record_key).distinct()
+                        .where(_one_of(audit.c.mid, [""] * n, "k"), audit.c.store == STORE_ASSET))
+
+            for mid, key in run_prepared(self._conn, ("read_ahead.audited", len(chunk)), build,
+                                         {f"k{i}": v for i, v in enumerate(chunk)}):
+                found.setdefault(mid, []).append(key)
+        return found
+
+
 class SqlCounts:
     """``service.ports.RecordCounts`` of a preview: the queries of the page reads, counted (index ranges)."""
 
@@ -953,6 +1054,7 @@ class SqlUnitOfWork:
     bulk: SqlBulk | None  # None in a preview
     counts: SqlCounts | None  # only in a preview or a read-only unit
     reverts: SqlBulk | None  # None in a preview
+    read_ahead: SqlReadAhead | None  # on SQLite outside previews (``service.batch_reads`` sorts by code point)
 
     def __init__(
         self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None,
@@ -985,12 +1087,13 @@ class SqlUnitOfWork:
             self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
             self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
             self.counts = SqlCounts(conn)  # what they would write is counted instead
-            self.reverts = None
+            self.reverts = self.read_ahead = None
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
         self.bulk, self.counts = SqlBulk(conn, self.audit), SqlCounts(conn) if self._read_only else None
         self.reverts = self.bulk
+        self.read_ahead = SqlReadAhead(conn, self.audit) if conn.dialect.name == "sqlite" else None
         return self
 
     def lock_users(self, user_ids: Iterable[str]) -> None:

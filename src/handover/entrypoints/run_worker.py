@@ -18,7 +18,9 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and every ``extra=`` field (``mid``, ...)."""
+    """One JSON object per line: time, level, logger, message and every ``extra=`` field (``mid``, ...). A record
+    with ``extra={"lines": [...]}`` (the worker's per-event lines of a micro-batch) is written as one line per
+    item, each item's fields (its ``msg`` too) over the record's."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -27,11 +29,16 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        lines = None
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            if key == "lines" and isinstance(value, list):
+                lines = value
+            elif key not in _STANDARD_ATTRS and not key.startswith("_"):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
+        if lines is not None:
+            return "\n".join(json.dumps({**doc, **line}, ensure_ascii=False, default=str) for line in lines)
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 

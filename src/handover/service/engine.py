@@ -17,6 +17,7 @@ from handover.domain.notification import AffectedAssets, build_notification
 from handover.domain.policy import Policy
 from handover.domain.rules import AssetUpdate, BatchUpdate, FieldChange
 from handover.service.audit_trail import iter_pages
+from handover.service.batch_reads import BatchReads
 from handover.service.ports import (
     CONTENTION_ATTEMPTS,
     STORE_ASSET,
@@ -26,6 +27,7 @@ from handover.service.ports import (
     BulkWrites,
     LedgerEntry,
     Outcome,
+    ReadAhead,
     RecordCounts,
     RecordsWritten,
     StoreContention,
@@ -50,16 +52,35 @@ class EngineSettings:
 
 @dataclass(slots=True)
 class _Known:
-    """What a micro-batch read ahead: the ledger entries of its mids (and of the events it processed so far), and
-    the users it names (None: not in the directory). The directory does not change in a unit of work."""
+    """What a micro-batch read ahead: the ledger entries of its mids (and of the events it processed so far), the
+    users it names (None: not in the directory; the directory does not change in a unit of work), and where the unit
+    of work can read ahead (``ports.ReadAhead``), the records its events walk (``batch_reads``)."""
 
     ledger: dict[str, LedgerEntry]
     users: dict[str, User | None]
+    reads: BatchReads | None = None
 
     def user(self, uow: UnitOfWork, user_id: str) -> User | None:
         if user_id not in self.users:
             self.users[user_id] = uow.users.get(user_id)
         return self.users[user_id]
+
+    def asset(self, uow: UnitOfWork, identifier: str) -> Asset | None:
+        return self.reads.asset(uow, identifier) if self.reads is not None else uow.assets.get(identifier)
+
+    def asset_pages(
+        self, uow: UnitOfWork, user_id: str, types: Sequence[str], page_size: int
+    ) -> Iterable[Sequence[Asset]]:
+        if self.reads is not None:
+            return self.reads.asset_pages(uow, user_id, types)
+        return uow.assets.pages_created_by(user_id, types, page_size)
+
+    def batch_pages(
+        self, uow: UnitOfWork, user_id: str, statuses: frozenset[int], page_size: int
+    ) -> Iterable[Sequence[CourseBatch]]:
+        if self.reads is not None:
+            return self.reads.batch_pages(uow, user_id, statuses)
+        return uow.batches.pages_of_user(user_id, statuses, page_size)
 
 
 class Engine:
@@ -123,7 +144,36 @@ class Engine:
         mids = [event.mid for event in parsed if event.mid is not None]
         ledger = dict(uow.ledger.get_many(mids)) if mids else {}
         found = uow.users.get_many(list(user_ids)) if user_ids else {}
-        return _Known(ledger, {u: found.get(u) for u in user_ids})
+        known = _Known(ledger, {u: found.get(u) for u in user_ids})
+        reads: ReadAhead | None = getattr(uow, "read_ahead", None)
+        if reads is not None:
+            known.reads = self._read_records(reads, [e for e in parsed if e.mid is not None and e.mid not in ledger])
+        return known
+
+    def _read_records(
+        self, reads: ReadAhead, parsed: Sequence[OwnershipTransfer | DeleteUser | Rejection]
+    ) -> BatchReads:
+        """The records the events will walk, read at once: the named assets and their images, the batches and assets
+        of each from-user of a whole transfer and the assets of each deleted user, the assets the audit rows of each
+        clean-up name."""
+        assets: dict[str, None] = {}
+        owners: dict[str, None] = {}
+        batch_users: dict[str, None] = {}
+        audited: dict[str, None] = {}
+        for event in parsed:
+            if isinstance(event, OwnershipTransfer):
+                if event.asset is not None:
+                    assets.update(dict.fromkeys((event.asset.identifier, rules.image_id(event.asset.identifier))))
+                else:
+                    owners[event.from_user_id] = batch_users[event.from_user_id] = None
+            elif isinstance(event, DeleteUser):
+                owners[event.user_id] = None
+                if self.settings.audit:
+                    audited[event.mid] = None
+        return BatchReads.read(
+            reads, self.settings.page_size, self.policy.object_type_names(), self.policy.course_batch_statuses,
+            assets=list(assets), asset_owners=list(owners), batch_users=list(batch_users), audited_mids=list(audited),
+        )
 
     # --- one event ---------------------------------------------------------------------------------
 
@@ -153,24 +203,24 @@ class Engine:
         assert to_user is not None
         outcome = Outcome(event.mid, "applied", **_ids(event))
         if event.asset is None:
-            self._transfer_batches(uow, event, outcome)
+            self._transfer_batches(uow, event, outcome, known)
         if not rules.may_receive_assets(to_user, self.policy):
             outcome.skipped.append(Reason.ROLE_NOT_ALLOWED.value)
         elif event.asset is not None:
             self._transfer_one_asset(uow, event, to_user, outcome, known)
         else:
-            self._transfer_all_assets(uow, event, to_user, outcome)
+            self._transfer_all_assets(uow, event, to_user, outcome, known)
         return outcome
 
-    def _transfer_batches(self, uow: UnitOfWork, event: OwnershipTransfer, outcome: Outcome) -> None:
+    def _transfer_batches(self, uow: UnitOfWork, event: OwnershipTransfer, outcome: Outcome, known: _Known) -> None:
         """Record by record through the rules. Once a page comes back full (a large transfer) and the store
         writes set-based: the rest of the batches the user mentors in a few statements (their mentor lists as
         ``rules.replace_mentor`` rewrites them), then every remaining batch the user created in one statement."""
         statuses = self.policy.course_batch_statuses
         bulk, counts = self._bulk(uow), self._counts(uow)
         walked_before = outcome.changed_batches
-        for page in uow.batches.pages_of_user(event.from_user_id, statuses, self.settings.page_size):
-            self._transfer_batch_page(uow, event, page, outcome)
+        for page in known.batch_pages(uow, event.from_user_id, statuses, self.settings.page_size):
+            self._transfer_batch_page(uow, event, page, outcome, known)
             if (bulk or counts) is not None and self._past_first_page(page, outcome):
                 break
         else:
@@ -179,13 +229,15 @@ class Engine:
             outcome.changed_batches = walked_before + counts.batches_of_user(event.from_user_id, statuses)
             return
         assert bulk is not None
+        if known.reads is not None:
+            known.reads.forget_batches()
         written = bulk.reassign_mentor(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
         written += bulk.reassign_batch_creator(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
         outcome.changed_batches += written
         self._written(written, 0)
 
     def _transfer_batch_page(
-        self, uow: UnitOfWork, event: OwnershipTransfer, page: Sequence[CourseBatch], outcome: Outcome
+        self, uow: UnitOfWork, event: OwnershipTransfer, page: Sequence[CourseBatch], outcome: Outcome, known: _Known
     ) -> None:
         updates = [
             u
@@ -194,12 +246,16 @@ class Engine:
         ]
         if updates:
             uow.batches.write(updates)
+            if known.reads is not None:
+                known.reads.wrote_batches({b.key: b for b in page}, updates)
             self._audit_batches(uow, event, updates)
             self._sample(outcome, STORE_COURSE_BATCH, updates)
             outcome.changed_batches += len(updates)
             self._written(len(updates), 0)
 
-    def _transfer_all_assets(self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome) -> None:
+    def _transfer_all_assets(
+        self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome, known: _Known
+    ) -> None:
         """Record by record through the rules. Once a page comes back full and the store writes set-based:
         each (type, version) whose new values are the same for every asset in one statement, with the values
         the rules give for a probe of that type and version; the others record by record."""
@@ -208,10 +264,10 @@ class Engine:
         types = self.policy.object_type_names()
         def transfer(assets: Sequence[Asset]) -> None:
             updates = [rules.transfer_asset(a, to_user.id, name, self.policy) for a in assets]
-            self._write_assets(uow, event, updates, outcome)
+            self._write_assets(uow, event, updates, outcome, known, assets)
 
         walked_before = outcome.changed_assets
-        for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
+        for page in known.asset_pages(uow, event.from_user_id, types, self.settings.page_size):
             transfer(self._matching(page, event.from_user_id))
             if (bulk or counts) is not None and self._past_first_page(page, outcome):
                 break
@@ -224,6 +280,8 @@ class Engine:
             )
             return
         assert bulk is not None
+        if known.reads is not None:
+            known.reads.forget_assets()
         per_record: set[tuple[str, str | None]] = set()
         for object_type, version in bulk.asset_profiles(event.from_user_id, types):
             probe = Asset("", object_type, version, createdBy=event.from_user_id)
@@ -248,7 +306,7 @@ class Engine:
         self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome, known: _Known
     ) -> None:
         assert event.asset is not None
-        asset = uow.assets.get(event.asset.identifier)
+        asset = known.asset(uow, event.asset.identifier)
         owner_in_org = True
         if asset is not None and asset.createdBy != event.from_user_id:
             owner = known.user(uow, asset.createdBy) if asset.createdBy else None
@@ -257,11 +315,11 @@ class Engine:
         if skip is not None:
             outcome.skipped.append(skip.value)
             return
-        image = uow.assets.get(rules.image_id(event.asset.identifier))
+        image = known.asset(uow, rules.image_id(event.asset.identifier))
         name = rules.display_name(to_user)
         targets = rules.owned_configured([asset, image], event.from_user_id, self.policy)
         updates = [rules.transfer_asset(a, to_user.id, name, self.policy) for a in targets]
-        self._write_assets(uow, event, updates, outcome)
+        self._write_assets(uow, event, updates, outcome, known, targets)
 
     def _delete_user(self, uow: UnitOfWork, event: DeleteUser, known: _Known) -> Outcome:
         user = known.user(uow, event.user_id)
@@ -272,10 +330,10 @@ class Engine:
         affected = AffectedAssets()
         # the email lists only what this event cleaned (issue 13 item 11): what it changes now, and, on a store
         # without transactions, what an earlier attempt of this very event changed (its audit rows say which)
-        earlier = self._changed_before(uow, event.mid)
-        for page in self._asset_pages(uow, event.user_id):
+        earlier = self._changed_before(uow, event.mid, known)
+        for page in self._asset_pages(uow, event.user_id, known):
             updates = [rules.clean_asset(a, self.policy) for a in page]
-            self._write_assets(uow, event, updates, outcome)
+            self._write_assets(uow, event, updates, outcome, known, page)
             for asset, update in zip(page, updates, strict=True):
                 if update.changes or asset.identifier in earlier:
                     affected.add(asset)
@@ -292,11 +350,14 @@ class Engine:
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    def _changed_before(self, uow: UnitOfWork, mid: str) -> set[str]:
+    def _changed_before(self, uow: UnitOfWork, mid: str, known: _Known) -> set[str]:
         """The assets the audit says an earlier attempt of event ``mid`` changed (none on a transactional store,
         where a failed attempt left nothing; none without the audit)."""
         if not self.settings.audit:
             return set()
+        read_ahead = known.reads.audited_assets(mid) if known.reads is not None else None
+        if read_ahead is not None:  # only this event writes audit rows of its mid
+            return read_ahead
         read = lambda cursor: uow.audit.page(mid=mid, cursor=cursor, limit=self.settings.page_size)  # noqa: E731
         return {r.record_key for page in iter_pages(read) for r in page if r.store == STORE_ASSET}
 
@@ -319,9 +380,9 @@ class Engine:
     def _stamp(self, event: OwnershipTransfer | DeleteUser) -> AuditStamp | None:
         return AuditStamp(event.mid, event.request_id, self._clock()) if self.settings.audit else None
 
-    def _asset_pages(self, uow: UnitOfWork, user_id: str) -> Iterable[list[Asset]]:
+    def _asset_pages(self, uow: UnitOfWork, user_id: str, known: _Known) -> Iterable[list[Asset]]:
         types = self.policy.object_type_names()
-        for page in uow.assets.pages_created_by(user_id, types, self.settings.page_size):
+        for page in known.asset_pages(uow, user_id, types, self.settings.page_size):
             matching = self._matching(page, user_id)
             if matching:
                 yield matching
@@ -331,11 +392,20 @@ class Engine:
         return [a for a in page if a.createdBy == user_id and rules.is_configured(a, self.policy)]
 
     def _write_assets(
-        self, uow: UnitOfWork, event: OwnershipTransfer | DeleteUser, updates: list[AssetUpdate], outcome: Outcome
+        self,
+        uow: UnitOfWork,
+        event: OwnershipTransfer | DeleteUser,
+        updates: list[AssetUpdate],
+        outcome: Outcome,
+        known: _Known,
+        before: Sequence[Asset],
     ) -> None:
+        """``updates`` of the assets ``before`` (as read)."""
         if not updates:
             return
         uow.assets.write(updates)
+        if known.reads is not None:
+            known.reads.wrote_assets({a.identifier: a for a in before}, updates)
         if self.settings.audit:
             now = self._clock()
             uow.audit.record(

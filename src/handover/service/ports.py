@@ -260,6 +260,35 @@ class ColumnReverts(Protocol):
         ...
 
 
+class ReadAhead(Protocol):
+    """An optional capability of a unit of work (``uow.read_ahead`` where present and not None; the SQL store on
+    SQLite): a micro-batch's reads of several events in one query per kind (``service.batch_reads``, which keeps
+    what they return equal to the store with the engine's writes)."""
+
+    def assets_by_id(self, identifiers: Sequence[str]) -> Mapping[str, Asset]:
+        """The assets with these identifiers that exist."""
+        ...
+
+    def assets_of_users(
+        self, user_ids: Sequence[str], object_types: Sequence[str], limit: int
+    ) -> Mapping[str, Sequence[Asset]]:
+        """For each user, the first ``limit`` assets with one of ``object_types`` that the user created, by
+        identifier (the first page ``AssetRepository.pages_created_by`` gives)."""
+        ...
+
+    def batches_of_users(
+        self, user_ids: Sequence[str], statuses: frozenset[int], limit: int
+    ) -> Mapping[str, tuple[Sequence[CourseBatch], Sequence[CourseBatch]]]:
+        """For each user, the first ``limit`` batches with one of ``statuses`` that the user created, and the first
+        ``limit`` that the user mentors and did not create, each by (courseid, batchid) (the first pages of the two
+        parts of ``BatchRepository.pages_of_user``)."""
+        ...
+
+    def audited_assets(self, mids: Sequence[str]) -> Mapping[str, Sequence[str]]:
+        """For each of ``mids`` that has audit rows of assets, the identifiers they name."""
+        ...
+
+
 class UnitOfWork(Protocol):
     users: UserDirectory
     batches: BatchRepository
