@@ -163,6 +163,7 @@ class IndexStandIn:
     def __init__(self, journal: Journal) -> None:
         self.j = journal
         self.docs: dict[str, dict[str, Any]] = {}
+        self.writes = 0  # as CourseBatchIndex.writes (a search here sees every write at once: no refresh)
 
     def close(self) -> None:
         return None
@@ -175,7 +176,9 @@ class IndexStandIn:
         mentors = [m.lower() for m in doc.get("mentors") or []]
         return doc.get("status") in statuses and (str(doc.get("createdBy") or "").lower() == value or value in mentors)
 
-    def search_pages(self, user_id: str, statuses: Sequence[int], size: int) -> Iterator[list[BatchHit]]:
+    def search_pages(
+        self, user_id: str, statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> Iterator[list[BatchHit]]:
         value, after = user_id.lower(), ("", "")
         while True:
             found = sorted(
@@ -199,6 +202,7 @@ class IndexStandIn:
 
     def update_fields(self, docs: Sequence[tuple[str, Mapping[str, Any]]], refresh: bool = False) -> None:
         self.j.write("elasticsearch.update", [batch_id for batch_id, _ in docs])
+        self.writes += 1
         for batch_id, fields in docs:
             if batch_id in self.docs:
                 self.docs[batch_id].update(fields)

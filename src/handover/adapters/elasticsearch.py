@@ -29,11 +29,14 @@ transfer finds its batches through a search: B->C run within a second of A->B (o
 Kafka backlog, another worker) found none of B's new batches. ``es.refresh`` chooses how a write is made
 searchable for the next search:
 
-- ``before_search`` (the default): ``POST /{index}/_refresh`` before each search for a user's batches; the
-  writes carry no ``refresh``. Every write acknowledged before the search is found, whoever made it: earlier
-  events of this process or of another worker, re-syncs, the LMS itself. Cost: one refresh call per search for
-  a user (one per transfer event); on Elasticsearch it refreshes the index's shards, which makes a new small
-  segment only when changes are pending. On a secured cluster it needs the ``maintenance`` index privilege.
+- ``before_search`` (the default): ``POST /{index}/_refresh`` before the first search for a user's batches of a
+  unit of work (a micro-batch), and again before a later search of it once this process wrote the index since
+  (``CourseBatchIndex.writes``); the writes carry no ``refresh``. Every write acknowledged before the unit of
+  work's first search is found, whoever made it (another worker, re-syncs, the LMS itself), and every write of
+  this process before the search (earlier events of the micro-batch). Cost: one refresh call per micro-batch that
+  searches, plus one per search that follows a write of the index; on Elasticsearch it refreshes the index's
+  shards, which makes a new small segment only when changes are pending. On a secured cluster it needs the
+  ``maintenance`` index privilege.
 - ``wait_for``: every bulk write carries ``refresh=wait_for`` and returns once its change is searchable; no
   refresh call. Cost: on Elasticsearch each write waits for the next scheduled refresh, up to
   ``index.refresh_interval`` (and for ever when it is ``-1``), so a backlog of events that write batches runs
@@ -340,6 +343,7 @@ class CourseBatchIndex:
         self._version = parse_version(version) if version is not None else None
         self._version_lock = threading.Lock()
         self._client = client or httpx.Client(timeout=timeout)
+        self.writes = 0  # bulk requests sent so far (a unit of work refreshes again before a search after one)
 
     def close(self) -> None:
         self._client.close()
@@ -385,12 +389,15 @@ class CourseBatchIndex:
             raise SunbirdStoreError(STORE, f"{doing}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def search_pages(self, user_id: str, statuses: Sequence[int], size: int) -> Iterator[list[BatchHit]]:
-        """Every matching document, ``size`` at a time, in sort order. With ``es.refresh: before_search`` the
-        index is refreshed first, so every write acknowledged before this call is found."""
+    def search_pages(
+        self, user_id: str, statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> Iterator[list[BatchHit]]:
+        """Every matching document, ``size`` at a time, in sort order. With ``es.refresh: before_search`` and
+        ``refresh`` the index is refreshed first, so every write acknowledged before this call is found (the
+        caller passes False when it refreshed since the last write it must find)."""
         after: Sequence[Any] | None = None
         size = max(1, min(size, 10_000))
-        if self.refresh_mode == "before_search":
+        if refresh and self.refresh_mode == "before_search":
             self.refresh()
         while True:
             body = batches_of_user_query(user_id, statuses, size, after)
@@ -428,6 +435,7 @@ class CourseBatchIndex:
 
     def _bulk(self, lines: Sequence[Mapping[str, Any]], doing: str, refresh: Refresh) -> None:
         suffix = "" if refresh == "false" else f"?refresh={refresh}"
+        self.writes += 1
         response = self._request("POST", f"/_bulk{suffix}", doing, ndjson(lines), ndjson_body=True)
         failures = bulk_failures(response)
         if failures:

@@ -222,6 +222,18 @@ def asset_from_props(props: Mapping[str, Any]) -> Asset:
     )
 
 
+def with_values(asset: Asset, values: Mapping[str, Any]) -> Asset:
+    """The node as the graph reads it after ``SET n += row.props`` of ``values`` (``AssetCypher.write``: a None
+    value removes the property)."""
+    props = node_props(asset)
+    for key, value in to_graph_props(values).items():
+        if value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+    return asset_from_props(props)
+
+
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 

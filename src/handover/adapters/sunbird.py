@@ -58,7 +58,7 @@ from handover.adapters.elasticsearch import (
     check_refresh_mode,
     parse_version,
 )
-from handover.adapters.neo4j import TRANSPORTS, AssetCypher, AssetGraph, default_http_base
+from handover.adapters.neo4j import TRANSPORTS, AssetCypher, AssetGraph, default_http_base, with_values
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
 from handover.config import ConfigError, Settings
@@ -323,14 +323,17 @@ FLUSH_AT = 2000  # held audit rows and record writes that make a unit of work fl
 @dataclass
 class PendingWrites:
     """What a unit of work holds until its next flush, and what it touches: the users (lower-cased) that the
-    written rows and nodes name before or after the write, the course-batch keys and node identifiers."""
+    written course-batch rows name before or after the write (the searches those writes could change), the
+    course-batch keys, and the node identifiers with the values held for each (in order) and the owners
+    (``createdBy``) the held node writes give."""
 
     audit: list[AuditRecord] = field(default_factory=list)
     batches: list[BatchUpdate] = field(default_factory=list)
     assets: list[AssetUpdate] = field(default_factory=list)
     users: set[str] = field(default_factory=set)
     keys: set[tuple[str, str]] = field(default_factory=set)
-    ids: set[str] = field(default_factory=set)
+    ids: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    new_owners: set[str] = field(default_factory=set)
     audit_mids: set[str] = field(default_factory=set)
 
     def size(self) -> int:
@@ -340,12 +343,12 @@ class PendingWrites:
         self.users.update(u.lower() for u in users if u)
 
     def affects(self, users: Iterable[str], keys: Iterable[tuple[str, str]], ids: Iterable[str]) -> bool:
-        if not (self.batches or self.assets):
-            return False
+        """Whether a held write could change a course-batch search of ``users``, a row of ``keys`` or a node of
+        ``ids``."""
         return (
-            any(u.lower() in self.users for u in users)
-            or any(k in self.keys for k in keys)
-            or any(i in self.ids for i in ids)
+            (bool(self.batches) and any(u.lower() in self.users for u in users))
+            or (bool(self.batches) and any(k in self.keys for k in keys))
+            or (bool(self.assets) and any(i in self.ids for i in ids))
         )
 
 
@@ -412,15 +415,22 @@ class SunbirdUnitOfWork:
                 self._pending.touch(*_change_values(u.changes))
                 self._pending.keys.add(u.key)
 
-    def hold_assets(self, updates: Sequence[AssetUpdate], owners: Mapping[str, str | None]) -> None:
-        """``owners``: the ``createdBy`` each node had when read (the pages of that user see the write)."""
+    def hold_assets(self, updates: Sequence[AssetUpdate]) -> None:
         if self.writes:
             self._pending.assets.extend(updates)
             for u in updates:
+                self._pending.ids.setdefault(u.identifier, []).append(u.values)
                 created_by = u.values.get("createdBy")
-                self._pending.touch(owners.get(u.identifier), created_by if isinstance(created_by, str) else None)
-                self._pending.touch(*_change_values(u.changes))
-                self._pending.ids.add(u.identifier)
+                if isinstance(created_by, str):
+                    self._pending.new_owners.add(created_by)
+
+    def held_asset_values(self, user_id: str) -> Mapping[str, Sequence[Mapping[str, Any]]] | None:
+        """The values held for each node, in order, to be laid over the nodes a page of ``user_id``'s assets reads
+        (``SunbirdAssets.pages_created_by``). A held write that makes a node ``user_id``'s is made first (with
+        everything held): the page's query could not find that node before."""
+        if user_id in self._pending.new_owners:
+            self.flush()
+        return self._pending.ids
 
     def flush_if_large(self) -> None:
         """Flush when ``FLUSH_AT`` audit rows and writes are held (called between pages, where every held
@@ -511,6 +521,7 @@ class SunbirdBatches:
         self._uow = uow
         self._store = uow.store
         self._rows: dict[tuple[str, str], CourseBatch] = {}  # rows read and not yet written
+        self._refreshed: int | None = None  # the index's ``writes`` at this unit of work's last refresh
 
     def pages_of_user(self, user_id: str, statuses: frozenset[int], page_size: int) -> Iterator[Sequence[CourseBatch]]:
         """Elasticsearch finds the candidates (every hit, ``search_after``); each is read from Cassandra and
@@ -518,12 +529,16 @@ class SunbirdBatches:
         whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row.
 
         Held writes that name the user (of earlier events of this unit of work) are made before the search, so
-        that the search and the rows see them (``es.refresh`` makes them searchable); the others stay held (they
+        that the search and the rows see them (``es.refresh`` makes them searchable: a refresh before the unit of
+        work's first search and before one after a write of the index); the others stay held (they
         cannot change which batches the search finds, nor their rows). A page's own writes need no flush before
         the next page: ``search_after`` pages past them."""
         seen: set[tuple[str, str]] = set()
         self._uow.flush_for(users=(user_id,))
-        for hits in self._store.index.search_pages(user_id, sorted(statuses), page_size):
+        index = self._store.index
+        refresh = self._refreshed != index.writes  # the first search of the unit of work, or a write since
+        self._refreshed = index.writes
+        for hits in index.search_pages(user_id, sorted(statuses), page_size, refresh=refresh):
             fresh = [h for h in hits if (h.course_id, h.batch_id) not in seen]
             keys = [(h.course_id, h.batch_id) for h in fresh]
             self._uow.flush_for(keys=keys)
@@ -569,7 +584,6 @@ class SunbirdAssets:
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
         self._graph = uow.store.graph
-        self._owners: dict[str, str | None] = {}  # createdBy of the nodes read and not yet written
         self._image: tuple[str, Asset | None] | None = None  # the Image node read with the asset before
 
     def get(self, identifier: str) -> Asset | None:
@@ -581,7 +595,6 @@ class SunbirdAssets:
         wanted = [identifier] if identifier.endswith(IMAGE_ID_SUFFIX) else [identifier, image_id(identifier)]
         self._uow.flush_for(ids=wanted)
         found = self._graph.get_many(wanted)
-        self._remember(found.values())
         if len(wanted) > 1:
             self._image = (wanted[1], found.get(wanted[1]))
         return found.get(identifier)
@@ -590,9 +603,7 @@ class SunbirdAssets:
         self._image = None
         wanted = list(dict.fromkeys(identifiers))
         self._uow.flush_for(ids=wanted)
-        found = self._graph.get_many(wanted)
-        self._remember(found.values())
-        return found
+        return self._graph.get_many(wanted)
 
     def types_created_by(self, user_id: str) -> dict[str, int]:
         """How many assets ``user_id`` created, by objectType (the graph's count)."""
@@ -600,13 +611,19 @@ class SunbirdAssets:
         return self._graph.types_created_by(user_id)
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
-        """Held writes that name the user are made first; a page's own writes need no flush before the next
-        page (keyset paging by identifier pages past them)."""
+        """The graph's pages with the node writes the unit of work holds laid over them (``with_values``): a node
+        a held write takes from the user is left out, one it changes otherwise comes with the change, as the
+        graph would answer after the writes; a held write that gives a node to the user is made first
+        (``held_asset_values``). Held writes then need no flush before the pages are read (a user's earlier
+        single-asset transfer in the micro-batch); a page's own writes need none before the next page (keyset
+        paging by identifier pages past them)."""
         self._image = None
-        self._uow.flush_for(users=(user_id,))
+        held = self._uow.held_asset_values(user_id)
         for page in self._graph.pages_created_by(user_id, object_types, page_size):
-            self._remember(page)
-            yield page
+            if held:
+                page = [a for a in (_laid_over(a, held) for a in page) if a.createdBy == user_id]
+            if page:
+                yield page
             self._uow.flush_if_large()
 
     def write(self, updates: Sequence[AssetUpdate]) -> None:
@@ -614,11 +631,13 @@ class SunbirdAssets:
         property)."""
         self._image = None
         if updates:
-            owners = {u.identifier: self._owners.pop(u.identifier, None) for u in updates}
-            self._uow.hold_assets(list(updates), owners)
+            self._uow.hold_assets(list(updates))
 
-    def _remember(self, assets: Iterable[Asset]) -> None:
-        self._owners.update((a.identifier, a.createdBy) for a in assets)
+
+def _laid_over(asset: Asset, held: Mapping[str, Sequence[Mapping[str, Any]]]) -> Asset:
+    for values in held.get(asset.identifier, ()):
+        asset = with_values(asset, values)
+    return asset
 
 
 class SunbirdLedger:
