@@ -496,7 +496,12 @@ class SunbirdUsers:
         return self._cache[user_id]
 
     def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
-        return {u: found for u in dict.fromkeys(user_ids) if (found := self.get(u)) is not None}
+        """The users not read before in this unit of work read concurrently (``UserOrgClient.get_users``): one
+        round trip for a micro-batch's users, and one more for the deleted ones among them."""
+        wanted = [u for u in dict.fromkeys(user_ids) if u not in self._cache]
+        if wanted:
+            self._cache.update(self._client.get_users(wanted))
+        return {u: found for u in dict.fromkeys(user_ids) if (found := self._cache[u]) is not None}
 
     def organisation_exists(self, organisation_id: str) -> bool:
         """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 STORE = "userorg"
 READ_BLOCKED_ERR = "UOS_USRRED0006"
 READ_BLOCKED_MESSAGE = "User account has been blocked"
+CONCURRENCY = 16  # user reads in flight at once (UserOrgClient.get_users)
 DELETED_STATUS = 2  # userorg user status DELETED (1 active, 0 inactive)
 SEARCH_FIELDS = (
     "id",
@@ -177,6 +180,13 @@ def _post_retryable(exc: BaseException) -> bool:
     )
 
 
+class _Blocked:
+    """The read API's answer for a deleted user (``UOS_USRRED0006``)."""
+
+
+_BLOCKED = _Blocked()
+
+
 class UserOrgClient:
     def __init__(
         self,
@@ -190,14 +200,28 @@ class UserOrgClient:
         self.attempts = attempts
         self.max_wait = max_wait
         self._client = client or httpx.Client(timeout=timeout)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._client.close()
 
     def _call(
-        self, method: str, url: str, doing: str, retryable: Any, body: bytes | None = None, ok: tuple[int, ...] = ()
+        self,
+        method: str,
+        url: str,
+        doing: str,
+        retryable: Any,
+        body: bytes | None = None,
+        ok: tuple[int, ...] = (),
+        counted: bool = False,
     ) -> httpx.Response:
-        """The response (2xx or a status in ``ok``); anything else, after retries, is a SunbirdStoreError."""
+        """The response (2xx or a status in ``ok``); anything else, after retries, is a SunbirdStoreError.
+        ``counted``: the first attempt's round trip was counted by the caller (requests sent concurrently)."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         kind = "write" if retryable is _post_retryable else "read"
         try:
@@ -208,7 +232,8 @@ class UserOrgClient:
                 reraise=True,
             ):
                 with attempt:
-                    metrics.store_call(STORE, kind)
+                    if not counted or attempt.retry_state.attempt_number > 1:
+                        metrics.store_call(STORE, kind)
                     response = self._client.request(method, url, content=body, headers=headers)
                     if response.status_code >= 300 and response.status_code not in ok:
                         raise _Status(response.status_code, response.text)
@@ -226,14 +251,48 @@ class UserOrgClient:
 
     def get_user(self, user_id: str) -> User | None:
         """The user, a deleted user (``isDeleted``), or None when userorg does not know the id."""
+        found = self._read(user_id)
+        return self._search_deleted(user_id) if isinstance(found, _Blocked) else found
+
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, User | None]:
+        """``get_user`` of each id, the reads sent concurrently (one round trip), then the searches of the
+        deleted ones concurrently (one more). The first failure is raised once every request has ended."""
+        ids = list(dict.fromkeys(user_ids))
+        if len(ids) <= 1:
+            return {u: self.get_user(u) for u in ids}
+        read = dict(zip(ids, self._concurrently(lambda u: self._read(u, counted=True), ids), strict=True))
+        blocked = [u for u, found in read.items() if found is _BLOCKED]
+        if blocked:
+            searched = self._concurrently(lambda u: self._search_deleted(u, counted=True), blocked)
+            read.update(zip(blocked, searched, strict=True))
+        return {u: found for u, found in read.items() if found is not _BLOCKED}
+
+    def _concurrently(self, read: Callable[[str], Any], ids: Sequence[str]) -> list[Any]:
+        """``read`` of each id on the client's threads, counted as one round trip of ``len(ids)`` requests."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="userorg")
+            pool = self._pool
+        metrics.store_call(STORE, "read", len(ids))
+        futures = [pool.submit(read, u) for u in ids]
+        errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+        return [f.result() for f in futures]
+
+    def _read(self, user_id: str, counted: bool = False) -> User | _Blocked | None:
+        """The read API's answer: the user, None (unknown id) or ``_BLOCKED`` (deleted: the search has it)."""
         doing = f"reading user {user_id!r}"
-        response = self._call("GET", self.endpoints.read_url(user_id), doing, _read_retryable, ok=(400, 404))
+        response = self._call(
+            "GET", self.endpoints.read_url(user_id), doing, _read_retryable, ok=(400, 404), counted=counted
+        )
         if response.status_code == 404:
             return None
         body = self._json(response, doing)
         if response.status_code == 400:
             if is_blocked_answer(400, body):
-                return self._search_deleted(user_id)
+                return _BLOCKED
             raise SunbirdStoreError(STORE, f"{doing}: HTTP 400: {json.dumps(body)[:300]}")
         metrics.api_read_success.inc()  # Lern's api-read-success-count: a read answered 200
         profile = body.get("result", {}).get("response") if isinstance(body, Mapping) else None
@@ -241,10 +300,10 @@ class UserOrgClient:
             raise SunbirdStoreError(STORE, f"{doing}: no result.response in the answer")
         return user_from_profile(profile, user_id)
 
-    def _search_deleted(self, user_id: str) -> User:
+    def _search_deleted(self, user_id: str, counted: bool = False) -> User:
         doing = f"searching deleted user {user_id!r}"
         payload = json.dumps(search_body(user_id)).encode()
-        response = self._call("POST", self.endpoints.search_url(), doing, _read_retryable, payload)
+        response = self._call("POST", self.endpoints.search_url(), doing, _read_retryable, payload, counted=counted)
         body = self._json(response, doing)
         result = body.get("result", {}).get("response", {}) if isinstance(body, Mapping) else {}
         content = result.get("content") if isinstance(result, Mapping) else None
