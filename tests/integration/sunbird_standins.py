@@ -113,6 +113,11 @@ class CassandraStandIn:
         }
         return None
 
+    def notification_claim_many(
+        self, claims: Sequence[tuple[Notification, uuid.UUID]], now: datetime
+    ) -> list[NotificationRow | None]:
+        return [self.notification_claim(note, claim, now) for note, claim in claims]
+
     def notification_reclaim(self, mid: str, old: uuid.UUID | None, claim: uuid.UUID, now: datetime) -> bool:
         row = self.notifications[mid]
         if row["claim_id"] != old or row["sent_at"] is not None:
@@ -129,6 +134,10 @@ class CassandraStandIn:
     def notification_sent(self, mid: str, now: datetime) -> None:
         self.j.write("cassandra.notification.sent", mid)
         self.notifications[mid]["sent_at"] = now
+
+    def notification_sent_many(self, mids: Sequence[str], now: datetime) -> None:
+        for mid in mids:
+            self.notification_sent(mid, now)
 
     def scan_notifications(self) -> Iterator[dict[str, Any]]:
         for mid, row in self.notifications.items():
@@ -155,6 +164,9 @@ class CassandraStandIn:
 
     def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
         return [self.audit[k] for k in sorted(self.audit) if k[:3] == (mid, store, record_key)]
+
+    def audit_records_rows(self, records: Sequence[tuple[str, str, str]]) -> list[list[AuditRecord]]:
+        return [self.audit_record_rows(*record) for record in records]
 
 
 class IndexStandIn:

@@ -384,6 +384,7 @@ class SunbirdUnitOfWork:
         self.writes = writes
         self._preview_ledger = preview_ledger
         self._pending = PendingWrites()  # audit rows and record writes, written together at the next flush
+        self.audit_version = 0  # audit rows held or written so far in this unit of work (SunbirdAudit's reads)
 
     def __enter__(self) -> Self:
         self._ledger = SunbirdLedger(self, self._preview_ledger)
@@ -404,6 +405,7 @@ class SunbirdUnitOfWork:
         if self.writes:
             self._pending.audit.extend(records)
             self._pending.audit_mids.update(r.mid for r in records)
+            self.audit_version += 1
 
     def hold_batches(self, updates: Sequence[BatchUpdate], rows: Mapping[tuple[str, str], CourseBatch]) -> None:
         """``rows``: the rows the updates were planned from (their users are the searches they affect)."""
@@ -464,6 +466,7 @@ class SunbirdUnitOfWork:
         store = self.store
         if pending.audit:
             store.cassandra.audit_put(pending.audit)
+            self.audit_version += 1
         if pending.batches:
             store.cassandra.write_batches(pending.batches)
             store.index.write(pending.batches)
@@ -688,7 +691,8 @@ class SunbirdLedger:
 
 class SunbirdOutbox:
     """One email per ``mid``: a notification record claimed with a lightweight transaction before the POST,
-    marked sent after it. The email is sent at commit, after the records were written."""
+    marked sent after it. The emails of a unit of work are sent at commit, after the records were written, all
+    together (``send_all``: the claims, the POSTs and the marks each in one round trip)."""
 
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
@@ -696,48 +700,71 @@ class SunbirdOutbox:
         self._pending: dict[str, Notification] = {}
 
     def record(self, note: Notification) -> bool:
+        """Kept for commit. False when this unit of work keeps one for the mid already, or (a preview, which
+        claims nothing) when the record says it was sent; a unit of work that writes learns that from the claim
+        at commit, which then sends nothing."""
         if note.mid in self._pending:
             return False
-        existing = self._store.cassandra.notification_get(note.mid)
-        if existing is not None and existing.sent_at is not None:
-            return False
+        if not self._uow.writes:
+            existing = self._store.cassandra.notification_get(note.mid)
+            if existing is not None and existing.sent_at is not None:
+                return False
         self._pending[note.mid] = note
         return True
 
     def flush(self) -> None:
         notes, self._pending = list(self._pending.values()), {}
-        if self._uow.writes:
-            for note in notes:
-                self.send_once(note)
+        if self._uow.writes and notes:
+            self.send_all(notes)
 
     def send_once(self, note: Notification) -> bool:
         """True when this call sent the email; False when it had been sent. SunbirdStoreError when another
         worker holds a live claim (the caller retries) or the POST failed (the claim is released)."""
+        return self.send_all([note])[0]
+
+    def send_all(self, notes: Sequence[Notification]) -> list[bool]:
+        """``send_once`` of each note: the claims sent concurrently, then the POSTs, then the marks of the emails
+        sent. When one failed (a live claim, a POST), the others are still sent and marked, and the first error
+        is raised after them."""
         cassandra, now = self._store.cassandra, self._store.clock()
-        claim = uuid.uuid4()
-        existing = cassandra.notification_claim(note, claim, now)
-        if existing is not None:
-            if existing.sent_at is not None:
-                return False
-            if existing.claimed_at is not None and now - existing.claimed_at < self._store.config.claim_lease:
-                raise SunbirdStoreError(
-                    "cassandra", f"the notification of {note.mid} is being sent by another worker; retry later"
-                )
-            if not cassandra.notification_reclaim(note.mid, existing.claim_id, claim, now):
-                raise SunbirdStoreError("cassandra", f"the notification of {note.mid} was claimed concurrently")
-        try:
-            self._store.userorg.send_notification(note)
-        except Exception:
-            cassandra.notification_release(note.mid, claim)
-            raise
-        cassandra.notification_sent(note.mid, self._store.clock())
-        return True
+        claims = [uuid.uuid4() for _ in notes]
+        existing = cassandra.notification_claim_many(list(zip(notes, claims, strict=True)), now)
+        errors: list[BaseException] = []
+        to_send: list[tuple[Notification, uuid.UUID]] = []
+        for note, claim, row in zip(notes, claims, existing, strict=True):
+            if row is None:
+                to_send.append((note, claim))
+            elif row.sent_at is not None:
+                continue
+            elif row.claimed_at is not None and now - row.claimed_at < self._store.config.claim_lease:
+                busy = f"the notification of {note.mid} is being sent by another worker; retry later"
+                errors.append(SunbirdStoreError("cassandra", busy))
+            elif not cassandra.notification_reclaim(note.mid, row.claim_id, claim, now):
+                taken = f"the notification of {note.mid} was claimed concurrently"
+                errors.append(SunbirdStoreError("cassandra", taken))
+            else:
+                to_send.append((note, claim))
+        failures = self._store.userorg.send_notifications([note for note, _ in to_send])
+        sent: list[str] = []
+        for (note, claim), failure in zip(to_send, failures, strict=True):
+            if failure is None:
+                sent.append(note.mid)
+            else:
+                cassandra.notification_release(note.mid, claim)
+                errors.append(failure)
+        if sent:
+            cassandra.notification_sent_many(sent, self._store.clock())
+        if errors:
+            raise errors[0]
+        done = set(sent)
+        return [note.mid in done for note in notes]
 
 
 class SunbirdAudit:
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
         self._cassandra = uow.store.cassandra
+        self._about_read: tuple[str, int, list[tuple[str, list[AuditRecord]]]] | None = None
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Held until the unit of work flushes, which writes them before the record writes they describe."""
@@ -765,6 +792,7 @@ class SunbirdAudit:
                     changed.append(replace(row, change=FieldChange(old.field, before, after)))
         if changed and self._uow.writes:
             self._cassandra.audit_put(changed)
+            self._uow.audit_version += 1
         return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
@@ -777,13 +805,21 @@ class SunbirdAudit:
                     names.add(value)
         return sorted(names)
 
-    def _about(self, user_id: str) -> Iterator[tuple[str, list[AuditRecord]]]:
+    def _about(self, user_id: str) -> list[tuple[str, list[AuditRecord]]]:
         """(side, audit rows of the record) for each audited record whose ``createdBy`` was (``before``) or
-        became (``after``) ``user_id``. Held audit rows about the user are written first."""
+        became (``after``) ``user_id``: one read of the user's partition, then the records' rows concurrently.
+        Held audit rows about the user are written first. Kept until the next audit row is held or written
+        (``recorded_names`` then ``redact`` of a clean-up read it once)."""
         if self._uow.holds_audit_about(user_id):
             self._uow.flush()
-        for mid, store, record_key, side in self._cassandra.audit_about_user(user_id):
-            yield side, self._cassandra.audit_record_rows(mid, store, record_key)
+        kept = self._about_read
+        if kept is not None and kept[:2] == (user_id, self._uow.audit_version):
+            return kept[2]
+        about = self._cassandra.audit_about_user(user_id)
+        rows = self._cassandra.audit_records_rows([(mid, store, key) for mid, store, key, _ in about]) if about else []
+        out = [(side, found) for (_, _, _, side), found in zip(about, rows, strict=True)]
+        self._about_read = (user_id, self._uow.audit_version, out)
+        return out
 
     def page(
         self,

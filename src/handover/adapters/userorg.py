@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -31,6 +31,7 @@ from handover.domain.model import User
 from handover.domain.notification import Notification
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STORE = "userorg"
 READ_BLOCKED_ERR = "UOS_USRRED0006"
 READ_BLOCKED_MESSAGE = "User account has been blocked"
@@ -268,18 +269,24 @@ class UserOrgClient:
         return {u: found for u, found in read.items() if found is not _BLOCKED}
 
     def _concurrently(self, read: Callable[[str], Any], ids: Sequence[str]) -> list[Any]:
-        """``read`` of each id on the client's threads, counted as one round trip of ``len(ids)`` requests."""
+        """``read`` of each id on the client's threads, counted as one round trip of ``len(ids)`` requests. The
+        first failure is raised once every read has ended."""
+        outcomes = self._on_threads(read, ids, "read")
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes
+
+    def _on_threads(self, call: Callable[[T], Any], items: Sequence[T], kind: str) -> list[Any]:
+        """``call`` of each item on the client's threads, counted as one round trip of ``len(items)`` requests:
+        each one's result, or the exception it raised."""
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="userorg")
             pool = self._pool
-        metrics.store_call(STORE, "read", len(ids))
-        futures = [pool.submit(read, u) for u in ids]
-        errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
-        return [f.result() for f in futures]
+        metrics.store_call(STORE, kind, len(items))
+        futures = [pool.submit(call, item) for item in items]
+        return [f.exception() or f.result() for f in futures]
 
     def _read(self, user_id: str, counted: bool = False) -> User | _Blocked | None:
         """The read API's answer: the user, None (unknown id) or ``_BLOCKED`` (deleted: the search has it)."""
@@ -354,7 +361,28 @@ class UserOrgClient:
         org = body.get("result", {}).get("response") if isinstance(body, Mapping) else None
         return isinstance(org, Mapping) and bool(org)
 
-    def send_notification(self, note: Notification) -> None:
+    def send_notifications(self, notes: Sequence[Notification]) -> list[BaseException | None]:
+        """``send_notification`` of each note, the POSTs sent concurrently (one round trip): for each, None when
+        it was sent, else the SunbirdStoreError it failed with."""
+        if len(notes) <= 1:
+            out: list[BaseException | None] = []
+            for note in notes:
+                try:
+                    self.send_notification(note)
+                    out.append(None)
+                except SunbirdStoreError as exc:
+                    out.append(exc)
+            return out
+        outcomes = self._on_threads(lambda note: self.send_notification(note, counted=True), notes, "write")
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, SunbirdStoreError):
+                raise outcome
+        return [o if isinstance(o, BaseException) else None for o in outcomes]
+
+    def send_notification(self, note: Notification, counted: bool = False) -> None:
         doing = f"sending the notification of {note.mid}"
-        self._call("POST", self.endpoints.notification_url(), doing, _post_retryable, notification_payload(note))
+        self._call(
+            "POST", self.endpoints.notification_url(), doing, _post_retryable, notification_payload(note),
+            counted=counted,
+        )
         log.info("userorg: notification of %s sent to %d admins", note.mid, len(note.recipient_user_ids))
