@@ -35,7 +35,7 @@ T = TypeVar("T")
 STORE = "userorg"
 READ_BLOCKED_ERR = "UOS_USRRED0006"
 READ_BLOCKED_MESSAGE = "User account has been blocked"
-CONCURRENCY = 16  # user reads in flight at once (UserOrgClient.get_users)
+CONCURRENCY = 8  # user reads in flight at once (UserOrgClient.get_users)
 DELETED_STATUS = 2  # userorg user status DELETED (1 active, 0 inactive)
 SEARCH_FIELDS = (
     "id",
