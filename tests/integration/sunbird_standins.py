@@ -165,6 +165,11 @@ class CassandraStandIn:
     def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
         return [self.audit[k] for k in sorted(self.audit) if k[:3] == (mid, store, record_key)]
 
+    def audit_read_ahead(
+        self, mids: Sequence[str], limit: int, users: Sequence[str]
+    ) -> tuple[dict[str, list[AuditRecord]], dict[str, list[tuple[str, str, str, str]]]]:
+        return {m: self.audit_rows(m, None, limit) for m in mids}, {u: self.audit_about_user(u) for u in users}
+
     def audit_records_rows(self, records: Sequence[tuple[str, str, str]]) -> list[list[AuditRecord]]:
         return [self.audit_record_rows(*record) for record in records]
 
@@ -259,6 +264,10 @@ class GraphStandIn:
                 return
             yield [asset_from_props(self.nodes[i]) for i in ids]
             after = ids[-1]
+
+    def created_by_any(self, users: Sequence[str], object_types: Sequence[str], limit: int) -> dict[str, list[Asset]]:
+        found = {u: [a for page in self.pages_created_by(u, object_types, limit + 1) for a in page] for u in users}
+        return {} if sum(len(v) for v in found.values()) > limit else found
 
     def write(self, updates: Sequence[AssetUpdate]) -> int:
         self.j.write("neo4j.write", [u.identifier for u in updates])

@@ -1064,6 +1064,21 @@ class CassandraGateway:
         rows = self.execute((self.handover.select_audit_by_user(), (user_id,)), "reading the audit trail")
         return [(r.mid, r.store, r.record_key, r.side) for r in rows]
 
+    def audit_read_ahead(
+        self, mids: Sequence[str], limit: int, users: Sequence[str]
+    ) -> tuple[dict[str, list[AuditRecord]], dict[str, list[tuple[str, str, str, str]]]]:
+        """The first ``limit`` audit rows of each of ``mids`` (``audit_rows``) and the ``audit_about_user`` of each
+        of ``users``, read concurrently (one round trip)."""
+        statements = [self.handover.audit_page(mid, None, limit) for mid in mids]
+        statements += [(self.handover.select_audit_by_user(), (user,)) for user in users]
+        results = self.execute_concurrently(statements, "reading the audit trail")
+        rows = {mid: [_audit_record(r) for r in result] for mid, result in zip(mids, results, strict=False)}
+        about = {
+            user: [(r.mid, r.store, r.record_key, r.side) for r in result]
+            for user, result in zip(users, results[len(mids) :], strict=True)
+        }
+        return rows, about
+
     def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
         """The audit rows of one record in one event."""
         return self.audit_records_rows([(mid, store, record_key)])[0]

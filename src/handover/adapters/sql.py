@@ -62,6 +62,7 @@ from handover.service.ports import (
     AuditRecord,
     AuditStamp,
     LedgerEntry,
+    ReadPlan,
     StoreContention,
 )
 
@@ -992,6 +993,10 @@ class SqlUnitOfWork:
         self.bulk, self.counts = SqlBulk(conn, self.audit), SqlCounts(conn) if self._read_only else None
         self.reverts = self.bulk
         return self
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """Nothing: each read is one query on the transaction's connection when it is made."""
+        return None
 
     def lock_users(self, user_ids: Iterable[str]) -> None:
         """PostgreSQL: ``pg_advisory_xact_lock`` on each user id (hashed to 64 bits), sorted; outside previews."""

@@ -79,6 +79,7 @@ from handover.service.ports import (
     Ledger,
     LedgerEntry,
     Outbox,
+    ReadPlan,
     RecordCounts,
     RequestHistory,
     RequestLog,
@@ -318,6 +319,7 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 # --- the unit of work -------------------------------------------------------------------------------
 
 FLUSH_AT = 2000  # held audit rows and record writes that make a unit of work flush
+READ_AHEAD_NODES = 5000  # nodes a micro-batch's read ahead takes at most (SunbirdAssets.read_ahead)
 
 
 @dataclass
@@ -385,27 +387,44 @@ class SunbirdUnitOfWork:
         self._preview_ledger = preview_ledger
         self._pending = PendingWrites()  # audit rows and record writes, written together at the next flush
         self.audit_version = 0  # audit rows held or written so far in this unit of work (SunbirdAudit's reads)
+        # every node write of this unit of work, flushed or not: the values of each node, in order, and the users
+        # the writes made creators (the nodes read ahead are answered with these laid over them)
+        self.node_values: dict[str, list[Mapping[str, Any]]] = {}
+        self.new_creators: set[str] = set()
+        # the events whose audit rows, and the users whose audit_by_user rows, this unit of work wrote or holds
+        self.audited_mids: set[str] = set()
+        self.audited_users: set[str] = set()
 
     def __enter__(self) -> Self:
         self._ledger = SunbirdLedger(self, self._preview_ledger)
         self._outbox = SunbirdOutbox(self)
         self.users = SunbirdUsers(self.store.userorg)
         self.batches = SunbirdBatches(self)
-        self.assets = SunbirdAssets(self)
+        self.assets = self._assets = SunbirdAssets(self)
         self.ledger = self._ledger
         self.outbox = self._outbox
-        self.audit = SunbirdAudit(self)
+        self.audit = self._audit = SunbirdAudit(self)
         return self
 
     def lock_users(self, user_ids: Iterable[str]) -> None:
         """Nothing: these stores have no transactions to serialise (a redelivered or concurrent event converges)."""
         return None
 
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """The graph's part of ``plan`` read now, in two queries for the micro-batch (``SunbirdAssets.read_ahead``),
+        and the audit's in one or two rounds of concurrent Cassandra reads (``SunbirdAudit.read_ahead``)."""
+        self._assets.read_ahead(plan)
+        self._audit.read_ahead(plan)
+
     def hold_audit(self, records: Sequence[AuditRecord]) -> None:
         if self.writes:
             self._pending.audit.extend(records)
             self._pending.audit_mids.update(r.mid for r in records)
             self.audit_version += 1
+            self.audited_mids.update(r.mid for r in records)
+            for r in records:
+                if r.change.field == CREATED_BY:
+                    self.audited_users.update(v for v in (r.change.before, r.change.after) if isinstance(v, str))
 
     def hold_batches(self, updates: Sequence[BatchUpdate], rows: Mapping[tuple[str, str], CourseBatch]) -> None:
         """``rows``: the rows the updates were planned from (their users are the searches they affect)."""
@@ -422,9 +441,11 @@ class SunbirdUnitOfWork:
             self._pending.assets.extend(updates)
             for u in updates:
                 self._pending.ids.setdefault(u.identifier, []).append(u.values)
+                self.node_values.setdefault(u.identifier, []).append(u.values)
                 created_by = u.values.get("createdBy")
                 if isinstance(created_by, str):
                     self._pending.new_owners.add(created_by)
+                    self.new_creators.add(created_by)
 
     def held_asset_values(self, user_id: str) -> Mapping[str, Sequence[Mapping[str, Any]]] | None:
         """The values held for each node, in order, to be laid over the nodes a page of ``user_id``'s assets reads
@@ -593,10 +614,34 @@ class SunbirdAssets:
         self._uow = uow
         self._graph = uow.store.graph
         self._image: tuple[str, Asset | None] | None = None  # the Image node read with the asset before
+        self._ahead: dict[str, Asset | None] = {}  # nodes read ahead by identifier (None: no such node)
+        self._ahead_owned: dict[str, list[Asset]] = {}  # every node of these users read ahead, of _ahead_types
+        self._ahead_types: tuple[str, ...] = ()
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """The micro-batch's single assets with their Image nodes in one query, and every node of the types
+        of the users whose assets are paged in another (``AssetGraph.created_by_any``; nothing kept when they
+        have more than ``READ_AHEAD_NODES`` together: those users are paged from the graph). ``get`` and
+        ``pages_created_by`` then answer from these with the unit of work's node writes laid over them, unless a
+        write of this unit of work made the user a creator (that node was not read ahead) or wrote the node
+        asked by ``get``: then they read the graph. The nodes are read at the start of the micro-batch."""
+        wanted = [i for a in plan.asset_ids for i in ((a,) if a.endswith(IMAGE_ID_SUFFIX) else (a, image_id(a)))]
+        wanted = [i for i in dict.fromkeys(wanted) if i not in self._uow.node_values]
+        if wanted:
+            found = self._graph.get_many(wanted)
+            self._ahead.update({i: found.get(i) for i in wanted})
+        owners = list(dict.fromkeys(plan.asset_owners))
+        if owners:
+            self._ahead_types = tuple(plan.object_types)
+            self._ahead_owned = self._graph.created_by_any(owners, plan.object_types, READ_AHEAD_NODES)
 
     def get(self, identifier: str) -> Asset | None:
         """The node. Reading an asset also reads its Image node (one query): a ``get`` of that Image right
-        after, with no other read or write of nodes between, is answered from it."""
+        after, with no other read or write of nodes between, is answered from it. A node read ahead and not
+        written since is answered from that read."""
+        if identifier in self._ahead and identifier not in self._uow.node_values:
+            self._image = None
+            return self._ahead[identifier]
         image, self._image = self._image, None
         if image is not None and image[0] == identifier:
             return image[1]
@@ -626,6 +671,14 @@ class SunbirdAssets:
         single-asset transfer in the micro-batch); a page's own writes need none before the next page (keyset
         paging by identifier pages past them)."""
         self._image = None
+        owned = self._ahead_owned.get(user_id)
+        if owned is not None and tuple(object_types) == self._ahead_types and user_id not in self._uow.new_creators:
+            written = self._uow.node_values
+            mine = [a for a in (_laid_over(a, written) for a in owned) if a.createdBy == user_id]
+            for start in range(0, len(mine), max(page_size, 1)):
+                yield mine[start : start + page_size]
+                self._uow.flush_if_large()
+            return
         held = self._uow.held_asset_values(user_id)
         for page in self._graph.pages_created_by(user_id, object_types, page_size):
             if held:
@@ -765,6 +818,22 @@ class SunbirdAudit:
         self._uow = uow
         self._cassandra = uow.store.cassandra
         self._about_read: tuple[str, int, list[tuple[str, list[AuditRecord]]]] | None = None
+        self._ahead_rows: dict[str, list[AuditRecord]] = {}  # first page of events' rows read ahead
+        self._ahead_limit = 0
+        self._ahead_about: dict[str, list[tuple[str, list[AuditRecord]]]] = {}  # users' _about read ahead
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """The first page of each ``plan.audit_mids`` and the ``audit_by_user`` partition of each
+        ``plan.audit_users`` in one round of concurrent reads, then the rows of the records those name in another.
+        ``page`` of such an event and ``recorded_names`` / ``redact`` of such a user answer from them until this
+        unit of work holds or writes audit rows of that event, or about that user."""
+        if not (plan.audit_mids or plan.audit_users):
+            return
+        rows, about = self._cassandra.audit_read_ahead(plan.audit_mids, plan.audit_page_size, plan.audit_users)
+        keys = [(mid, store, key) for entries in about.values() for mid, store, key, _ in entries]
+        records = iter(self._cassandra.audit_records_rows(keys) if keys else [])
+        self._ahead_about = {u: [(side, next(records)) for _, _, _, side in entries] for u, entries in about.items()}
+        self._ahead_rows, self._ahead_limit = rows, plan.audit_page_size
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Held until the unit of work flushes, which writes them before the record writes they describe."""
@@ -793,6 +862,7 @@ class SunbirdAudit:
         if changed and self._uow.writes:
             self._cassandra.audit_put(changed)
             self._uow.audit_version += 1
+            self._uow.audited_users.add(user_id)
         return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
@@ -810,6 +880,8 @@ class SunbirdAudit:
         became (``after``) ``user_id``: one read of the user's partition, then the records' rows concurrently.
         Held audit rows about the user are written first. Kept until the next audit row is held or written
         (``recorded_names`` then ``redact`` of a clean-up read it once)."""
+        if user_id in self._ahead_about and user_id not in self._uow.audited_users:
+            return self._ahead_about[user_id]
         if self._uow.holds_audit_about(user_id):
             self._uow.flush()
         kept = self._about_read
@@ -833,6 +905,12 @@ class SunbirdAudit:
         """Rows of one event, or of every event of a request (events oldest first, or newest first). Within
         one event rows come in key order (store, record, field): an event changes each field once, so the
         order inside it does not matter to undo."""
+        ahead = self._ahead_rows.get(mid) if mid is not None and cursor is None else None
+        if ahead is not None and mid is not None and mid not in self._uow.audited_mids and limit == self._ahead_limit:
+            if len(ahead) >= limit:
+                last = ahead[limit - 1]
+                return AuditPage(ahead[:limit], _encode_cursor(mid, (last.store, last.record_key, last.change.field)))
+            return AuditPage(ahead, None)
         if mid is None or self._uow.holds_audit_of(mid):
             self._uow.flush()
         if mid is not None:

@@ -260,6 +260,22 @@ class ColumnReverts(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """What the events of a micro-batch will read, known before the first of them is processed: the single
+    assets (``AssetRepository.get``; their Image nodes too), the users whose assets of ``object_types`` are
+    paged (``AssetRepository.pages_created_by``), the events whose audit rows are read (``AuditLog.page`` by
+    ``mid``, pages of ``audit_page_size``) and the users whose audited names are read (``AuditLog.recorded_names``
+    and ``redact``)."""
+
+    asset_ids: Sequence[str] = ()
+    asset_owners: Sequence[str] = ()
+    object_types: Sequence[str] = ()
+    audit_mids: Sequence[str] = ()
+    audit_users: Sequence[str] = ()
+    audit_page_size: int = 1000
+
+
 class UnitOfWork(Protocol):
     users: UserDirectory
     batches: BatchRepository
@@ -286,6 +302,13 @@ class UnitOfWork(Protocol):
         any record is read for writing, all at once (sorted), so that an undo and a transfer of the same user, or
         two undos, wait for each other instead of locking records in opposite orders (PostgreSQL: transaction
         advisory locks; SQLite: nothing, ``BEGIN IMMEDIATE`` already serialises writers; Sunbird: nothing)."""
+        ...
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """A hint, after ``lock_users``: the reads ``plan`` names will follow. A store whose reads are round trips
+        may make them now, a few requests for the micro-batch, and answer the later reads from them as long as no
+        write of this unit of work could have changed the answer (Sunbird: the graph's nodes); the SQL store
+        reads each when asked (nothing to do here)."""
         ...
 
 
