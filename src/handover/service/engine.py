@@ -26,6 +26,7 @@ from handover.service.ports import (
     BulkWrites,
     LedgerEntry,
     Outcome,
+    ReadPlan,
     RecordCounts,
     RecordsWritten,
     StoreContention,
@@ -123,7 +124,31 @@ class Engine:
         mids = [event.mid for event in parsed if event.mid is not None]
         ledger = dict(uow.ledger.get_many(mids)) if mids else {}
         found = uow.users.get_many(list(user_ids)) if user_ids else {}
+        uow.read_ahead(self._read_plan([e for e in parsed if e.mid not in ledger]))
         return _Known(ledger, {u: found.get(u) for u in user_ids})
+
+    def _read_plan(self, events: Sequence[OwnershipTransfer | DeleteUser | Rejection]) -> ReadPlan:
+        """The assets, the users' asset pages and the audit rows the events (not yet processed) will read."""
+        asset_ids: dict[str, None] = {}
+        owners: dict[str, None] = {}
+        deletions: dict[str, str] = {}  # mid -> user of a clean-up
+        for event in events:
+            if isinstance(event, OwnershipTransfer):
+                if event.asset is not None:
+                    asset_ids[event.asset.identifier] = None
+                else:
+                    owners[event.from_user_id] = None
+            elif isinstance(event, DeleteUser):
+                owners[event.user_id] = None
+                deletions[event.mid] = event.user_id
+        return ReadPlan(
+            list(asset_ids),
+            list(owners),
+            self.policy.object_type_names(),
+            audit_mids=list(deletions) if self.settings.audit else [],
+            audit_users=list(dict.fromkeys(deletions.values())),
+            audit_page_size=self.settings.page_size,
+        )
 
     # --- one event ---------------------------------------------------------------------------------
 
