@@ -132,6 +132,7 @@ def replay_once(
         es_url=f"http://127.0.0.1:{es_port}",
         bolt_uri=f"bolt://127.0.0.1:{bolt_port}",
         userorg_url=stack.enter_context(serve(userorg)),
+        **({"unique_id_constraint": False} if args.no_graph_index else {}),
     )
     deployment.create()
     stack.callback(deployment.drop)
@@ -192,6 +193,8 @@ def main() -> None:
                         help="events replayed first per batch size, not measured (default 100; 0: none)")
     parser.add_argument("--profile", type=Path,
                         help="write a pyinstrument profile of each replay (FILE-batchN.txt, dev extra)")
+    parser.add_argument("--no-graph-index", action="store_true",
+                        help="seed the graph without the unique constraint on IL_UNIQUE_ID (and its index)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for the replay (e.g. page_size=2), as HANDOVER_KEY")
     args = parser.parse_args()
