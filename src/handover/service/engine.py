@@ -128,9 +128,11 @@ class Engine:
         return _Known(ledger, {u: found.get(u) for u in user_ids})
 
     def _read_plan(self, events: Sequence[OwnershipTransfer | DeleteUser | Rejection]) -> ReadPlan:
-        """The assets, the users' asset pages and the audit rows the events (not yet processed) will read."""
+        """The assets, the users' asset and batch pages and the audit rows the events (not yet processed) will
+        read."""
         asset_ids: dict[str, None] = {}
         owners: dict[str, None] = {}
+        batch_users: dict[str, None] = {}
         deletions: dict[str, str] = {}  # mid -> user of a clean-up
         for event in events:
             if isinstance(event, OwnershipTransfer):
@@ -138,6 +140,7 @@ class Engine:
                     asset_ids[event.asset.identifier] = None
                 else:
                     owners[event.from_user_id] = None
+                    batch_users[event.from_user_id] = None
             elif isinstance(event, DeleteUser):
                 owners[event.user_id] = None
                 deletions[event.mid] = event.user_id
@@ -148,6 +151,9 @@ class Engine:
             audit_mids=list(deletions) if self.settings.audit else [],
             audit_users=list(dict.fromkeys(deletions.values())),
             audit_page_size=self.settings.page_size,
+            page_size=self.settings.page_size,
+            batch_users=list(batch_users),
+            batch_statuses=self.policy.course_batch_statuses,
         )
 
     # --- one event ---------------------------------------------------------------------------------

@@ -264,9 +264,10 @@ class ColumnReverts(Protocol):
 class ReadPlan:
     """What the events of a micro-batch will read, known before the first of them is processed: the single
     assets (``AssetRepository.get``; their Image nodes too), the users whose assets of ``object_types`` are
-    paged (``AssetRepository.pages_created_by``), the events whose audit rows are read (``AuditLog.page`` by
+    paged (``AssetRepository.pages_created_by``), the users whose course batches with one of ``batch_statuses``
+    are paged (``BatchRepository.pages_of_user``), the events whose audit rows are read (``AuditLog.page`` by
     ``mid``, pages of ``audit_page_size``) and the users whose audited names are read (``AuditLog.recorded_names``
-    and ``redact``)."""
+    and ``redact``). Batch pages have ``page_size`` rows."""
 
     asset_ids: Sequence[str] = ()
     asset_owners: Sequence[str] = ()
@@ -274,6 +275,9 @@ class ReadPlan:
     audit_mids: Sequence[str] = ()
     audit_users: Sequence[str] = ()
     audit_page_size: int = 1000
+    page_size: int = 1000
+    batch_users: Sequence[str] = ()
+    batch_statuses: frozenset[int] = frozenset()
 
 
 class UnitOfWork(Protocol):
