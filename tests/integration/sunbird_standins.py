@@ -217,6 +217,12 @@ class IndexStandIn:
                 return
             after = page[-1][0]
 
+    def first_pages(
+        self, user_ids: Sequence[str], statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> dict[str, list[BatchHit]]:
+        pages = {u: next(iter(self.search_pages(u, statuses, size + 1)), []) for u in user_ids}
+        return {u: hits for u, hits in pages.items() if len(hits) < size}
+
     def update_fields(self, docs: Sequence[tuple[str, Mapping[str, Any]]], refresh: bool = False) -> None:
         self.j.write("elasticsearch.update", [batch_id for batch_id, _ in docs])
         self.writes += 1

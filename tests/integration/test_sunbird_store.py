@@ -275,13 +275,16 @@ def audit_rows(rig: Rig) -> dict[tuple[str, str, str, str], tuple[Any, ...]]:
     return {k: (r.request_id, r.change.before, r.change.after) for k, r in rig.cassandra.audit.items()}
 
 
+@pytest.mark.parametrize("page_size", [2, 1000])  # 2: a user's batches fill the first page (searched again)
 @pytest.mark.parametrize("stream", [group_stream, chained])
-def test_a_micro_batch_gives_what_its_events_give_one_at_a_time(stream: Callable[[Rig, str], list[bytes]]) -> None:
+def test_a_micro_batch_gives_what_its_events_give_one_at_a_time(
+    stream: Callable[[Rig, str], list[bytes]], page_size: int
+) -> None:
     with new_rig() as one_by_one, new_rig() as batched:
         events = stream(one_by_one, "000001")
         assert stream(batched, "000001") == events
-        expected = [one_by_one.engine().process(e).report(with_mid=True) for e in events]
-        got = [o.report(with_mid=True) for o in batched.engine().process_batch(events)]
+        expected = [one_by_one.engine(page_size).process(e).report(with_mid=True) for e in events]
+        got = [o.report(with_mid=True) for o in batched.engine(page_size).process_batch(events)]
         assert got == expected
         assert batched.dump() == one_by_one.dump()
         assert audit_rows(batched) == audit_rows(one_by_one)

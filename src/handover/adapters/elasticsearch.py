@@ -55,6 +55,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -69,6 +70,7 @@ from handover.domain.rules import BatchUpdate
 
 log = logging.getLogger(__name__)
 STORE = "elasticsearch"
+CONCURRENCY = 8  # searches in flight at once (CourseBatchIndex.first_pages)
 SOURCE_FIELDS = ("batchId", "courseId", "createdBy", "mentors", "status")
 # search_after needs a total order: the document id is the batch id, and courseId breaks any tie that
 # lower-casing could create.
@@ -366,7 +368,12 @@ class CourseBatchIndex:
                     log.info("elasticsearch: %s at %s", self._version, self.urls[0])
         return self._version
 
-    def _request(self, method: str, path: str, doing: str, body: bytes | None = None, ndjson_body: bool = False) -> Any:
+    def _request(
+        self, method: str, path: str, doing: str, body: bytes | None = None, ndjson_body: bool = False,
+        counted: bool = False,
+    ) -> Any:
+        """The answer's JSON. ``counted``: the first attempt's round trip was counted by the caller (requests sent
+        concurrently)."""
         headers = {"Content-Type": "application/x-ndjson" if ndjson_body else "application/json"}
         writes = method != "GET" and not path.endswith(("/_search", "/_refresh"))  # a refresh is the search's
         kind = "write" if writes else "read"
@@ -380,7 +387,8 @@ class CourseBatchIndex:
                 with attempt:
                     # another node of es.basePath on each retry
                     url = self.urls[(attempt.retry_state.attempt_number - 1) % len(self.urls)] + path
-                    metrics.store_call(STORE, kind)
+                    if not counted or attempt.retry_state.attempt_number > 1:
+                        metrics.store_call(STORE, kind)
                     response = self._client.request(method, url, content=body, headers=headers)
                     if response.status_code >= 400:
                         raise _HttpStatus(response.status_code, response.text)
@@ -413,6 +421,27 @@ class CourseBatchIndex:
             after = raw[-1].get("sort")
             if not after:
                 raise SunbirdStoreError(STORE, f"searching {self.index}: hits carry no sort values")
+
+    def first_pages(
+        self, user_ids: Sequence[str], statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> dict[str, list[BatchHit]]:
+        """The first page of ``search_pages`` of each user, the searches sent concurrently (one round trip, after
+        the refresh ``search_pages`` makes); a user whose first page is full is left out (the caller pages it)."""
+        size = max(1, min(size, 10_000))
+        if refresh and self.refresh_mode == "before_search":
+            self.refresh()
+
+        def search(user_id: str) -> tuple[list[BatchHit], int]:
+            body = json.dumps(batches_of_user_query(user_id, statuses, size)).encode()
+            response = self._request("POST", f"/{self.index}/_search", f"searching {self.index}", body, counted=True)
+            return parse_hits(response), len(response.get("hits", {}).get("hits", []))
+
+        if not user_ids:
+            return {}
+        metrics.store_call(STORE, "read", len(user_ids))
+        with ThreadPoolExecutor(min(len(user_ids), CONCURRENCY), thread_name_prefix="es-search") as pool:
+            found = list(pool.map(search, user_ids))
+        return {u: hits for u, (hits, raw) in zip(user_ids, found, strict=True) if raw < size}
 
     def update_fields(self, docs: Sequence[tuple[str, Mapping[str, Any]]], refresh: Refresh | None = None) -> None:
         """Partial updates of exactly the given fields of these batch documents. ``refresh`` of the bulk

@@ -394,12 +394,15 @@ class SunbirdUnitOfWork:
         # the events whose audit rows, and the users whose audit_by_user rows, this unit of work wrote or holds
         self.audited_mids: set[str] = set()
         self.audited_users: set[str] = set()
+        # every course-batch write of this unit of work, flushed or not: the users it names (lower-cased), its keys
+        self.batch_users: set[str] = set()
+        self.batch_keys: set[tuple[str, str]] = set()
 
     def __enter__(self) -> Self:
         self._ledger = SunbirdLedger(self, self._preview_ledger)
         self._outbox = SunbirdOutbox(self)
         self.users = SunbirdUsers(self.store.userorg)
-        self.batches = SunbirdBatches(self)
+        self.batches = self._batches = SunbirdBatches(self)
         self.assets = self._assets = SunbirdAssets(self)
         self.ledger = self._ledger
         self.outbox = self._outbox
@@ -415,6 +418,7 @@ class SunbirdUnitOfWork:
         and the audit's in one or two rounds of concurrent Cassandra reads (``SunbirdAudit.read_ahead``)."""
         self._assets.read_ahead(plan)
         self._audit.read_ahead(plan)
+        self._batches.read_ahead(plan)
 
     def hold_audit(self, records: Sequence[AuditRecord]) -> None:
         if self.writes:
@@ -432,9 +436,12 @@ class SunbirdUnitOfWork:
             self._pending.batches.extend(updates)
             for u in updates:
                 row = rows.get(u.key)
-                self._pending.touch(u.createdby, *(u.mentors or ()), *(_users_of_row(row) if row else ()))
-                self._pending.touch(*_change_values(u.changes))
+                named = [u.createdby, *(u.mentors or ()), *(_users_of_row(row) if row else ())]
+                named += _change_values(u.changes)
+                self._pending.touch(*named)
                 self._pending.keys.add(u.key)
+                self.batch_users.update(n.lower() for n in named if n)
+                self.batch_keys.add(u.key)
 
     def hold_assets(self, updates: Sequence[AssetUpdate]) -> None:
         if self.writes:
@@ -551,6 +558,27 @@ class SunbirdBatches:
         self._store = uow.store
         self._rows: dict[tuple[str, str], CourseBatch] = {}  # rows read and not yet written
         self._refreshed: int | None = None  # the index's ``writes`` at this unit of work's last refresh
+        self._repairs = 0  # documents re-synced by this unit of work
+        # read ahead: each user's hits (the first and only page), the rows of their keys, what was asked
+        self._ahead: dict[str, list[BatchHit]] = {}
+        self._ahead_rows: dict[tuple[str, str], CourseBatch] = {}
+        self._ahead_query: tuple[frozenset[int], int, int] | None = None  # statuses, page size, repairs then
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """The first page of each ``plan.batch_users`` search, the searches sent concurrently (after the unit of
+        work's refresh), then the rows of every key found in one round of concurrent reads. ``pages_of_user`` of
+        such a user answers from them (once) when that page was its last, no write of this unit of work named the
+        user or changed one of those rows, and no document was re-synced since; otherwise it searches."""
+        users = list(dict.fromkeys(plan.batch_users))
+        if not users:
+            return
+        index = self._store.index
+        refresh = self._refreshed != index.writes
+        self._refreshed = index.writes
+        self._ahead = index.first_pages(users, sorted(plan.batch_statuses), plan.page_size, refresh=refresh)
+        keys = list(dict.fromkeys((h.course_id, h.batch_id) for hits in self._ahead.values() for h in hits))
+        self._ahead_rows = self._store.cassandra.read_batches(keys) if keys else {}
+        self._ahead_query = (frozenset(plan.batch_statuses), plan.page_size, self._repairs)
 
     def pages_of_user(self, user_id: str, statuses: frozenset[int], page_size: int) -> Iterator[Sequence[CourseBatch]]:
         """Elasticsearch finds the candidates (every hit, ``search_after``); each is read from Cassandra and
@@ -562,6 +590,16 @@ class SunbirdBatches:
         work's first search and before one after a write of the index); the others stay held (they
         cannot change which batches the search finds, nor their rows). A page's own writes need no flush before
         the next page: ``search_after`` pages past them."""
+        ahead = self._ahead.pop(user_id, None)
+        if ahead is not None and self._ahead_query == (frozenset(statuses), page_size, self._repairs):
+            keys = [(h.course_id, h.batch_id) for h in ahead]
+            uow = self._uow
+            if user_id.lower() not in uow.batch_users and not any(k in uow.batch_keys for k in keys):
+                page = self._page(user_id, statuses, ahead, self._ahead_rows, set())
+                if page:
+                    yield page
+                self._uow.flush_if_large()
+                return
         seen: set[tuple[str, str]] = set()
         self._uow.flush_for(users=(user_id,))
         index = self._store.index
@@ -571,27 +609,40 @@ class SunbirdBatches:
             fresh = [h for h in hits if (h.course_id, h.batch_id) not in seen]
             keys = [(h.course_id, h.batch_id) for h in fresh]
             self._uow.flush_for(keys=keys)
-            rows = self._store.cassandra.read_batches(keys)
-            page: list[CourseBatch] = []
-            repairs: list[tuple[str, dict[str, Any]]] = []
-            for hit in fresh:
-                key = (hit.course_id, hit.batch_id)
-                seen.add(key)
-                row = rows.get(key)
-                if row is None:
-                    log.warning("sunbird store: batch %s/%s is indexed but has no Cassandra row", *key)
-                    continue
-                if drifted(hit, row):
-                    repairs.append((row.batchid, {"createdBy": row.createdby, "mentors": list(row.mentors)}))
-                if row.status in statuses and (row.createdby == user_id or user_id in row.mentors):
-                    page.append(row)
-                    self._rows[key] = row
-            if repairs and self._uow.writes:
-                log.info("sunbird store: %d course-batch documents re-synced from Cassandra", len(repairs))
-                self._store.index.update_fields(repairs)
+            page = self._page(user_id, statuses, fresh, self._store.cassandra.read_batches(keys), seen)
             if page:
                 yield page
             self._uow.flush_if_large()
+
+    def _page(
+        self,
+        user_id: str,
+        statuses: frozenset[int],
+        hits: Sequence[BatchHit],
+        rows: Mapping[tuple[str, str], CourseBatch],
+        seen: set[tuple[str, str]],
+    ) -> list[CourseBatch]:
+        """The rows of ``hits`` that have one of ``statuses`` and name the user; documents that drifted from their
+        rows re-synced."""
+        page: list[CourseBatch] = []
+        repairs: list[tuple[str, dict[str, Any]]] = []
+        for hit in hits:
+            key = (hit.course_id, hit.batch_id)
+            seen.add(key)
+            row = rows.get(key)
+            if row is None:
+                log.warning("sunbird store: batch %s/%s is indexed but has no Cassandra row", *key)
+                continue
+            if drifted(hit, row):
+                repairs.append((row.batchid, {"createdBy": row.createdby, "mentors": list(row.mentors)}))
+            if row.status in statuses and (row.createdby == user_id or user_id in row.mentors):
+                page.append(row)
+                self._rows[key] = row
+        if repairs and self._uow.writes:
+            log.info("sunbird store: %d course-batch documents re-synced from Cassandra", len(repairs))
+            self._store.index.update_fields(repairs)
+            self._repairs += 1
+        return page
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
         """Held until the unit of work flushes: Cassandra (the source of truth) first, then exactly the written
