@@ -36,6 +36,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -414,11 +415,17 @@ class SunbirdUnitOfWork:
         return None
 
     def read_ahead(self, plan: ReadPlan) -> None:
-        """The graph's part of ``plan`` read now, in two queries for the micro-batch (``SunbirdAssets.read_ahead``),
-        and the audit's in one or two rounds of concurrent Cassandra reads (``SunbirdAudit.read_ahead``)."""
-        self._assets.read_ahead(plan)
-        self._audit.read_ahead(plan)
-        self._batches.read_ahead(plan)
+        """``plan`` read now, the three parts at the same time (each on its own thread): the graph's in two queries
+        (``SunbirdAssets.read_ahead``), the audit's in one or two rounds of concurrent Cassandra reads
+        (``SunbirdAudit.read_ahead``), the course batches' in one round of searches and one of row reads
+        (``SunbirdBatches.read_ahead``). The first failure is raised once all three have ended."""
+        parts = (self._assets.read_ahead, self._audit.read_ahead, self._batches.read_ahead)
+        with ThreadPoolExecutor(len(parts), thread_name_prefix="read-ahead") as pool:
+            futures = [pool.submit(part, plan) for part in parts]
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
 
     def hold_audit(self, records: Sequence[AuditRecord]) -> None:
         if self.writes:
