@@ -36,7 +36,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -387,6 +387,7 @@ class SunbirdUnitOfWork:
         self.writes = writes
         self._preview_ledger = preview_ledger
         self._pending = PendingWrites()  # audit rows and record writes, written together at the next flush
+        self._ahead_futures: list[Future[None]] = []  # the read ahead in flight (read_ahead, ready)
         self.audit_version = 0  # audit rows held or written so far in this unit of work (SunbirdAudit's reads)
         # every node write of this unit of work, flushed or not: the values of each node, in order, and the users
         # the writes made creators (the nodes read ahead are answered with these laid over them)
@@ -415,19 +416,27 @@ class SunbirdUnitOfWork:
         return None
 
     def read_ahead(self, plan: ReadPlan) -> None:
-        """``plan`` read now, the three parts at the same time (each on its own thread): the graph's in two queries
-        (``SunbirdAssets.read_ahead``), the audit's in one or two rounds of concurrent Cassandra reads
-        (``SunbirdAudit.read_ahead``), the course batches' in one round of searches and one of row reads
-        (``SunbirdBatches.read_ahead``). The first failure is raised once all three have ended."""
+        """``plan`` read in the background, the three parts at the same time (each on its own thread), while the
+        engine reads the ledger and the users: the graph's in two queries (``SunbirdAssets.read_ahead``), the
+        audit's in one or two rounds of concurrent Cassandra reads (``SunbirdAudit.read_ahead``), the course
+        batches' in one round of searches and one of row reads (``SunbirdBatches.read_ahead``). Every read and
+        write of the unit of work first waits for them (``ready``)."""
+        self.ready()
         parts = (self._assets.read_ahead, self._audit.read_ahead, self._batches.read_ahead)
-        with ThreadPoolExecutor(len(parts), thread_name_prefix="read-ahead") as pool:
-            futures = [pool.submit(part, plan) for part in parts]
-        for future in futures:
-            error = future.exception()
+        pool = ThreadPoolExecutor(len(parts), thread_name_prefix="read-ahead")
+        self._ahead_futures = [pool.submit(part, plan) for part in parts]
+        pool.shutdown(wait=False)  # its threads end with their part
+
+    def ready(self) -> None:
+        """Wait for the read ahead in flight, if any; its first failure is raised once every part has ended."""
+        futures, self._ahead_futures = self._ahead_futures, []
+        errors = [f.exception() for f in futures]
+        for error in errors:
             if error is not None:
                 raise error
 
     def hold_audit(self, records: Sequence[AuditRecord]) -> None:
+        self.ready()
         if self.writes:
             self._pending.audit.extend(records)
             self._pending.audit_mids.update(r.mid for r in records)
@@ -438,6 +447,7 @@ class SunbirdUnitOfWork:
                     self.audited_users.update(v for v in (r.change.before, r.change.after) if isinstance(v, str))
 
     def hold_batches(self, updates: Sequence[BatchUpdate], rows: Mapping[tuple[str, str], CourseBatch]) -> None:
+        self.ready()
         """``rows``: the rows the updates were planned from (their users are the searches they affect)."""
         if self.writes:
             self._pending.batches.extend(updates)
@@ -451,6 +461,7 @@ class SunbirdUnitOfWork:
                 self.batch_keys.add(u.key)
 
     def hold_assets(self, updates: Sequence[AssetUpdate]) -> None:
+        self.ready()
         if self.writes:
             self._pending.assets.extend(updates)
             for u in updates:
@@ -497,6 +508,7 @@ class SunbirdUnitOfWork:
         the course-batch rows (Cassandra, the source of truth), their documents (one ``_bulk``), the nodes
         (``UNWIND`` pages). Held across the events of a unit of work until a read needs them (``flush_for``),
         ``FLUSH_AT`` are held or the unit of work commits."""
+        self.ready()
         pending, self._pending = self._pending, PendingWrites()
         store = self.store
         if pending.audit:
@@ -509,6 +521,7 @@ class SunbirdUnitOfWork:
             store.graph.write(pending.assets)
 
     def commit(self) -> None:
+        self.ready()
         self.flush()
         self._outbox.flush()
         self._ledger.flush()
@@ -518,6 +531,10 @@ class SunbirdUnitOfWork:
     ) -> None:
         """Nothing can be rolled back across these stores: writes already made stay (a redelivered event
         converges, see the module doc); held writes, the email and the ledger row are dropped."""
+        try:
+            self.ready()
+        except Exception as error:  # the unit of work failed or was left without reading it
+            log.debug("sunbird store: read ahead failed: %s", error)
         if exc is not None and (self._pending.size() or self._ledger.pending):
             log.warning("sunbird store: unit of work failed (%s); ledger not written, the event will run again", exc)
         self._pending = PendingWrites()
@@ -597,6 +614,7 @@ class SunbirdBatches:
         work's first search and before one after a write of the index); the others stay held (they
         cannot change which batches the search finds, nor their rows). A page's own writes need no flush before
         the next page: ``search_after`` pages past them."""
+        self._uow.ready()
         ahead = self._ahead.pop(user_id, None)
         if ahead is not None and self._ahead_query == (frozenset(statuses), page_size, self._repairs):
             keys = [(h.course_id, h.batch_id) for h in ahead]
@@ -660,6 +678,7 @@ class SunbirdBatches:
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
         """The rows (no locks: Cassandra has none; an undo re-checks each field's value)."""
+        self._uow.ready()
         wanted = list(dict.fromkeys(keys))
         self._uow.flush_for(keys=wanted)
         rows = self._store.cassandra.read_batches(wanted)
@@ -697,6 +716,7 @@ class SunbirdAssets:
         """The node. Reading an asset also reads its Image node (one query): a ``get`` of that Image right
         after, with no other read or write of nodes between, is answered from it. A node read ahead and not
         written since is answered from that read."""
+        self._uow.ready()
         if identifier in self._ahead and identifier not in self._uow.node_values:
             self._image = None
             return self._ahead[identifier]
@@ -711,6 +731,7 @@ class SunbirdAssets:
         return found.get(identifier)
 
     def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
+        self._uow.ready()
         self._image = None
         wanted = list(dict.fromkeys(identifiers))
         self._uow.flush_for(ids=wanted)
@@ -718,7 +739,7 @@ class SunbirdAssets:
 
     def types_created_by(self, user_id: str) -> dict[str, int]:
         """How many assets ``user_id`` created, by objectType (the graph's count)."""
-        self._uow.flush()
+        self._uow.flush()  # (waits for the read ahead)
         return self._graph.types_created_by(user_id)
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
@@ -728,6 +749,7 @@ class SunbirdAssets:
         (``held_asset_values``). Held writes then need no flush before the pages are read (a user's earlier
         single-asset transfer in the micro-batch); a page's own writes need none before the next page (keyset
         paging by identifier pages past them)."""
+        self._uow.ready()
         self._image = None
         owned = self._ahead_owned.get(user_id)
         if owned is not None and tuple(object_types) == self._ahead_types and user_id not in self._uow.new_creators:
@@ -901,6 +923,7 @@ class SunbirdAudit:
         """In the audit rows of the records whose ``createdBy`` changed from or to ``user_id`` (``audit_by_user``:
         where a transfer put that user's names), every value equal to one of ``values`` becomes ``replacement``;
         rows written back in place (same key, time and request). Returns how many values were replaced."""
+        self._uow.ready()
         wanted = set(values) - {replacement}
         if not wanted:
             return 0
@@ -938,6 +961,7 @@ class SunbirdAudit:
         became (``after``) ``user_id``: one read of the user's partition, then the records' rows concurrently.
         Held audit rows about the user are written first. Kept until the next audit row is held or written
         (``recorded_names`` then ``redact`` of a clean-up read it once)."""
+        self._uow.ready()
         if user_id in self._ahead_about and user_id not in self._uow.audited_users:
             return self._ahead_about[user_id]
         if self._uow.holds_audit_about(user_id):
@@ -963,6 +987,7 @@ class SunbirdAudit:
         """Rows of one event, or of every event of a request (events oldest first, or newest first). Within
         one event rows come in key order (store, record, field): an event changes each field once, so the
         order inside it does not matter to undo."""
+        self._uow.ready()
         ahead = self._ahead_rows.get(mid) if mid is not None and cursor is None else None
         if ahead is not None and mid is not None and mid not in self._uow.audited_mids and limit == self._ahead_limit:
             if len(ahead) >= limit:
