@@ -121,15 +121,15 @@ class Engine:
                 user_ids[event.user_id] = None
         if user_ids:
             uow.lock_users(user_ids)
+        uow.read_ahead(self._read_plan(parsed))  # first: a store may read it while the ledger and users are read
         mids = [event.mid for event in parsed if event.mid is not None]
         ledger = dict(uow.ledger.get_many(mids)) if mids else {}
         found = uow.users.get_many(list(user_ids)) if user_ids else {}
-        uow.read_ahead(self._read_plan([e for e in parsed if e.mid not in ledger]))
         return _Known(ledger, {u: found.get(u) for u in user_ids})
 
     def _read_plan(self, events: Sequence[OwnershipTransfer | DeleteUser | Rejection]) -> ReadPlan:
-        """The assets, the users' asset and batch pages and the audit rows the events (not yet processed) will
-        read."""
+        """The assets, the users' asset and batch pages and the audit rows the events will read (those of events
+        that turn out to be duplicates too: the ledger is read after the plan is handed over)."""
         asset_ids: dict[str, None] = {}
         owners: dict[str, None] = {}
         batch_users: dict[str, None] = {}
