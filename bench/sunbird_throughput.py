@@ -31,7 +31,16 @@ Against another checkout (before/after): ``cd`` there and run this file with ``P
 replay has no ``--batch-size`` takes ``--batch-sizes 1``: one event per unit of work; one that counts no round trips
 prints them as 0).
 
-Target (issue 15): at least 100 events/s on these servers. Figures: README, "Speed on sunbird://".
+``--no-graph-index`` seeds the graph without the unique constraint on ``IL_UNIQUE_ID`` (Sunbird's graph has one;
+the test deployment creates it by default).
+
+Target (issue 15): at least 100 events/s on these servers. Last figures (README, "Speed on sunbird://", with the
+earlier rounds): back to back on the shared 2-core machine, N = 300 events (302 lines), each commit from a copy
+(``git archive``) run as ``HANDOVER_SHARED=/work/shared PYTHONPATH=src .venv/bin/python bench/sunbird_throughput.py
+--events 300``, two rounds, load average 5.9-8.2 and 3.6-8.0: at ``--batch-size 100`` ``a12bb05`` made 5.52 round
+trips per event (6.40 requests), 26.6 / 38.8 events/s; ``4b775ba`` (a micro-batch's reads planned together:
+``UnitOfWork.read_ahead``) 0.18 round trips (4.03 requests), 75.6 / 94.3 events/s; 56.8 events/s with
+``--no-graph-index``. Not met on that loaded machine; what is left is the servers' work, not round trips.
 """
 
 from __future__ import annotations
