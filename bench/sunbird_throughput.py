@@ -31,7 +31,16 @@ Against another checkout (before/after): ``cd`` there and run this file with ``P
 replay has no ``--batch-size`` takes ``--batch-sizes 1``: one event per unit of work; one that counts no round trips
 prints them as 0).
 
-Target (issue 15): at least 100 events/s on these servers. Figures: README, "Speed on sunbird://".
+``--no-graph-index`` seeds the graph without the unique constraint on ``IL_UNIQUE_ID`` (Sunbird's graph has one;
+the test deployment creates it by default).
+
+Target (issue 15): at least 100 events/s on these servers. Last figures (README, "Speed on sunbird://", with the
+earlier rounds): back to back on the shared 2-core machine, N = 300 events (302 lines), each commit from a copy
+(``git archive``) run as ``HANDOVER_SHARED=/work/shared PYTHONPATH=src .venv/bin/python bench/sunbird_throughput.py
+--events 300``, two rounds, load average 5.9-8.2 and 3.6-8.0: at ``--batch-size 100`` ``a12bb05`` made 5.52 round
+trips per event (6.40 requests), 26.6 / 38.8 events/s; ``4b775ba`` (a micro-batch's reads planned together:
+``UnitOfWork.read_ahead``) 0.18 round trips (4.03 requests), 75.6 / 94.3 events/s; 56.8 events/s with
+``--no-graph-index``. Not met on that loaded machine; what is left is the servers' work, not round trips.
 """
 
 from __future__ import annotations
@@ -132,6 +141,7 @@ def replay_once(
         es_url=f"http://127.0.0.1:{es_port}",
         bolt_uri=f"bolt://127.0.0.1:{bolt_port}",
         userorg_url=stack.enter_context(serve(userorg)),
+        **({"unique_id_constraint": False} if args.no_graph_index else {}),
     )
     deployment.create()
     stack.callback(deployment.drop)
@@ -192,6 +202,8 @@ def main() -> None:
                         help="events replayed first per batch size, not measured (default 100; 0: none)")
     parser.add_argument("--profile", type=Path,
                         help="write a pyinstrument profile of each replay (FILE-batchN.txt, dev extra)")
+    parser.add_argument("--no-graph-index", action="store_true",
+                        help="seed the graph without the unique constraint on IL_UNIQUE_ID (and its index)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for the replay (e.g. page_size=2), as HANDOVER_KEY")
     args = parser.parse_args()

@@ -6,7 +6,11 @@ directly (never through handover's own writers, so that a test does not check ha
 - Elasticsearch: the ``course-batch`` index with the LMS mapping and settings of ``shared/upstream/lms``, documents
   shaped as the LMS indexes a batch.
 - Graph: data nodes with Sunbird's system properties (``IL_UNIQUE_ID``, ``IL_FUNC_OBJECT_TYPE``,
-  ``IL_SYS_NODE_TYPE``) and metadata beyond handover's fields, under a label of the test's own.
+  ``IL_SYS_NODE_TYPE``) and metadata beyond handover's fields, under a label of the test's own, with a unique
+  constraint on ``IL_UNIQUE_ID`` as Sunbird's graph has one (its Knowlg set-up runs ``CREATE CONSTRAINT ON
+  (domain:domain) ASSERT domain.IL_UNIQUE_ID IS UNIQUE``; ArcadeDB takes the Neo4j 5 form) unless
+  ``unique_id_constraint`` is False. handover's statements are the same either way; the constraint's index only
+  makes the look-ups by identifier cheaper.
 
 ``Deployment.env`` is the ``HANDOVER_*`` settings that point handover at it.
 """
@@ -131,6 +135,7 @@ class Deployment:
     bolt_uri: str
     userorg_url: str
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    unique_id_constraint: bool = True
     _cassandra: Any = None
     _neo4j: Any = None
 
@@ -215,6 +220,10 @@ class Deployment:
             f"CREATE TABLE {self.lms_keyspace}.course_batch ({columns}, PRIMARY KEY (courseid, batchid))"
         )
         self.es("PUT", f"/{self.index}", index_definition())
+        if self.unique_id_constraint:
+            self.cypher(
+                f"CREATE CONSTRAINT {self.label}_id IF NOT EXISTS FOR (n:{self.label}) REQUIRE n.IL_UNIQUE_ID IS UNIQUE"
+            )
 
     def seed(self, fixture: Mapping[str, Any]) -> None:
         """Write a fixture's course batches (row + document) and assets (nodes)."""

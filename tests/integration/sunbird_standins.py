@@ -113,6 +113,11 @@ class CassandraStandIn:
         }
         return None
 
+    def notification_claim_many(
+        self, claims: Sequence[tuple[Notification, uuid.UUID]], now: datetime
+    ) -> list[NotificationRow | None]:
+        return [self.notification_claim(note, claim, now) for note, claim in claims]
+
     def notification_reclaim(self, mid: str, old: uuid.UUID | None, claim: uuid.UUID, now: datetime) -> bool:
         row = self.notifications[mid]
         if row["claim_id"] != old or row["sent_at"] is not None:
@@ -129,6 +134,10 @@ class CassandraStandIn:
     def notification_sent(self, mid: str, now: datetime) -> None:
         self.j.write("cassandra.notification.sent", mid)
         self.notifications[mid]["sent_at"] = now
+
+    def notification_sent_many(self, mids: Sequence[str], now: datetime) -> None:
+        for mid in mids:
+            self.notification_sent(mid, now)
 
     def scan_notifications(self) -> Iterator[dict[str, Any]]:
         for mid, row in self.notifications.items():
@@ -156,6 +165,14 @@ class CassandraStandIn:
     def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
         return [self.audit[k] for k in sorted(self.audit) if k[:3] == (mid, store, record_key)]
 
+    def audit_read_ahead(
+        self, mids: Sequence[str], limit: int, users: Sequence[str]
+    ) -> tuple[dict[str, list[AuditRecord]], dict[str, list[tuple[str, str, str, str]]]]:
+        return {m: self.audit_rows(m, None, limit) for m in mids}, {u: self.audit_about_user(u) for u in users}
+
+    def audit_records_rows(self, records: Sequence[tuple[str, str, str]]) -> list[list[AuditRecord]]:
+        return [self.audit_record_rows(*record) for record in records]
+
 
 class IndexStandIn:
     """The ``course-batch`` index: ``term`` on the lower-cased value, ``terms`` on status, search_after."""
@@ -163,6 +180,7 @@ class IndexStandIn:
     def __init__(self, journal: Journal) -> None:
         self.j = journal
         self.docs: dict[str, dict[str, Any]] = {}
+        self.writes = 0  # as CourseBatchIndex.writes (a search here sees every write at once: no refresh)
 
     def close(self) -> None:
         return None
@@ -175,7 +193,9 @@ class IndexStandIn:
         mentors = [m.lower() for m in doc.get("mentors") or []]
         return doc.get("status") in statuses and (str(doc.get("createdBy") or "").lower() == value or value in mentors)
 
-    def search_pages(self, user_id: str, statuses: Sequence[int], size: int) -> Iterator[list[BatchHit]]:
+    def search_pages(
+        self, user_id: str, statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> Iterator[list[BatchHit]]:
         value, after = user_id.lower(), ("", "")
         while True:
             found = sorted(
@@ -197,8 +217,15 @@ class IndexStandIn:
                 return
             after = page[-1][0]
 
+    def first_pages(
+        self, user_ids: Sequence[str], statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> dict[str, list[BatchHit]]:
+        pages = {u: next(iter(self.search_pages(u, statuses, size + 1)), []) for u in user_ids}
+        return {u: hits for u, hits in pages.items() if len(hits) < size}
+
     def update_fields(self, docs: Sequence[tuple[str, Mapping[str, Any]]], refresh: bool = False) -> None:
         self.j.write("elasticsearch.update", [batch_id for batch_id, _ in docs])
+        self.writes += 1
         for batch_id, fields in docs:
             if batch_id in self.docs:
                 self.docs[batch_id].update(fields)
@@ -243,6 +270,10 @@ class GraphStandIn:
                 return
             yield [asset_from_props(self.nodes[i]) for i in ids]
             after = ids[-1]
+
+    def created_by_any(self, users: Sequence[str], object_types: Sequence[str], limit: int) -> dict[str, list[Asset]]:
+        found = {u: [a for page in self.pages_created_by(u, object_types, limit + 1) for a in page] for u in users}
+        return {} if sum(len(v) for v in found.values()) > limit else found
 
     def write(self, updates: Sequence[AssetUpdate]) -> int:
         self.j.write("neo4j.write", [u.identifier for u in updates])

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,8 +51,8 @@ class Rig:
         return {name: list(records) for name, records in self.store.dump_sections()}
 
 
-@pytest.fixture
-def rig() -> Iterator[Rig]:
+@contextmanager
+def new_rig() -> Iterator[Rig]:
     userorg = FakeUserOrg()
     userorg.add(*(user_from_json(u) for u in FIXTURE["users"]))
     with serve(userorg) as base:
@@ -64,6 +65,12 @@ def rig() -> Iterator[Rig]:
         store.load(FIXTURE)
         yield Rig(store, journal, store.cassandra, store.index, store.graph, userorg)  # type: ignore[arg-type]
         store.close()
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    with new_rig() as made:
+        yield made
 
 
 def report(engine: Engine, lines: list[bytes]) -> list[dict[str, object]]:
@@ -114,10 +121,9 @@ def test_write_order_audit_then_records_then_email_then_ledger(rig: Rig) -> None
     rig.journal.entries.clear()
     engine.process(EVENTS[1])  # transfer everything
     assert rig.journal.operations() == [
-        "cassandra.audit",
+        "cassandra.audit",  # the audit rows of the batches and of the assets, held together, first
         "cassandra.course_batch",  # the source of truth first
         "elasticsearch.update",  # then exactly the written fields of the documents
-        "cassandra.audit",
         "neo4j.write",
         "cassandra.ledger",
     ]
@@ -244,3 +250,53 @@ def test_a_read_that_a_held_write_changes_comes_after_it(rig: Rig) -> None:
     assert [(o.outcome, o.changed_assets) for o in outcomes] == [("applied", 2), ("applied", 2)]
     assert rig.journal.operations() == ["cassandra.audit", "neo4j.write"] * 2 + ["cassandra.ledger"] * 2
     assert rig.graph.nodes["q000001"]["createdBy"] == "a000001"
+
+
+def group_stream(rig: Rig, g: str) -> list[bytes]:
+    """Group ``g`` of ``tests.streams`` (its users, batches and nodes set up): a single-asset transfer, a transfer
+    of everything, a clean-up and a redelivery."""
+    fixture = group_fixture(g)
+    rig.userorg.add(*(user_from_json(u) for u in fixture["users"]))
+    rig.store.load({"course_batches": fixture["course_batches"], "assets": fixture["assets"]})
+    return [json.dumps(e).encode() for e in group_events(g)]
+
+
+def chained(rig: Rig, g: str) -> list[bytes]:
+    """Group ``g``'s transfer of everything a -> b, then everything b -> a, then its clean-up: the second pages
+    nodes the first gave b (not among those read ahead)."""
+    events = group_stream(rig, g)
+    back = json.loads(events[1])
+    back["mid"] += ".back"
+    back["edata"]["fromUserProfile"]["userId"], back["edata"]["toUserProfile"]["userId"] = f"b{g}", f"a{g}"
+    return [events[1], json.dumps(back).encode(), events[2]]
+
+
+def audit_rows(rig: Rig) -> dict[tuple[str, str, str, str], tuple[Any, ...]]:
+    return {k: (r.request_id, r.change.before, r.change.after) for k, r in rig.cassandra.audit.items()}
+
+
+@pytest.mark.parametrize("page_size", [2, 1000])  # 2: a user's batches fill the first page (searched again)
+@pytest.mark.parametrize("stream", [group_stream, chained])
+def test_a_micro_batch_gives_what_its_events_give_one_at_a_time(
+    stream: Callable[[Rig, str], list[bytes]], page_size: int
+) -> None:
+    with new_rig() as one_by_one, new_rig() as batched:
+        events = stream(one_by_one, "000001")
+        assert stream(batched, "000001") == events
+        expected = [one_by_one.engine(page_size).process(e).report(with_mid=True) for e in events]
+        got = [o.report(with_mid=True) for o in batched.engine(page_size).process_batch(events)]
+        assert got == expected
+        assert batched.dump() == one_by_one.dump()
+        assert audit_rows(batched) == audit_rows(one_by_one)
+        assert_index_matches_rows(batched)
+        assert len(batched.userorg.notifications) == len(one_by_one.userorg.notifications) == 1
+
+
+def test_a_micro_batch_of_a_group_writes_each_kind_once(rig: Rig) -> None:
+    events = group_stream(rig, "000001")
+    outcomes = rig.engine().process_batch(events)
+    assert [o.outcome for o in outcomes] == ["applied", "applied", "applied", "duplicate"]
+    operations = rig.journal.operations()
+    for kind in ("cassandra.audit", "cassandra.course_batch", "elasticsearch.update", "neo4j.write"):
+        assert operations.count(kind) == 1, operations
+    assert operations.index("cassandra.audit") < operations.index("cassandra.course_batch")

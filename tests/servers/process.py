@@ -128,11 +128,18 @@ class ServerProcess:
         self.stop()
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog as a server's (socketserver's default of 5 drops the connections a client opens at once
+    beyond it, and the client's kernel sends them again only after a second)."""
+
+    request_queue_size = 128
+
+
 @contextmanager
 def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve ``handler`` (a stand-in written for the tests) on a free loopback port in a thread of this process;
     yields ``http://127.0.0.1:PORT``. Stopped and closed on exit."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Server(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     server.block_on_close = False
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)

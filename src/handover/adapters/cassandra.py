@@ -743,6 +743,22 @@ class CassandraGateway:
         with self.errors(doing):
             return self.session().execute(bound)
 
+    def execute_concurrently(self, statements: Sequence[Statement], doing: str) -> list[Any]:
+        """Independent statements sent concurrently (at most ``CONCURRENCY`` in flight), counted as one round trip:
+        their results, in order. SunbirdStoreError when one failed (the others may have been applied)."""
+        if len(statements) <= 1:
+            return [self.execute(statement, doing) for statement in statements]
+        from cassandra.concurrent import execute_concurrent
+
+        bound = [(self.prepare(cql).bind(params), None) for cql, params in statements]
+        counted(len(bound), "read" if all(cql.startswith("SELECT") for cql, _ in statements) else "write")
+        with self.errors(doing):
+            results = execute_concurrent(self.session(), bound, concurrency=CONCURRENCY)
+        for ok, result in results:
+            if not ok:
+                raise SunbirdStoreError(STORE, f"{doing}: {describe(result)}")
+        return [result for _, result in results]
+
     def execute_plain(self, cql: str, doing: str) -> Any:
         counted(1, "read" if cql.startswith("SELECT") else "write")
         with self.errors(doing):
@@ -981,10 +997,24 @@ class CassandraGateway:
     def notification_claim(self, note: Notification, claim: uuid.UUID, now: datetime) -> NotificationRow | None:
         """Create the record, claimed by ``claim`` (``INSERT ... IF NOT EXISTS``). None when it was created;
         else the existing record (read by the transaction itself, so it is current)."""
-        applied, row = self.lwt(self.handover.claim_notification(note, claim, now), "claiming the notification")
-        if applied:
-            return None
-        return NotificationRow(note.mid, row.claim_id, _utc(row.claimed_at), _utc(row.sent_at))
+        return self.notification_claim_many([(note, claim)], now)[0]
+
+    def notification_claim_many(
+        self, claims: Sequence[tuple[Notification, uuid.UUID]], now: datetime
+    ) -> list[NotificationRow | None]:
+        """``notification_claim`` of each note, the lightweight transactions sent concurrently (one round trip;
+        each is a Paxos round on its own partition)."""
+        statements = [self.handover.claim_notification(note, claim, now) for note, claim in claims]
+        results = self.execute_concurrently(statements, "claiming the notification")
+        out: list[NotificationRow | None] = []
+        for (note, _), result in zip(claims, results, strict=True):
+            row = result.one()
+            applied = bool(result.was_applied)
+            if applied:
+                out.append(None)
+            else:
+                out.append(NotificationRow(note.mid, row.claim_id, _utc(row.claimed_at), _utc(row.sent_at)))
+        return out
 
     def notification_reclaim(self, mid: str, old: uuid.UUID | None, claim: uuid.UUID, now: datetime) -> bool:
         """Take over an unsent record whose claim is still ``old``."""
@@ -995,7 +1025,11 @@ class CassandraGateway:
         self.lwt(self.handover.release_notification(mid, claim), "releasing the notification claim")
 
     def notification_sent(self, mid: str, now: datetime) -> None:
-        self.execute(self.handover.mark_notification_sent(mid, now), "marking the notification sent")
+        self.notification_sent_many([mid], now)
+
+    def notification_sent_many(self, mids: Sequence[str], now: datetime) -> None:
+        statements = [self.handover.mark_notification_sent(mid, now) for mid in mids]
+        self.execute_concurrently(statements, "marking the notification sent")
 
     def scan_notifications(self) -> Iterator[dict[str, Any]]:
         scan = self.connection.simple(self.handover.scan_notifications(), fetch_size=1000)
@@ -1030,10 +1064,30 @@ class CassandraGateway:
         rows = self.execute((self.handover.select_audit_by_user(), (user_id,)), "reading the audit trail")
         return [(r.mid, r.store, r.record_key, r.side) for r in rows]
 
+    def audit_read_ahead(
+        self, mids: Sequence[str], limit: int, users: Sequence[str]
+    ) -> tuple[dict[str, list[AuditRecord]], dict[str, list[tuple[str, str, str, str]]]]:
+        """The first ``limit`` audit rows of each of ``mids`` (``audit_rows``) and the ``audit_about_user`` of each
+        of ``users``, read concurrently (one round trip)."""
+        statements = [self.handover.audit_page(mid, None, limit) for mid in mids]
+        statements += [(self.handover.select_audit_by_user(), (user,)) for user in users]
+        results = self.execute_concurrently(statements, "reading the audit trail")
+        rows = {mid: [_audit_record(r) for r in result] for mid, result in zip(mids, results, strict=False)}
+        about = {
+            user: [(r.mid, r.store, r.record_key, r.side) for r in result]
+            for user, result in zip(users, results[len(mids) :], strict=True)
+        }
+        return rows, about
+
     def audit_record_rows(self, mid: str, store: str, record_key: str) -> list[AuditRecord]:
         """The audit rows of one record in one event."""
-        rows = self.execute(self.handover.audit_of_record(mid, store, record_key), "reading the audit trail")
-        return [_audit_record(r) for r in rows]
+        return self.audit_records_rows([(mid, store, record_key)])[0]
+
+    def audit_records_rows(self, records: Sequence[tuple[str, str, str]]) -> list[list[AuditRecord]]:
+        """``audit_record_rows`` of each (mid, store, record_key), read concurrently (one round trip)."""
+        statements = [self.handover.audit_of_record(mid, store, key) for mid, store, key in records]
+        results = self.execute_concurrently(statements, "reading the audit trail")
+        return [[_audit_record(r) for r in rows] for rows in results]
 
 
 def _audit_record(r: Any) -> AuditRecord:

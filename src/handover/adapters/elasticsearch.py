@@ -29,11 +29,14 @@ transfer finds its batches through a search: B->C run within a second of A->B (o
 Kafka backlog, another worker) found none of B's new batches. ``es.refresh`` chooses how a write is made
 searchable for the next search:
 
-- ``before_search`` (the default): ``POST /{index}/_refresh`` before each search for a user's batches; the
-  writes carry no ``refresh``. Every write acknowledged before the search is found, whoever made it: earlier
-  events of this process or of another worker, re-syncs, the LMS itself. Cost: one refresh call per search for
-  a user (one per transfer event); on Elasticsearch it refreshes the index's shards, which makes a new small
-  segment only when changes are pending. On a secured cluster it needs the ``maintenance`` index privilege.
+- ``before_search`` (the default): ``POST /{index}/_refresh`` before the first search for a user's batches of a
+  unit of work (a micro-batch), and again before a later search of it once this process wrote the index since
+  (``CourseBatchIndex.writes``); the writes carry no ``refresh``. Every write acknowledged before the unit of
+  work's first search is found, whoever made it (another worker, re-syncs, the LMS itself), and every write of
+  this process before the search (earlier events of the micro-batch). Cost: one refresh call per micro-batch that
+  searches, plus one per search that follows a write of the index; on Elasticsearch it refreshes the index's
+  shards, which makes a new small segment only when changes are pending. On a secured cluster it needs the
+  ``maintenance`` index privilege.
 - ``wait_for``: every bulk write carries ``refresh=wait_for`` and returns once its change is searchable; no
   refresh call. Cost: on Elasticsearch each write waits for the next scheduled refresh, up to
   ``index.refresh_interval`` (and for ever when it is ``-1``), so a backlog of events that write batches runs
@@ -52,6 +55,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -66,6 +70,7 @@ from handover.domain.rules import BatchUpdate
 
 log = logging.getLogger(__name__)
 STORE = "elasticsearch"
+CONCURRENCY = 8  # searches in flight at once (CourseBatchIndex.first_pages)
 SOURCE_FIELDS = ("batchId", "courseId", "createdBy", "mentors", "status")
 # search_after needs a total order: the document id is the batch id, and courseId breaks any tie that
 # lower-casing could create.
@@ -340,6 +345,7 @@ class CourseBatchIndex:
         self._version = parse_version(version) if version is not None else None
         self._version_lock = threading.Lock()
         self._client = client or httpx.Client(timeout=timeout)
+        self.writes = 0  # bulk requests sent so far (a unit of work refreshes again before a search after one)
 
     def close(self) -> None:
         self._client.close()
@@ -362,7 +368,12 @@ class CourseBatchIndex:
                     log.info("elasticsearch: %s at %s", self._version, self.urls[0])
         return self._version
 
-    def _request(self, method: str, path: str, doing: str, body: bytes | None = None, ndjson_body: bool = False) -> Any:
+    def _request(
+        self, method: str, path: str, doing: str, body: bytes | None = None, ndjson_body: bool = False,
+        counted: bool = False,
+    ) -> Any:
+        """The answer's JSON. ``counted``: the first attempt's round trip was counted by the caller (requests sent
+        concurrently)."""
         headers = {"Content-Type": "application/x-ndjson" if ndjson_body else "application/json"}
         writes = method != "GET" and not path.endswith(("/_search", "/_refresh"))  # a refresh is the search's
         kind = "write" if writes else "read"
@@ -376,7 +387,8 @@ class CourseBatchIndex:
                 with attempt:
                     # another node of es.basePath on each retry
                     url = self.urls[(attempt.retry_state.attempt_number - 1) % len(self.urls)] + path
-                    metrics.store_call(STORE, kind)
+                    if not counted or attempt.retry_state.attempt_number > 1:
+                        metrics.store_call(STORE, kind)
                     response = self._client.request(method, url, content=body, headers=headers)
                     if response.status_code >= 400:
                         raise _HttpStatus(response.status_code, response.text)
@@ -385,12 +397,15 @@ class CourseBatchIndex:
             raise SunbirdStoreError(STORE, f"{doing}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def search_pages(self, user_id: str, statuses: Sequence[int], size: int) -> Iterator[list[BatchHit]]:
-        """Every matching document, ``size`` at a time, in sort order. With ``es.refresh: before_search`` the
-        index is refreshed first, so every write acknowledged before this call is found."""
+    def search_pages(
+        self, user_id: str, statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> Iterator[list[BatchHit]]:
+        """Every matching document, ``size`` at a time, in sort order. With ``es.refresh: before_search`` and
+        ``refresh`` the index is refreshed first, so every write acknowledged before this call is found (the
+        caller passes False when it refreshed since the last write it must find)."""
         after: Sequence[Any] | None = None
         size = max(1, min(size, 10_000))
-        if self.refresh_mode == "before_search":
+        if refresh and self.refresh_mode == "before_search":
             self.refresh()
         while True:
             body = batches_of_user_query(user_id, statuses, size, after)
@@ -406,6 +421,27 @@ class CourseBatchIndex:
             after = raw[-1].get("sort")
             if not after:
                 raise SunbirdStoreError(STORE, f"searching {self.index}: hits carry no sort values")
+
+    def first_pages(
+        self, user_ids: Sequence[str], statuses: Sequence[int], size: int, refresh: bool = True
+    ) -> dict[str, list[BatchHit]]:
+        """The first page of ``search_pages`` of each user, the searches sent concurrently (one round trip, after
+        the refresh ``search_pages`` makes); a user whose first page is full is left out (the caller pages it)."""
+        size = max(1, min(size, 10_000))
+        if refresh and self.refresh_mode == "before_search":
+            self.refresh()
+
+        def search(user_id: str) -> tuple[list[BatchHit], int]:
+            body = json.dumps(batches_of_user_query(user_id, statuses, size)).encode()
+            response = self._request("POST", f"/{self.index}/_search", f"searching {self.index}", body, counted=True)
+            return parse_hits(response), len(response.get("hits", {}).get("hits", []))
+
+        if not user_ids:
+            return {}
+        metrics.store_call(STORE, "read", len(user_ids))
+        with ThreadPoolExecutor(min(len(user_ids), CONCURRENCY), thread_name_prefix="es-search") as pool:
+            found = list(pool.map(search, user_ids))
+        return {u: hits for u, (hits, raw) in zip(user_ids, found, strict=True) if raw < size}
 
     def update_fields(self, docs: Sequence[tuple[str, Mapping[str, Any]]], refresh: Refresh | None = None) -> None:
         """Partial updates of exactly the given fields of these batch documents. ``refresh`` of the bulk
@@ -428,6 +464,7 @@ class CourseBatchIndex:
 
     def _bulk(self, lines: Sequence[Mapping[str, Any]], doing: str, refresh: Refresh) -> None:
         suffix = "" if refresh == "false" else f"?refresh={refresh}"
+        self.writes += 1
         response = self._request("POST", f"/_bulk{suffix}", doing, ndjson(lines), ndjson_body=True)
         failures = bulk_failures(response)
         if failures:

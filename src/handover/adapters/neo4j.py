@@ -89,6 +89,17 @@ class AssetCypher:
             {"types": list(object_types), "node_type": DATA_NODE, "user": user_id, "after": after, "limit": limit},
         )
 
+    def created_by_any(self, users: Sequence[str], object_types: Sequence[str], limit: int) -> Query:
+        """The data nodes of these types that any of ``users`` created, by creator and identifier, at most
+        ``limit`` (a micro-batch's read ahead)."""
+        return Query(
+            f"MATCH (n:{self.label}) "
+            "WHERE n.IL_FUNC_OBJECT_TYPE IN $types AND n.IL_SYS_NODE_TYPE = $node_type AND n.createdBy IN $users "
+            "WITH n ORDER BY n.createdBy, n.IL_UNIQUE_ID LIMIT $limit "
+            "RETURN properties(n) AS props",
+            {"types": list(object_types), "node_type": DATA_NODE, "users": list(users), "limit": limit},
+        )
+
     def types_created_by(self, user_id: str) -> Query:
         """How many data nodes the user created, by objectType."""
         return Query(
@@ -220,6 +231,18 @@ def asset_from_props(props: Mapping[str, Any]) -> Asset:
         originData=origin,
         extra=extra,
     )
+
+
+def with_values(asset: Asset, values: Mapping[str, Any]) -> Asset:
+    """The node as the graph reads it after ``SET n += row.props`` of ``values`` (``AssetCypher.write``: a None
+    value removes the property)."""
+    props = node_props(asset)
+    for key, value in to_graph_props(values).items():
+        if value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+    return asset_from_props(props)
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -492,6 +515,19 @@ class AssetGraph:
         """How many assets ``user_id`` created, by objectType (the preview's "stays with the old owner")."""
         rows = self._run(self.cypher.types_created_by(user_id), "counting a user's assets by type", write=False)
         return {str(r["type"]): int(r["assets"]) for r in rows if r.get("type") is not None}
+
+    def created_by_any(self, users: Sequence[str], object_types: Sequence[str], limit: int) -> dict[str, list[Asset]]:
+        """Every data node of these types that each of ``users`` created, in one query; {} when they have more
+        than ``limit`` together (the caller then pages each user)."""
+        query = self.cypher.created_by_any(users, object_types, limit + 1)
+        rows = self._run(query, "reading the users' assets", write=False)
+        if len(rows) > limit:
+            return {}
+        out: dict[str, list[Asset]] = {u: [] for u in users}
+        for row in rows:
+            asset = asset_from_props(row["props"])
+            out.setdefault(asset.createdBy or "", []).append(asset)
+        return {u: out[u] for u in users}  # each in the server's identifier order, as the pages
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[list[Asset]]:
         after = ""

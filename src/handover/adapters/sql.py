@@ -62,6 +62,7 @@ from handover.service.ports import (
     AuditRecord,
     AuditStamp,
     LedgerEntry,
+    ReadPlan,
     StoreContention,
 )
 
@@ -1054,7 +1055,6 @@ class SqlUnitOfWork:
     bulk: SqlBulk | None  # None in a preview
     counts: SqlCounts | None  # only in a preview or a read-only unit
     reverts: SqlBulk | None  # None in a preview
-    read_ahead: SqlReadAhead | None  # on SQLite outside previews (``service.batch_reads`` sorts by code point)
 
     def __init__(
         self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None,
@@ -1069,6 +1069,7 @@ class SqlUnitOfWork:
         self._read_only = read_only
         self._conn: Connection | None = None
         self._tx: Any = None
+        self._records_ahead: SqlReadAhead | None = None
 
     def __enter__(self) -> Self:
         try:
@@ -1087,14 +1088,21 @@ class SqlUnitOfWork:
             self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
             self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
             self.counts = SqlCounts(conn)  # what they would write is counted instead
-            self.reverts = self.read_ahead = None
+            self.reverts, self._records_ahead = None, None
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
         self.ledger, self.outbox, self.audit = SqlLedger(conn), SqlOutbox(conn), SqlAudit(conn)
         self.bulk, self.counts = SqlBulk(conn, self.audit), SqlCounts(conn) if self._read_only else None
         self.reverts = self.bulk
-        self.read_ahead = SqlReadAhead(conn, self.audit) if conn.dialect.name == "sqlite" else None
+        # on SQLite outside previews (``service.batch_reads`` sorts by code point, as SQLite does)
+        self._records_ahead = SqlReadAhead(conn, self.audit) if conn.dialect.name == "sqlite" else None
         return self
+
+    def read_ahead(self, plan: ReadPlan) -> SqlReadAhead | None:
+        """Nothing is read here: on SQLite (outside previews) the reader of a micro-batch's records
+        (``ports.ReadAhead``) the engine then asks for the events that are not duplicates; elsewhere None (each
+        read is one query on the transaction's connection when it is made)."""
+        return self._records_ahead
 
     def lock_users(self, user_ids: Iterable[str]) -> None:
         """PostgreSQL: ``pg_advisory_xact_lock`` on each user id (hashed to 64 bits), sorted; outside previews."""

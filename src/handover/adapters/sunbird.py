@@ -36,6 +36,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -58,7 +59,7 @@ from handover.adapters.elasticsearch import (
     check_refresh_mode,
     parse_version,
 )
-from handover.adapters.neo4j import TRANSPORTS, AssetCypher, AssetGraph, default_http_base
+from handover.adapters.neo4j import TRANSPORTS, AssetCypher, AssetGraph, default_http_base, with_values
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
 from handover.config import ConfigError, Settings
@@ -79,6 +80,7 @@ from handover.service.ports import (
     Ledger,
     LedgerEntry,
     Outbox,
+    ReadPlan,
     RecordCounts,
     RequestHistory,
     RequestLog,
@@ -318,19 +320,23 @@ def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 # --- the unit of work -------------------------------------------------------------------------------
 
 FLUSH_AT = 2000  # held audit rows and record writes that make a unit of work flush
+READ_AHEAD_NODES = 5000  # nodes a micro-batch's read ahead takes at most (SunbirdAssets.read_ahead)
 
 
 @dataclass
 class PendingWrites:
     """What a unit of work holds until its next flush, and what it touches: the users (lower-cased) that the
-    written rows and nodes name before or after the write, the course-batch keys and node identifiers."""
+    written course-batch rows name before or after the write (the searches those writes could change), the
+    course-batch keys, and the node identifiers with the values held for each (in order) and the owners
+    (``createdBy``) the held node writes give."""
 
     audit: list[AuditRecord] = field(default_factory=list)
     batches: list[BatchUpdate] = field(default_factory=list)
     assets: list[AssetUpdate] = field(default_factory=list)
     users: set[str] = field(default_factory=set)
     keys: set[tuple[str, str]] = field(default_factory=set)
-    ids: set[str] = field(default_factory=set)
+    ids: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    new_owners: set[str] = field(default_factory=set)
     audit_mids: set[str] = field(default_factory=set)
 
     def size(self) -> int:
@@ -340,12 +346,12 @@ class PendingWrites:
         self.users.update(u.lower() for u in users if u)
 
     def affects(self, users: Iterable[str], keys: Iterable[tuple[str, str]], ids: Iterable[str]) -> bool:
-        if not (self.batches or self.assets):
-            return False
+        """Whether a held write could change a course-batch search of ``users``, a row of ``keys`` or a node of
+        ``ids``."""
         return (
-            any(u.lower() in self.users for u in users)
-            or any(k in self.keys for k in keys)
-            or any(i in self.ids for i in ids)
+            (bool(self.batches) and any(u.lower() in self.users for u in users))
+            or (bool(self.batches) and any(k in self.keys for k in keys))
+            or (bool(self.assets) and any(i in self.ids for i in ids))
         )
 
 
@@ -381,46 +387,98 @@ class SunbirdUnitOfWork:
         self.writes = writes
         self._preview_ledger = preview_ledger
         self._pending = PendingWrites()  # audit rows and record writes, written together at the next flush
+        self._ahead_futures: list[Future[None]] = []  # the read ahead in flight (read_ahead, ready)
+        self.audit_version = 0  # audit rows held or written so far in this unit of work (SunbirdAudit's reads)
+        # every node write of this unit of work, flushed or not: the values of each node, in order, and the users
+        # the writes made creators (the nodes read ahead are answered with these laid over them)
+        self.node_values: dict[str, list[Mapping[str, Any]]] = {}
+        self.new_creators: set[str] = set()
+        # the events whose audit rows, and the users whose audit_by_user rows, this unit of work wrote or holds
+        self.audited_mids: set[str] = set()
+        self.audited_users: set[str] = set()
+        # every course-batch write of this unit of work, flushed or not: the users it names (lower-cased), its keys
+        self.batch_users: set[str] = set()
+        self.batch_keys: set[tuple[str, str]] = set()
 
     def __enter__(self) -> Self:
         self._ledger = SunbirdLedger(self, self._preview_ledger)
         self._outbox = SunbirdOutbox(self)
         self.users = SunbirdUsers(self.store.userorg)
-        self.batches = SunbirdBatches(self)
-        self.assets = SunbirdAssets(self)
+        self.batches = self._batches = SunbirdBatches(self)
+        self.assets = self._assets = SunbirdAssets(self)
         self.ledger = self._ledger
         self.outbox = self._outbox
-        self.audit = SunbirdAudit(self)
+        self.audit = self._audit = SunbirdAudit(self)
         return self
 
     def lock_users(self, user_ids: Iterable[str]) -> None:
         """Nothing: these stores have no transactions to serialise (a redelivered or concurrent event converges)."""
         return None
 
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """``plan`` read in the background, the three parts at the same time (each on its own thread), while the
+        engine reads the ledger and the users: the graph's in two queries (``SunbirdAssets.read_ahead``), the
+        audit's in one or two rounds of concurrent Cassandra reads (``SunbirdAudit.read_ahead``), the course
+        batches' in one round of searches and one of row reads (``SunbirdBatches.read_ahead``). Every read and
+        write of the unit of work first waits for them (``ready``)."""
+        self.ready()
+        parts = (self._assets.read_ahead, self._audit.read_ahead, self._batches.read_ahead)
+        pool = ThreadPoolExecutor(len(parts), thread_name_prefix="read-ahead")
+        self._ahead_futures = [pool.submit(part, plan) for part in parts]
+        pool.shutdown(wait=False)  # its threads end with their part
+
+    def ready(self) -> None:
+        """Wait for the read ahead in flight, if any; its first failure is raised once every part has ended."""
+        futures, self._ahead_futures = self._ahead_futures, []
+        errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
+
     def hold_audit(self, records: Sequence[AuditRecord]) -> None:
+        self.ready()
         if self.writes:
             self._pending.audit.extend(records)
             self._pending.audit_mids.update(r.mid for r in records)
+            self.audit_version += 1
+            self.audited_mids.update(r.mid for r in records)
+            for r in records:
+                if r.change.field == CREATED_BY:
+                    self.audited_users.update(v for v in (r.change.before, r.change.after) if isinstance(v, str))
 
     def hold_batches(self, updates: Sequence[BatchUpdate], rows: Mapping[tuple[str, str], CourseBatch]) -> None:
+        self.ready()
         """``rows``: the rows the updates were planned from (their users are the searches they affect)."""
         if self.writes:
             self._pending.batches.extend(updates)
             for u in updates:
                 row = rows.get(u.key)
-                self._pending.touch(u.createdby, *(u.mentors or ()), *(_users_of_row(row) if row else ()))
-                self._pending.touch(*_change_values(u.changes))
+                named = [u.createdby, *(u.mentors or ()), *(_users_of_row(row) if row else ())]
+                named += _change_values(u.changes)
+                self._pending.touch(*named)
                 self._pending.keys.add(u.key)
+                self.batch_users.update(n.lower() for n in named if n)
+                self.batch_keys.add(u.key)
 
-    def hold_assets(self, updates: Sequence[AssetUpdate], owners: Mapping[str, str | None]) -> None:
-        """``owners``: the ``createdBy`` each node had when read (the pages of that user see the write)."""
+    def hold_assets(self, updates: Sequence[AssetUpdate]) -> None:
+        self.ready()
         if self.writes:
             self._pending.assets.extend(updates)
             for u in updates:
+                self._pending.ids.setdefault(u.identifier, []).append(u.values)
+                self.node_values.setdefault(u.identifier, []).append(u.values)
                 created_by = u.values.get("createdBy")
-                self._pending.touch(owners.get(u.identifier), created_by if isinstance(created_by, str) else None)
-                self._pending.touch(*_change_values(u.changes))
-                self._pending.ids.add(u.identifier)
+                if isinstance(created_by, str):
+                    self._pending.new_owners.add(created_by)
+                    self.new_creators.add(created_by)
+
+    def held_asset_values(self, user_id: str) -> Mapping[str, Sequence[Mapping[str, Any]]] | None:
+        """The values held for each node, in order, to be laid over the nodes a page of ``user_id``'s assets reads
+        (``SunbirdAssets.pages_created_by``). A held write that makes a node ``user_id``'s is made first (with
+        everything held): the page's query could not find that node before."""
+        if user_id in self._pending.new_owners:
+            self.flush()
+        return self._pending.ids
 
     def flush_if_large(self) -> None:
         """Flush when ``FLUSH_AT`` audit rows and writes are held (called between pages, where every held
@@ -450,10 +508,12 @@ class SunbirdUnitOfWork:
         the course-batch rows (Cassandra, the source of truth), their documents (one ``_bulk``), the nodes
         (``UNWIND`` pages). Held across the events of a unit of work until a read needs them (``flush_for``),
         ``FLUSH_AT`` are held or the unit of work commits."""
+        self.ready()
         pending, self._pending = self._pending, PendingWrites()
         store = self.store
         if pending.audit:
             store.cassandra.audit_put(pending.audit)
+            self.audit_version += 1
         if pending.batches:
             store.cassandra.write_batches(pending.batches)
             store.index.write(pending.batches)
@@ -461,6 +521,7 @@ class SunbirdUnitOfWork:
             store.graph.write(pending.assets)
 
     def commit(self) -> None:
+        self.ready()
         self.flush()
         self._outbox.flush()
         self._ledger.flush()
@@ -470,6 +531,10 @@ class SunbirdUnitOfWork:
     ) -> None:
         """Nothing can be rolled back across these stores: writes already made stay (a redelivered event
         converges, see the module doc); held writes, the email and the ledger row are dropped."""
+        try:
+            self.ready()
+        except Exception as error:  # the unit of work failed or was left without reading it
+            log.debug("sunbird store: read ahead failed: %s", error)
         if exc is not None and (self._pending.size() or self._ledger.pending):
             log.warning("sunbird store: unit of work failed (%s); ledger not written, the event will run again", exc)
         self._pending = PendingWrites()
@@ -486,7 +551,12 @@ class SunbirdUsers:
         return self._cache[user_id]
 
     def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
-        return {u: found for u in dict.fromkeys(user_ids) if (found := self.get(u)) is not None}
+        """The users not read before in this unit of work read concurrently (``UserOrgClient.get_users``): one
+        round trip for a micro-batch's users, and one more for the deleted ones among them."""
+        wanted = [u for u in dict.fromkeys(user_ids) if u not in self._cache]
+        if wanted:
+            self._cache.update(self._client.get_users(wanted))
+        return {u: found for u in dict.fromkeys(user_ids) if (found := self._cache[u]) is not None}
 
     def organisation_exists(self, organisation_id: str) -> bool:
         """Whether userorg knows the organisation (the API answers ``UOS_UOWNTRANS0028`` when not)."""
@@ -511,6 +581,28 @@ class SunbirdBatches:
         self._uow = uow
         self._store = uow.store
         self._rows: dict[tuple[str, str], CourseBatch] = {}  # rows read and not yet written
+        self._refreshed: int | None = None  # the index's ``writes`` at this unit of work's last refresh
+        self._repairs = 0  # documents re-synced by this unit of work
+        # read ahead: each user's hits (the first and only page), the rows of their keys, what was asked
+        self._ahead: dict[str, list[BatchHit]] = {}
+        self._ahead_rows: dict[tuple[str, str], CourseBatch] = {}
+        self._ahead_query: tuple[frozenset[int], int, int] | None = None  # statuses, page size, repairs then
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """The first page of each ``plan.batch_users`` search, the searches sent concurrently (after the unit of
+        work's refresh), then the rows of every key found in one round of concurrent reads. ``pages_of_user`` of
+        such a user answers from them (once) when that page was its last, no write of this unit of work named the
+        user or changed one of those rows, and no document was re-synced since; otherwise it searches."""
+        users = list(dict.fromkeys(plan.batch_users))
+        if not users:
+            return
+        index = self._store.index
+        refresh = self._refreshed != index.writes
+        self._refreshed = index.writes
+        self._ahead = index.first_pages(users, sorted(plan.batch_statuses), plan.page_size, refresh=refresh)
+        keys = list(dict.fromkeys((h.course_id, h.batch_id) for hits in self._ahead.values() for h in hits))
+        self._ahead_rows = self._store.cassandra.read_batches(keys) if keys else {}
+        self._ahead_query = (frozenset(plan.batch_statuses), plan.page_size, self._repairs)
 
     def pages_of_user(self, user_id: str, statuses: frozenset[int], page_size: int) -> Iterator[Sequence[CourseBatch]]:
         """Elasticsearch finds the candidates (every hit, ``search_after``); each is read from Cassandra and
@@ -518,36 +610,64 @@ class SunbirdBatches:
         whose ``createdBy`` / ``mentors`` differ from its row is re-synced from the row.
 
         Held writes that name the user (of earlier events of this unit of work) are made before the search, so
-        that the search and the rows see them (``es.refresh`` makes them searchable); the others stay held (they
+        that the search and the rows see them (``es.refresh`` makes them searchable: a refresh before the unit of
+        work's first search and before one after a write of the index); the others stay held (they
         cannot change which batches the search finds, nor their rows). A page's own writes need no flush before
         the next page: ``search_after`` pages past them."""
+        self._uow.ready()
+        ahead = self._ahead.pop(user_id, None)
+        if ahead is not None and self._ahead_query == (frozenset(statuses), page_size, self._repairs):
+            keys = [(h.course_id, h.batch_id) for h in ahead]
+            uow = self._uow
+            if user_id.lower() not in uow.batch_users and not any(k in uow.batch_keys for k in keys):
+                page = self._page(user_id, statuses, ahead, self._ahead_rows, set())
+                if page:
+                    yield page
+                self._uow.flush_if_large()
+                return
         seen: set[tuple[str, str]] = set()
         self._uow.flush_for(users=(user_id,))
-        for hits in self._store.index.search_pages(user_id, sorted(statuses), page_size):
+        index = self._store.index
+        refresh = self._refreshed != index.writes  # the first search of the unit of work, or a write since
+        self._refreshed = index.writes
+        for hits in index.search_pages(user_id, sorted(statuses), page_size, refresh=refresh):
             fresh = [h for h in hits if (h.course_id, h.batch_id) not in seen]
             keys = [(h.course_id, h.batch_id) for h in fresh]
             self._uow.flush_for(keys=keys)
-            rows = self._store.cassandra.read_batches(keys)
-            page: list[CourseBatch] = []
-            repairs: list[tuple[str, dict[str, Any]]] = []
-            for hit in fresh:
-                key = (hit.course_id, hit.batch_id)
-                seen.add(key)
-                row = rows.get(key)
-                if row is None:
-                    log.warning("sunbird store: batch %s/%s is indexed but has no Cassandra row", *key)
-                    continue
-                if drifted(hit, row):
-                    repairs.append((row.batchid, {"createdBy": row.createdby, "mentors": list(row.mentors)}))
-                if row.status in statuses and (row.createdby == user_id or user_id in row.mentors):
-                    page.append(row)
-                    self._rows[key] = row
-            if repairs and self._uow.writes:
-                log.info("sunbird store: %d course-batch documents re-synced from Cassandra", len(repairs))
-                self._store.index.update_fields(repairs)
+            page = self._page(user_id, statuses, fresh, self._store.cassandra.read_batches(keys), seen)
             if page:
                 yield page
             self._uow.flush_if_large()
+
+    def _page(
+        self,
+        user_id: str,
+        statuses: frozenset[int],
+        hits: Sequence[BatchHit],
+        rows: Mapping[tuple[str, str], CourseBatch],
+        seen: set[tuple[str, str]],
+    ) -> list[CourseBatch]:
+        """The rows of ``hits`` that have one of ``statuses`` and name the user; documents that drifted from their
+        rows re-synced."""
+        page: list[CourseBatch] = []
+        repairs: list[tuple[str, dict[str, Any]]] = []
+        for hit in hits:
+            key = (hit.course_id, hit.batch_id)
+            seen.add(key)
+            row = rows.get(key)
+            if row is None:
+                log.warning("sunbird store: batch %s/%s is indexed but has no Cassandra row", *key)
+                continue
+            if drifted(hit, row):
+                repairs.append((row.batchid, {"createdBy": row.createdby, "mentors": list(row.mentors)}))
+            if row.status in statuses and (row.createdby == user_id or user_id in row.mentors):
+                page.append(row)
+                self._rows[key] = row
+        if repairs and self._uow.writes:
+            log.info("sunbird store: %d course-batch documents re-synced from Cassandra", len(repairs))
+            self._store.index.update_fields(repairs)
+            self._repairs += 1
+        return page
 
     def write(self, updates: Sequence[BatchUpdate]) -> None:
         """Held until the unit of work flushes: Cassandra (the source of truth) first, then exactly the written
@@ -558,6 +678,7 @@ class SunbirdBatches:
 
     def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], CourseBatch]:
         """The rows (no locks: Cassandra has none; an undo re-checks each field's value)."""
+        self._uow.ready()
         wanted = list(dict.fromkeys(keys))
         self._uow.flush_for(keys=wanted)
         rows = self._store.cassandra.read_batches(wanted)
@@ -569,44 +690,81 @@ class SunbirdAssets:
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
         self._graph = uow.store.graph
-        self._owners: dict[str, str | None] = {}  # createdBy of the nodes read and not yet written
         self._image: tuple[str, Asset | None] | None = None  # the Image node read with the asset before
+        self._ahead: dict[str, Asset | None] = {}  # nodes read ahead by identifier (None: no such node)
+        self._ahead_owned: dict[str, list[Asset]] = {}  # every node of these users read ahead, of _ahead_types
+        self._ahead_types: tuple[str, ...] = ()
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """The micro-batch's single assets with their Image nodes in one query, and every node of the types
+        of the users whose assets are paged in another (``AssetGraph.created_by_any``; nothing kept when they
+        have more than ``READ_AHEAD_NODES`` together: those users are paged from the graph). ``get`` and
+        ``pages_created_by`` then answer from these with the unit of work's node writes laid over them, unless a
+        write of this unit of work made the user a creator (that node was not read ahead) or wrote the node
+        asked by ``get``: then they read the graph. The nodes are read at the start of the micro-batch."""
+        wanted = [i for a in plan.asset_ids for i in ((a,) if a.endswith(IMAGE_ID_SUFFIX) else (a, image_id(a)))]
+        wanted = [i for i in dict.fromkeys(wanted) if i not in self._uow.node_values]
+        if wanted:
+            found = self._graph.get_many(wanted)
+            self._ahead.update({i: found.get(i) for i in wanted})
+        owners = list(dict.fromkeys(plan.asset_owners))
+        if owners:
+            self._ahead_types = tuple(plan.object_types)
+            self._ahead_owned = self._graph.created_by_any(owners, plan.object_types, READ_AHEAD_NODES)
 
     def get(self, identifier: str) -> Asset | None:
         """The node. Reading an asset also reads its Image node (one query): a ``get`` of that Image right
-        after, with no other read or write of nodes between, is answered from it."""
+        after, with no other read or write of nodes between, is answered from it. A node read ahead and not
+        written since is answered from that read."""
+        self._uow.ready()
+        if identifier in self._ahead and identifier not in self._uow.node_values:
+            self._image = None
+            return self._ahead[identifier]
         image, self._image = self._image, None
         if image is not None and image[0] == identifier:
             return image[1]
         wanted = [identifier] if identifier.endswith(IMAGE_ID_SUFFIX) else [identifier, image_id(identifier)]
         self._uow.flush_for(ids=wanted)
         found = self._graph.get_many(wanted)
-        self._remember(found.values())
         if len(wanted) > 1:
             self._image = (wanted[1], found.get(wanted[1]))
         return found.get(identifier)
 
     def get_many(self, identifiers: Sequence[str]) -> dict[str, Asset]:
+        self._uow.ready()
         self._image = None
         wanted = list(dict.fromkeys(identifiers))
         self._uow.flush_for(ids=wanted)
-        found = self._graph.get_many(wanted)
-        self._remember(found.values())
-        return found
+        return self._graph.get_many(wanted)
 
     def types_created_by(self, user_id: str) -> dict[str, int]:
         """How many assets ``user_id`` created, by objectType (the graph's count)."""
-        self._uow.flush()
+        self._uow.flush()  # (waits for the read ahead)
         return self._graph.types_created_by(user_id)
 
     def pages_created_by(self, user_id: str, object_types: Sequence[str], page_size: int) -> Iterator[Sequence[Asset]]:
-        """Held writes that name the user are made first; a page's own writes need no flush before the next
-        page (keyset paging by identifier pages past them)."""
+        """The graph's pages with the node writes the unit of work holds laid over them (``with_values``): a node
+        a held write takes from the user is left out, one it changes otherwise comes with the change, as the
+        graph would answer after the writes; a held write that gives a node to the user is made first
+        (``held_asset_values``). Held writes then need no flush before the pages are read (a user's earlier
+        single-asset transfer in the micro-batch); a page's own writes need none before the next page (keyset
+        paging by identifier pages past them)."""
+        self._uow.ready()
         self._image = None
-        self._uow.flush_for(users=(user_id,))
+        owned = self._ahead_owned.get(user_id)
+        if owned is not None and tuple(object_types) == self._ahead_types and user_id not in self._uow.new_creators:
+            written = self._uow.node_values
+            mine = [a for a in (_laid_over(a, written) for a in owned) if a.createdBy == user_id]
+            for start in range(0, len(mine), max(page_size, 1)):
+                yield mine[start : start + page_size]
+                self._uow.flush_if_large()
+            return
+        held = self._uow.held_asset_values(user_id)
         for page in self._graph.pages_created_by(user_id, object_types, page_size):
-            self._remember(page)
-            yield page
+            if held:
+                page = [a for a in (_laid_over(a, held) for a in page) if a.createdBy == user_id]
+            if page:
+                yield page
             self._uow.flush_if_large()
 
     def write(self, updates: Sequence[AssetUpdate]) -> None:
@@ -614,11 +772,13 @@ class SunbirdAssets:
         property)."""
         self._image = None
         if updates:
-            owners = {u.identifier: self._owners.pop(u.identifier, None) for u in updates}
-            self._uow.hold_assets(list(updates), owners)
+            self._uow.hold_assets(list(updates))
 
-    def _remember(self, assets: Iterable[Asset]) -> None:
-        self._owners.update((a.identifier, a.createdBy) for a in assets)
+
+def _laid_over(asset: Asset, held: Mapping[str, Sequence[Mapping[str, Any]]]) -> Asset:
+    for values in held.get(asset.identifier, ()):
+        asset = with_values(asset, values)
+    return asset
 
 
 class SunbirdLedger:
@@ -664,7 +824,8 @@ class SunbirdLedger:
 
 class SunbirdOutbox:
     """One email per ``mid``: a notification record claimed with a lightweight transaction before the POST,
-    marked sent after it. The email is sent at commit, after the records were written."""
+    marked sent after it. The emails of a unit of work are sent at commit, after the records were written, all
+    together (``send_all``: the claims, the POSTs and the marks each in one round trip)."""
 
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
@@ -672,48 +833,87 @@ class SunbirdOutbox:
         self._pending: dict[str, Notification] = {}
 
     def record(self, note: Notification) -> bool:
+        """Kept for commit. False when this unit of work keeps one for the mid already, or (a preview, which
+        claims nothing) when the record says it was sent; a unit of work that writes learns that from the claim
+        at commit, which then sends nothing."""
         if note.mid in self._pending:
             return False
-        existing = self._store.cassandra.notification_get(note.mid)
-        if existing is not None and existing.sent_at is not None:
-            return False
+        if not self._uow.writes:
+            existing = self._store.cassandra.notification_get(note.mid)
+            if existing is not None and existing.sent_at is not None:
+                return False
         self._pending[note.mid] = note
         return True
 
     def flush(self) -> None:
         notes, self._pending = list(self._pending.values()), {}
-        if self._uow.writes:
-            for note in notes:
-                self.send_once(note)
+        if self._uow.writes and notes:
+            self.send_all(notes)
 
     def send_once(self, note: Notification) -> bool:
         """True when this call sent the email; False when it had been sent. SunbirdStoreError when another
         worker holds a live claim (the caller retries) or the POST failed (the claim is released)."""
+        return self.send_all([note])[0]
+
+    def send_all(self, notes: Sequence[Notification]) -> list[bool]:
+        """``send_once`` of each note: the claims sent concurrently, then the POSTs, then the marks of the emails
+        sent. When one failed (a live claim, a POST), the others are still sent and marked, and the first error
+        is raised after them."""
         cassandra, now = self._store.cassandra, self._store.clock()
-        claim = uuid.uuid4()
-        existing = cassandra.notification_claim(note, claim, now)
-        if existing is not None:
-            if existing.sent_at is not None:
-                return False
-            if existing.claimed_at is not None and now - existing.claimed_at < self._store.config.claim_lease:
-                raise SunbirdStoreError(
-                    "cassandra", f"the notification of {note.mid} is being sent by another worker; retry later"
-                )
-            if not cassandra.notification_reclaim(note.mid, existing.claim_id, claim, now):
-                raise SunbirdStoreError("cassandra", f"the notification of {note.mid} was claimed concurrently")
-        try:
-            self._store.userorg.send_notification(note)
-        except Exception:
-            cassandra.notification_release(note.mid, claim)
-            raise
-        cassandra.notification_sent(note.mid, self._store.clock())
-        return True
+        claims = [uuid.uuid4() for _ in notes]
+        existing = cassandra.notification_claim_many(list(zip(notes, claims, strict=True)), now)
+        errors: list[BaseException] = []
+        to_send: list[tuple[Notification, uuid.UUID]] = []
+        for note, claim, row in zip(notes, claims, existing, strict=True):
+            if row is None:
+                to_send.append((note, claim))
+            elif row.sent_at is not None:
+                continue
+            elif row.claimed_at is not None and now - row.claimed_at < self._store.config.claim_lease:
+                busy = f"the notification of {note.mid} is being sent by another worker; retry later"
+                errors.append(SunbirdStoreError("cassandra", busy))
+            elif not cassandra.notification_reclaim(note.mid, row.claim_id, claim, now):
+                taken = f"the notification of {note.mid} was claimed concurrently"
+                errors.append(SunbirdStoreError("cassandra", taken))
+            else:
+                to_send.append((note, claim))
+        failures = self._store.userorg.send_notifications([note for note, _ in to_send])
+        sent: list[str] = []
+        for (note, claim), failure in zip(to_send, failures, strict=True):
+            if failure is None:
+                sent.append(note.mid)
+            else:
+                cassandra.notification_release(note.mid, claim)
+                errors.append(failure)
+        if sent:
+            cassandra.notification_sent_many(sent, self._store.clock())
+        if errors:
+            raise errors[0]
+        done = set(sent)
+        return [note.mid in done for note in notes]
 
 
 class SunbirdAudit:
     def __init__(self, uow: SunbirdUnitOfWork) -> None:
         self._uow = uow
         self._cassandra = uow.store.cassandra
+        self._about_read: tuple[str, int, list[tuple[str, list[AuditRecord]]]] | None = None
+        self._ahead_rows: dict[str, list[AuditRecord]] = {}  # first page of events' rows read ahead
+        self._ahead_limit = 0
+        self._ahead_about: dict[str, list[tuple[str, list[AuditRecord]]]] = {}  # users' _about read ahead
+
+    def read_ahead(self, plan: ReadPlan) -> None:
+        """The first page of each ``plan.audit_mids`` and the ``audit_by_user`` partition of each
+        ``plan.audit_users`` in one round of concurrent reads, then the rows of the records those name in another.
+        ``page`` of such an event and ``recorded_names`` / ``redact`` of such a user answer from them until this
+        unit of work holds or writes audit rows of that event, or about that user."""
+        if not (plan.audit_mids or plan.audit_users):
+            return
+        rows, about = self._cassandra.audit_read_ahead(plan.audit_mids, plan.audit_page_size, plan.audit_users)
+        keys = [(mid, store, key) for entries in about.values() for mid, store, key, _ in entries]
+        records = iter(self._cassandra.audit_records_rows(keys) if keys else [])
+        self._ahead_about = {u: [(side, next(records)) for _, _, _, side in entries] for u, entries in about.items()}
+        self._ahead_rows, self._ahead_limit = rows, plan.audit_page_size
 
     def record(self, records: Sequence[AuditRecord]) -> None:
         """Held until the unit of work flushes, which writes them before the record writes they describe."""
@@ -723,6 +923,7 @@ class SunbirdAudit:
         """In the audit rows of the records whose ``createdBy`` changed from or to ``user_id`` (``audit_by_user``:
         where a transfer put that user's names), every value equal to one of ``values`` becomes ``replacement``;
         rows written back in place (same key, time and request). Returns how many values were replaced."""
+        self._uow.ready()
         wanted = set(values) - {replacement}
         if not wanted:
             return 0
@@ -741,6 +942,8 @@ class SunbirdAudit:
                     changed.append(replace(row, change=FieldChange(old.field, before, after)))
         if changed and self._uow.writes:
             self._cassandra.audit_put(changed)
+            self._uow.audit_version += 1
+            self._uow.audited_users.add(user_id)
         return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
@@ -753,13 +956,24 @@ class SunbirdAudit:
                     names.add(value)
         return sorted(names)
 
-    def _about(self, user_id: str) -> Iterator[tuple[str, list[AuditRecord]]]:
+    def _about(self, user_id: str) -> list[tuple[str, list[AuditRecord]]]:
         """(side, audit rows of the record) for each audited record whose ``createdBy`` was (``before``) or
-        became (``after``) ``user_id``. Held audit rows about the user are written first."""
+        became (``after``) ``user_id``: one read of the user's partition, then the records' rows concurrently.
+        Held audit rows about the user are written first. Kept until the next audit row is held or written
+        (``recorded_names`` then ``redact`` of a clean-up read it once)."""
+        self._uow.ready()
+        if user_id in self._ahead_about and user_id not in self._uow.audited_users:
+            return self._ahead_about[user_id]
         if self._uow.holds_audit_about(user_id):
             self._uow.flush()
-        for mid, store, record_key, side in self._cassandra.audit_about_user(user_id):
-            yield side, self._cassandra.audit_record_rows(mid, store, record_key)
+        kept = self._about_read
+        if kept is not None and kept[:2] == (user_id, self._uow.audit_version):
+            return kept[2]
+        about = self._cassandra.audit_about_user(user_id)
+        rows = self._cassandra.audit_records_rows([(mid, store, key) for mid, store, key, _ in about]) if about else []
+        out = [(side, found) for (_, _, _, side), found in zip(about, rows, strict=True)]
+        self._about_read = (user_id, self._uow.audit_version, out)
+        return out
 
     def page(
         self,
@@ -773,6 +987,13 @@ class SunbirdAudit:
         """Rows of one event, or of every event of a request (events oldest first, or newest first). Within
         one event rows come in key order (store, record, field): an event changes each field once, so the
         order inside it does not matter to undo."""
+        self._uow.ready()
+        ahead = self._ahead_rows.get(mid) if mid is not None and cursor is None else None
+        if ahead is not None and mid is not None and mid not in self._uow.audited_mids and limit == self._ahead_limit:
+            if len(ahead) >= limit:
+                last = ahead[limit - 1]
+                return AuditPage(ahead[:limit], _encode_cursor(mid, (last.store, last.record_key, last.change.field)))
+            return AuditPage(ahead, None)
         if mid is None or self._uow.holds_audit_of(mid):
             self._uow.flush()
         if mid is not None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -29,9 +31,11 @@ from handover.domain.model import User
 from handover.domain.notification import Notification
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STORE = "userorg"
 READ_BLOCKED_ERR = "UOS_USRRED0006"
 READ_BLOCKED_MESSAGE = "User account has been blocked"
+CONCURRENCY = 8  # user reads in flight at once (UserOrgClient.get_users)
 DELETED_STATUS = 2  # userorg user status DELETED (1 active, 0 inactive)
 SEARCH_FIELDS = (
     "id",
@@ -177,6 +181,13 @@ def _post_retryable(exc: BaseException) -> bool:
     )
 
 
+class _Blocked:
+    """The read API's answer for a deleted user (``UOS_USRRED0006``)."""
+
+
+_BLOCKED = _Blocked()
+
+
 class UserOrgClient:
     def __init__(
         self,
@@ -190,14 +201,28 @@ class UserOrgClient:
         self.attempts = attempts
         self.max_wait = max_wait
         self._client = client or httpx.Client(timeout=timeout)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._client.close()
 
     def _call(
-        self, method: str, url: str, doing: str, retryable: Any, body: bytes | None = None, ok: tuple[int, ...] = ()
+        self,
+        method: str,
+        url: str,
+        doing: str,
+        retryable: Any,
+        body: bytes | None = None,
+        ok: tuple[int, ...] = (),
+        counted: bool = False,
     ) -> httpx.Response:
-        """The response (2xx or a status in ``ok``); anything else, after retries, is a SunbirdStoreError."""
+        """The response (2xx or a status in ``ok``); anything else, after retries, is a SunbirdStoreError.
+        ``counted``: the first attempt's round trip was counted by the caller (requests sent concurrently)."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         kind = "write" if retryable is _post_retryable else "read"
         try:
@@ -208,7 +233,8 @@ class UserOrgClient:
                 reraise=True,
             ):
                 with attempt:
-                    metrics.store_call(STORE, kind)
+                    if not counted or attempt.retry_state.attempt_number > 1:
+                        metrics.store_call(STORE, kind)
                     response = self._client.request(method, url, content=body, headers=headers)
                     if response.status_code >= 300 and response.status_code not in ok:
                         raise _Status(response.status_code, response.text)
@@ -226,14 +252,54 @@ class UserOrgClient:
 
     def get_user(self, user_id: str) -> User | None:
         """The user, a deleted user (``isDeleted``), or None when userorg does not know the id."""
+        found = self._read(user_id)
+        return self._search_deleted(user_id) if isinstance(found, _Blocked) else found
+
+    def get_users(self, user_ids: Sequence[str]) -> dict[str, User | None]:
+        """``get_user`` of each id, the reads sent concurrently (one round trip), then the searches of the
+        deleted ones concurrently (one more). The first failure is raised once every request has ended."""
+        ids = list(dict.fromkeys(user_ids))
+        if len(ids) <= 1:
+            return {u: self.get_user(u) for u in ids}
+        read = dict(zip(ids, self._concurrently(lambda u: self._read(u, counted=True), ids), strict=True))
+        blocked = [u for u, found in read.items() if found is _BLOCKED]
+        if blocked:
+            searched = self._concurrently(lambda u: self._search_deleted(u, counted=True), blocked)
+            read.update(zip(blocked, searched, strict=True))
+        return {u: found for u, found in read.items() if found is not _BLOCKED}
+
+    def _concurrently(self, read: Callable[[str], Any], ids: Sequence[str]) -> list[Any]:
+        """``read`` of each id on the client's threads, counted as one round trip of ``len(ids)`` requests. The
+        first failure is raised once every read has ended."""
+        outcomes = self._on_threads(read, ids, "read")
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes
+
+    def _on_threads(self, call: Callable[[T], Any], items: Sequence[T], kind: str) -> list[Any]:
+        """``call`` of each item on the client's threads, counted as one round trip of ``len(items)`` requests:
+        each one's result, or the exception it raised."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix="userorg")
+            pool = self._pool
+        metrics.store_call(STORE, kind, len(items))
+        futures = [pool.submit(call, item) for item in items]
+        return [f.exception() or f.result() for f in futures]
+
+    def _read(self, user_id: str, counted: bool = False) -> User | _Blocked | None:
+        """The read API's answer: the user, None (unknown id) or ``_BLOCKED`` (deleted: the search has it)."""
         doing = f"reading user {user_id!r}"
-        response = self._call("GET", self.endpoints.read_url(user_id), doing, _read_retryable, ok=(400, 404))
+        response = self._call(
+            "GET", self.endpoints.read_url(user_id), doing, _read_retryable, ok=(400, 404), counted=counted
+        )
         if response.status_code == 404:
             return None
         body = self._json(response, doing)
         if response.status_code == 400:
             if is_blocked_answer(400, body):
-                return self._search_deleted(user_id)
+                return _BLOCKED
             raise SunbirdStoreError(STORE, f"{doing}: HTTP 400: {json.dumps(body)[:300]}")
         metrics.api_read_success.inc()  # Lern's api-read-success-count: a read answered 200
         profile = body.get("result", {}).get("response") if isinstance(body, Mapping) else None
@@ -241,10 +307,10 @@ class UserOrgClient:
             raise SunbirdStoreError(STORE, f"{doing}: no result.response in the answer")
         return user_from_profile(profile, user_id)
 
-    def _search_deleted(self, user_id: str) -> User:
+    def _search_deleted(self, user_id: str, counted: bool = False) -> User:
         doing = f"searching deleted user {user_id!r}"
         payload = json.dumps(search_body(user_id)).encode()
-        response = self._call("POST", self.endpoints.search_url(), doing, _read_retryable, payload)
+        response = self._call("POST", self.endpoints.search_url(), doing, _read_retryable, payload, counted=counted)
         body = self._json(response, doing)
         result = body.get("result", {}).get("response", {}) if isinstance(body, Mapping) else {}
         content = result.get("content") if isinstance(result, Mapping) else None
@@ -295,7 +361,28 @@ class UserOrgClient:
         org = body.get("result", {}).get("response") if isinstance(body, Mapping) else None
         return isinstance(org, Mapping) and bool(org)
 
-    def send_notification(self, note: Notification) -> None:
+    def send_notifications(self, notes: Sequence[Notification]) -> list[BaseException | None]:
+        """``send_notification`` of each note, the POSTs sent concurrently (one round trip): for each, None when
+        it was sent, else the SunbirdStoreError it failed with."""
+        if len(notes) <= 1:
+            out: list[BaseException | None] = []
+            for note in notes:
+                try:
+                    self.send_notification(note)
+                    out.append(None)
+                except SunbirdStoreError as exc:
+                    out.append(exc)
+            return out
+        outcomes = self._on_threads(lambda note: self.send_notification(note, counted=True), notes, "write")
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, SunbirdStoreError):
+                raise outcome
+        return [o if isinstance(o, BaseException) else None for o in outcomes]
+
+    def send_notification(self, note: Notification, counted: bool = False) -> None:
         doing = f"sending the notification of {note.mid}"
-        self._call("POST", self.endpoints.notification_url(), doing, _post_retryable, notification_payload(note))
+        self._call(
+            "POST", self.endpoints.notification_url(), doing, _post_retryable, notification_payload(note),
+            counted=counted,
+        )
         log.info("userorg: notification of %s sent to %d admins", note.mid, len(note.recipient_user_ids))

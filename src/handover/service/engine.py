@@ -28,6 +28,7 @@ from handover.service.ports import (
     LedgerEntry,
     Outcome,
     ReadAhead,
+    ReadPlan,
     RecordCounts,
     RecordsWritten,
     StoreContention,
@@ -141,38 +142,56 @@ class Engine:
                 user_ids[event.user_id] = None
         if user_ids:
             uow.lock_users(user_ids)
+        reads = uow.read_ahead(self._read_plan(parsed))  # first: a store may read it meanwhile
         mids = [event.mid for event in parsed if event.mid is not None]
         ledger = dict(uow.ledger.get_many(mids)) if mids else {}
         found = uow.users.get_many(list(user_ids)) if user_ids else {}
         known = _Known(ledger, {u: found.get(u) for u in user_ids})
-        reads: ReadAhead | None = getattr(uow, "read_ahead", None)
-        if reads is not None:
+        if reads is not None:  # the store leaves it to the engine: the records of the events that are not duplicates
             known.reads = self._read_records(reads, [e for e in parsed if e.mid is not None and e.mid not in ledger])
         return known
 
     def _read_records(
         self, reads: ReadAhead, parsed: Sequence[OwnershipTransfer | DeleteUser | Rejection]
     ) -> BatchReads:
-        """The records the events will walk, read at once: the named assets and their images, the batches and assets
-        of each from-user of a whole transfer and the assets of each deleted user, the assets the audit rows of each
-        clean-up name."""
-        assets: dict[str, None] = {}
+        """The records the events will walk, read at once (``_read_plan``): the named assets and their images, the
+        batches and assets of each from-user of a whole transfer and the assets of each deleted user, the assets the
+        audit rows of each clean-up name."""
+        plan = self._read_plan(parsed)
+        assets = dict.fromkeys(i for a in plan.asset_ids for i in (a, rules.image_id(a)))
+        return BatchReads.read(
+            reads, plan.page_size, plan.object_types, plan.batch_statuses, assets=list(assets),
+            asset_owners=list(plan.asset_owners), batch_users=list(plan.batch_users),
+            audited_mids=list(plan.audit_mids),
+        )
+
+    def _read_plan(self, events: Sequence[OwnershipTransfer | DeleteUser | Rejection]) -> ReadPlan:
+        """The assets, the users' asset and batch pages and the audit rows the events will read (those of events
+        that turn out to be duplicates too: the ledger is read after the plan is handed over)."""
+        asset_ids: dict[str, None] = {}
         owners: dict[str, None] = {}
         batch_users: dict[str, None] = {}
-        audited: dict[str, None] = {}
-        for event in parsed:
+        deletions: dict[str, str] = {}  # mid -> user of a clean-up
+        for event in events:
             if isinstance(event, OwnershipTransfer):
                 if event.asset is not None:
-                    assets.update(dict.fromkeys((event.asset.identifier, rules.image_id(event.asset.identifier))))
+                    asset_ids[event.asset.identifier] = None
                 else:
-                    owners[event.from_user_id] = batch_users[event.from_user_id] = None
+                    owners[event.from_user_id] = None
+                    batch_users[event.from_user_id] = None
             elif isinstance(event, DeleteUser):
                 owners[event.user_id] = None
-                if self.settings.audit:
-                    audited[event.mid] = None
-        return BatchReads.read(
-            reads, self.settings.page_size, self.policy.object_type_names(), self.policy.course_batch_statuses,
-            assets=list(assets), asset_owners=list(owners), batch_users=list(batch_users), audited_mids=list(audited),
+                deletions[event.mid] = event.user_id
+        return ReadPlan(
+            list(asset_ids),
+            list(owners),
+            self.policy.object_type_names(),
+            audit_mids=list(deletions) if self.settings.audit else [],
+            audit_users=list(dict.fromkeys(deletions.values())),
+            audit_page_size=self.settings.page_size,
+            page_size=self.settings.page_size,
+            batch_users=list(batch_users),
+            batch_statuses=self.policy.course_batch_statuses,
         )
 
     # --- one event ---------------------------------------------------------------------------------

@@ -261,7 +261,7 @@ class ColumnReverts(Protocol):
 
 
 class ReadAhead(Protocol):
-    """An optional capability of a unit of work (``uow.read_ahead`` where present and not None; the SQL store on
+    """What ``UnitOfWork.read_ahead`` returns on a store that leaves the caching to the engine (the SQL store on
     SQLite): a micro-batch's reads of several events in one query per kind (``service.batch_reads``, which keeps
     what they return equal to the store with the engine's writes)."""
 
@@ -287,6 +287,26 @@ class ReadAhead(Protocol):
     def audited_assets(self, mids: Sequence[str]) -> Mapping[str, Sequence[str]]:
         """For each of ``mids`` that has audit rows of assets, the identifiers they name."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """What the events of a micro-batch will read, known before the first of them is processed: the single
+    assets (``AssetRepository.get``; their Image nodes too), the users whose assets of ``object_types`` are
+    paged (``AssetRepository.pages_created_by``), the users whose course batches with one of ``batch_statuses``
+    are paged (``BatchRepository.pages_of_user``), the events whose audit rows are read (``AuditLog.page`` by
+    ``mid``, pages of ``audit_page_size``) and the users whose audited names are read (``AuditLog.recorded_names``
+    and ``redact``). Batch pages have ``page_size`` rows."""
+
+    asset_ids: Sequence[str] = ()
+    asset_owners: Sequence[str] = ()
+    object_types: Sequence[str] = ()
+    audit_mids: Sequence[str] = ()
+    audit_users: Sequence[str] = ()
+    audit_page_size: int = 1000
+    page_size: int = 1000
+    batch_users: Sequence[str] = ()
+    batch_statuses: frozenset[int] = frozenset()
 
 
 class UnitOfWork(Protocol):
@@ -315,6 +335,15 @@ class UnitOfWork(Protocol):
         any record is read for writing, all at once (sorted), so that an undo and a transfer of the same user, or
         two undos, wait for each other instead of locking records in opposite orders (PostgreSQL: transaction
         advisory locks; SQLite: nothing, ``BEGIN IMMEDIATE`` already serialises writers; Sunbird: nothing)."""
+        ...
+
+    def read_ahead(self, plan: ReadPlan) -> ReadAhead | None:
+        """After ``lock_users``: the reads ``plan`` names will follow. A store whose reads are round trips may
+        make them now, a few requests for the micro-batch, and answer the later reads from them as long as no
+        write of this unit of work could have changed the answer (Sunbird: the graph's nodes, the audit rows, the
+        course batches; it returns None). The SQL store reads nothing here; on SQLite it returns its
+        ``ReadAhead``, with which the engine reads the records of the events that are not duplicates and keeps
+        them itself (``service.batch_reads``); elsewhere None."""
         ...
 
 
