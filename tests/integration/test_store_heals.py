@@ -118,3 +118,38 @@ def test_a_full_database_heals(tmp_path: Path) -> None:
             assert status.status_code == 200, (rid, status.text)
             outcomes = {e["outcome"] for e in status.json()["result"]["events"]}
             assert outcomes and "pending" not in outcomes and "failed" not in outcomes, (rid, outcomes)
+
+
+@pytest.mark.parametrize("error", ["store", "data"])
+def test_a_store_fault_that_heals_during_the_tries_is_not_a_failed_event(tmp_path: Path, error: str) -> None:
+    """The worker's tries of an event all failed on the store (SQLite's "database or disk is full") and the store
+    healed before the worker asked whether it can write: one more round of tries, not a failed event. An error of
+    the event's own (here a ``ValueError``) still fails it after its tries, with no extra round."""
+    import sqlalchemy as sa
+
+    app, parts = wired(f"sqlite:///{tmp_path / 'handover.db'}", {"HANDOVER_MAX_ATTEMPTS": "2"})
+    assert isinstance(parts.sink, SqlEventQueue) and parts.worker is not None
+    engine = parts.worker._engine
+    calls: list[str] = []
+    real_batch = engine.process_batch
+
+    def fault() -> Exception:
+        if error == "data":
+            return ValueError("bad data")
+        return sa.exc.OperationalError("COMMIT", {}, Exception("database or disk is full"))
+
+    def process_batch(items: object, *args: object, **kwargs: object) -> object:
+        calls.append("try")  # a micro-batch of one event: each try of the event
+        if len(calls) <= 2:  # the fault lasts for the two tries of the first round
+            raise fault()
+        return real_batch(items, *args, **kwargs)  # type: ignore[arg-type]
+
+    engine.process_batch = process_batch  # type: ignore[method-assign]
+    with client(create_app(app, parts)) as http:
+        assert http.post(TRANSFER, json=body(), headers={"X-Request-ID": "req-heals"}).status_code == 200
+        assert parts.worker.run_once() == 1
+        outcomes = {e["outcome"] for e in http.get(f"{TRANSFER}/req-heals").json()["result"]["events"]}
+    if error == "store":
+        assert (len(calls), outcomes, parts.sink.counts()) == (3, {"applied"}, {"done": 1})
+    else:
+        assert (len(calls), outcomes, parts.sink.counts()) == (2, {"failed"}, {"failed": 1})

@@ -25,10 +25,11 @@ import sqlalchemy as sa
 from handover import metrics
 from handover.adapters.sql import SqlStore
 from handover.adapters.sql_rows import insert_rows, run_prepared
-from handover.adapters.sql_schema import ledger, metadata
+from handover.adapters.sql_schema import StoreError, ledger, metadata
 from handover.domain.events import Reason
 from handover.service.audit_trail import UNDO_PREFIX
 from handover.service.batch_delivery import deliver_batch
+from handover.service.delivery import deliver
 from handover.service.engine import Engine
 from handover.service.ports import DuplicateRequest, FailedEvent, PublishError, RequestStatus, RequestSummary
 from handover.service.requests import UNDONE, event_status, parties_of
@@ -122,6 +123,12 @@ class _Submission:
         self.done = threading.Event()
         self.error: Exception | None = PublishError("events not queued: the writer of the group stopped")
         self.lead = False
+
+
+def _store_fault(exc: Exception | None) -> bool:
+    """Whether a failed delivery's last error came from the store itself (SQLite's "database or disk is full",
+    a lost connection, ...) rather than from the event's data (``DataError``, ``IntegrityError``)."""
+    return isinstance(exc, sa.exc.OperationalError | StoreError)
 
 
 class SqlEventQueue:
@@ -799,6 +806,9 @@ class QueueWorker:
         seconds = (time.perf_counter() - started) / len(items)  # per event, for the latency histogram
         finished: list[Settled] = []
         for item, delivery in zip(items, deliveries, strict=True):
+            if delivery.outcome is None and _store_fault(delivery.exception) and self.queue.writable():
+                # the store failed each try and has healed since (a full disk freed): one more round of tries
+                delivery = deliver(self._engine, item.payload, self._max_attempts)
             if delivery.outcome is None and not self.queue.writable():
                 log.warning("queued event %s not processed: the store cannot write (%s); retried once it can",
                             item.mid, delivery.error)

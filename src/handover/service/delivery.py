@@ -4,7 +4,7 @@ turns an event into an outcome or a failure."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import Retrying, stop_after_attempt, wait_exponential
@@ -17,11 +17,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """An outcome, or the error that remained after ``attempts`` tries (reason PROCESSING_FAILED)."""
+    """An outcome, or the error that remained after ``attempts`` tries (reason PROCESSING_FAILED) and the
+    exception of the last try (for a worker to tell a store fault from a poison event)."""
 
     outcome: Outcome | None
     attempts: int
     error: str | None = None
+    exception: Exception | None = field(default=None, repr=False, compare=False)
 
 
 def deliver(engine: Engine, data: bytes | str | Any, max_attempts: int, max_wait: float = 5.0) -> Delivery:
@@ -39,5 +41,5 @@ def deliver(engine: Engine, data: bytes | str | Any, max_attempts: int, max_wait
                 return Delivery(engine.process(data), attempts)
     except Exception as exc:
         log.warning("event failed after %d attempts: %s", attempts, exc, exc_info=True)
-        return Delivery(None, attempts, f"{type(exc).__name__}: {exc}")
+        return Delivery(None, attempts, f"{type(exc).__name__}: {exc}", exc)
     raise AssertionError("unreachable")  # pragma: no cover
