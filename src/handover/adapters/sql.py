@@ -704,18 +704,35 @@ class SqlBulk:
                 stmt = stmt.bindparams(sa.bindparam("at", type_=sa.DateTime(timezone=True)))
             return self._conn.execute(stmt, params)
 
-        if stamp is not None:
+        def set_lists(lists: str) -> str:
+            return (f"SET mentors = {lists}, createdby = CASE WHEN course_batch.createdby = :f THEN :t "
+                    "ELSE course_batch.createdby END")
+
+        if stamp is None:
+            written = int(run(f"UPDATE course_batch {set_lists(new)} WHERE {mentored}").rowcount)
+        else:
             params.update(mid=stamp.mid, rid=stamp.request_id, at=stamp.at)
             columns = "mid, request_id, store, record_key, field, before, after, at"
             stamp_sql = f":mid, :rid, '{STORE_COURSE_BATCH}', courseid || '/' || batchid"
             run(f"INSERT INTO audit ({columns}) SELECT {stamp_sql}, 'createdby', {creator_json}, "
                 f"{'CAST(:tq AS JSON)' if pg else ':tq'}, :at FROM course_batch WHERE {mentored} "
                 "AND createdby = :f ORDER BY courseid, batchid")
-            changed = f"{new}::jsonb <> mentors::jsonb" if pg else f"json({new}) <> json(mentors)"
-            run(f"INSERT INTO audit ({columns}) SELECT {stamp_sql}, 'mentors', mentors, {new}, :at "
-                f"FROM course_batch WHERE {mentored} AND {changed} ORDER BY courseid, batchid")
-        written = int(run(f"UPDATE course_batch SET mentors = {new}, createdby = CASE WHEN createdby = :f "
-                          f"THEN :t ELSE createdby END WHERE {mentored}").rowcount)
+            # Each new list is built once (a CTE kept as a table), not again for the audit's test and for the UPDATE:
+            # building them is most of this work (README, "Bulk round on the transfer"). PostgreSQL writes the audit
+            # rows and the lists in one statement (a data-modifying CTE; its parts see the rows as they were before
+            # it); SQLite, which has no such CTE, builds the lists once more for the UPDATE.
+            lists = f"WITH n AS MATERIALIZED (SELECT courseid, batchid, mentors, {new} AS new_list FROM course_batch " \
+                    f"WHERE {mentored})"
+            changed = "n.new_list::jsonb <> n.mentors::jsonb" if pg else "json(n.new_list) <> json(n.mentors)"
+            audit_rows = (f"INSERT INTO audit ({columns}) SELECT {stamp_sql}, 'mentors', mentors, new_list, :at FROM n "
+                          f"WHERE {changed} ORDER BY courseid, batchid")
+            if pg:
+                written = int(run(f"{lists}, a AS ({audit_rows}) UPDATE course_batch {set_lists('n.new_list')} "
+                                  "FROM n WHERE course_batch.courseid = n.courseid AND course_batch.batchid = n.batchid"
+                                  ).rowcount)
+            else:
+                run(f"{lists} {audit_rows}")
+                written = int(run(f"UPDATE course_batch {set_lists(new)} WHERE {mentored}").rowcount)
         active = ("EXISTS (SELECT 1 FROM course_batch cb WHERE cb.courseid = {0}.courseid AND cb.batchid = {0}.batchid "
                   f"AND cb.status IN ({status}))")  # by primary key, for each index row of the user
         run("INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT :t, m.courseid, m.batchid "
