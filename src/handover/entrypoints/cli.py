@@ -531,7 +531,7 @@ def serve(
     store: StoreOpt = None,
     config: ConfigOpt = None,
     no_worker: Annotated[bool, typer.Option(
-        "--no-worker", help="Without Kafka: do not run the queue's worker in this process (run `handover "
+        "--no-worker", metavar="", help="Without Kafka: do not run the queue's worker in this process (run `handover "
         "queue-worker` beside it; as queue.worker.in_process = false).")] = False,
 ) -> None:
     """Run the HTTP API and the admin console (/admin); without Kafka it also runs the worker of the store's
