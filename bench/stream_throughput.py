@@ -92,6 +92,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.tansu and tests.streams, shared with the tests
 
+import psutil  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 from tests.streams import groups_for, mixed_stream  # noqa: E402
 from tests.tansu import SESSION_TIMEOUT_MS, Tansu, free_port  # noqa: E402
@@ -155,9 +156,8 @@ def worker_command(profile: Path | None, name: str) -> list[str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of process ``pid`` so far (psutil, as ``bench/api_latency.py``)."""
+    return sum(psutil.Process(pid).cpu_times()[:2])
 
 
 def run_workers(
