@@ -58,6 +58,21 @@ def test_serve_stops_cleanly_on_sigterm(server: Server) -> None:
     assert server.process.wait(15) == 0
 
 
+def test_the_access_log_is_written_off_the_event_loop_and_kept_on_stop(server: Server) -> None:
+    """uvicorn's access log lines (its format: client, request line, status) are written by a thread of their
+    own (``serve_logging``): every request's line is there, and the last ones are not lost when the server
+    stops."""
+    statuses = [httpx.get(f"{server.base}{TRANSFER}/no-such-request-{i}", timeout=5).status_code for i in range(20)]
+    assert statuses == [404] * 20
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(15) == 0
+    output = server.output()
+    lines = [line for line in output.splitlines() if f"GET {TRANSFER}/no-such-request-" in line]
+    assert len(lines) == 20, output
+    assert all(line.startswith("INFO:") and line.endswith(" 404 Not Found") for line in lines), lines
+    assert "Application startup complete." in output  # the server's own lines go through the same thread
+
+
 def test_serve_without_its_worker_and_the_queue_worker_beside_it(store_url: str, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """``serve --no-worker`` only queues; ``handover queue-worker`` in its own process processes the queue."""

@@ -543,6 +543,7 @@ def serve(
 
     from handover.bootstrap import api_parts
     from handover.entrypoints.api import create_app
+    from handover.entrypoints.serve_logging import logging_off_the_event_loop
 
     check_port(host, port)
     handover = open_app(store, config)
@@ -576,7 +577,8 @@ def serve(
         signal.signal(stop_signal, _exit_cleanly)
     try:
         # "auto": uvloop and httptools (uvicorn[standard], a dependency) when installed, else asyncio and h11
-        uvicorn.run(api, host=host, port=port, log_level="info", loop="auto", http="auto")
+        with logging_off_the_event_loop():
+            uvicorn.run(api, host=host, port=port, log_level="info", loop="auto", http="auto", log_config=None)
     finally:
         if parts.worker is not None:
             parts.worker.stop()
