@@ -510,20 +510,37 @@ def _ledger_entry(row: Any) -> LedgerEntry:
 
 
 class SqlOutbox:
-    """The embedded store keeps the email in the outbox table: the row is the one record that it was sent."""
+    """The embedded store keeps the email in the outbox table: the row is the one record that it was sent. Rows are
+    kept and inserted together at commit (one insert per micro-batch); whether a mid has its row already is read per
+    email, or for a micro-batch's mids at once (``hold``)."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._pending: list[dict[str, Any]] = []
+        self._known: dict[str, bool] = {}  # mid -> whether its row exists (in the store or kept)
+
+    def hold(self, mids: Sequence[str]) -> None:
+        """Read at once which of ``mids`` have their row (one query per 500)."""
+        found = {row[0] for row in _rows_with(self._conn, notification.c.mid, mids)}
+        self._known.update({m: m in found for m in mids})
+
+    def flush(self) -> None:
+        if self._pending:
+            insert_rows(self._conn, notification, self._pending)
+            self._pending = []
 
     def record(self, note: Notification) -> bool:
-        exists = run_prepared(
-            self._conn,
-            "outbox.exists",
-            lambda: sa.select(notification.c.mid).where(notification.c.mid == sa.bindparam("mid")),
-            {"mid": note.mid},
-        ).first()
-        if exists is not None:
+        exists = self._known.get(note.mid)
+        if exists is None:
+            exists = run_prepared(
+                self._conn,
+                "outbox.exists",
+                lambda: sa.select(notification.c.mid).where(notification.c.mid == sa.bindparam("mid")),
+                {"mid": note.mid},
+            ).first() is not None
+        if exists:
             return False
+        self._known[note.mid] = True
         row = {
             "mid": note.mid,
             "recipientUserIds": list(note.recipient_user_ids),
@@ -533,7 +550,7 @@ class SqlOutbox:
             "regards": note.regards,
             "created_at": datetime.now(UTC),
         }
-        insert_rows(self._conn, notification, [row])
+        self._pending.append(row)
         return True
 
 
@@ -544,14 +561,20 @@ class SqlAudit:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._pending: list[dict[str, Any]] = []
+        self._held: _HeldAudit | None = None
 
     def flush(self) -> None:
+        """Write what is kept: the redactions held (``hold``) of the rows in the store first, then the records kept
+        (already redacted as they had to be). Ends the hold."""
+        held, self._held = self._held, None
+        if held is not None and held.forms:
+            self._redact_stored(sorted(held.forms), held.replacement or "")
         if self._pending:
             insert_rows(self._conn, audit, self._pending)
             self._pending = []
 
     def record(self, records: Sequence[AuditRecord]) -> None:
-        self._pending.extend(
+        rows = [
             {
                 "mid": r.mid,
                 "request_id": r.request_id,
@@ -563,36 +586,94 @@ class SqlAudit:
                 "at": r.at,
             }
             for r in records
-        )
+        ]
+        self._pending.extend(rows)
+        if self._held is not None:
+            for row in rows:
+                self._held.add(row, stored=False)
 
+    def hold(self, user_ids: Sequence[str], mids: Sequence[str]) -> None:
+        """Until the next ``flush`` (a page read, a set-based write, the commit): ``recorded_names`` of ``user_ids``
+        and every ``redact`` are answered in memory, from the records kept and the store's rows they can read (the
+        asset ``createdBy`` changes naming one of ``user_ids`` and the other rows of those changes, and every row of
+        ``mids``, the events that may write records), read here in a few queries. The redactions of the rows in the
+        store are written at the flush, one UPDATE per column for all of them (a value replaced by one redaction
+        stays replaced, so their union replaces the same rows; the records kept get only those made after them).
+        Results as without the hold; a micro-batch of clean-ups so needs no statement per event."""
+        self.flush()
+        held = _HeldAudit(user_ids)
+        seen: set[int] = set()
+        forms = _json_forms(user_ids)
+        for side in ("before", "after") if forms else ():
+            for chunk in map(_pad, chunks(forms, IN_LIST_SIZE)):
+
+                def build(side: str = side, n: int = len(chunk)) -> Any:
+                    owner, other = audit.alias("owner"), audit.alias("other")
+                    return (
+                        sa.select(other.c.id, other.c.mid, other.c.store, other.c.record_key, other.c.field,
+                                  sa.cast(other.c.before, sa.Text), sa.cast(other.c.after, sa.Text))
+                        .select_from(owner.join(other, sa.and_(other.c.mid == owner.c.mid,
+                                                               other.c.record_key == owner.c.record_key,
+                                                               other.c.store == owner.c.store)))
+                        .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
+                               _text_one_of(owner.c[side], [""] * n, self._conn.dialect.name))
+                    )
+
+                params = {f"f{i}": form for i, form in enumerate(chunk)}
+                for row in run_prepared(self._conn, ("audit.hold", side, len(chunk)), build, params):
+                    held.add_stored(row, seen)
+        for chunk in map(_pad, chunks(list(dict.fromkeys(mids)), IN_LIST_SIZE)):
+
+            def build_mids(n: int = len(chunk)) -> Any:
+                a = audit
+                return sa.select(a.c.id, a.c.mid, a.c.store, a.c.record_key, a.c.field, sa.cast(a.c.before, sa.Text),
+                                 sa.cast(a.c.after, sa.Text)).where(_one_of(a.c.mid, [""] * n, "k"))
+
+            params = {f"k{i}": mid for i, mid in enumerate(chunk)}
+            for row in run_prepared(self._conn, ("audit.hold.mids", len(chunk)), build_mids, params):
+                held.add_stored(row, seen)
+        self._held = held
 
     def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
         """One UPDATE per column, its rows found by the index on the column's JSON text (``ix_audit_*_text``;
         ``user_id`` is not needed to find them). A value is matched in each JSON text form it can be stored in
-        (escaped or not, by Python or by the database)."""
+        (escaped or not, by Python or by the database). While the audit is held (``hold``): in memory, the rows in
+        the store at the next flush; the count is then of the rows held (the records kept and the rows read)."""
         if not values:
             return 0
+        held = self._held
+        if held is not None and (held.replacement in (None, replacement)) and replacement not in held.users:
+            return held.redact(values, replacement)
         self.flush()
-        forms = _json_forms(values)
+        return self._redact_stored(_json_forms(values), replacement)
+
+    def _redact_stored(self, forms: list[str], replacement: str) -> int:
+        """The UPDATEs of ``redact``: every row in the store whose JSON text is one of ``forms`` (one per column and
+        ``IN_LIST_SIZE`` forms)."""
         pg = self._conn.dialect.name == "postgresql"
         replaced = 0
-        for column in (audit.c.before, audit.c.after):
+        for chunk in map(_pad, chunks(forms, IN_LIST_SIZE)):
+            for column in (audit.c.before, audit.c.after):
 
-            def build(column: Any = column) -> Any:
-                new = sa.bindparam("new", type_=sa.Text)
-                return (
-                    audit.update()
-                    .where(_text_one_of(column, forms, self._conn.dialect.name))
-                    .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
-                )
+                def build(column: Any = column, chunk: list[str] = chunk) -> Any:
+                    new = sa.bindparam("new", type_=sa.Text)
+                    return (
+                        audit.update()
+                        .where(_text_one_of(column, chunk, self._conn.dialect.name))
+                        .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
+                    )
 
-            params = {"new": json.dumps(replacement), **{f"f{i}": form for i, form in enumerate(forms)}}
-            replaced += int(run_prepared(self._conn, ("audit.redact", column.name, len(forms)), build, params).rowcount)
+                params = {"new": json.dumps(replacement), **{f"f{i}": form for i, form in enumerate(chunk)}}
+                key = ("audit.redact", column.name, len(chunk))
+                replaced += int(run_prepared(self._conn, key, build, params).rowcount)
         return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
         """One SELECT per direction: the createdBy rows naming the user (by the index on the column's JSON text),
-        joined to the other rows of the same event and record by the (mid, id) index."""
+        joined to the other rows of the same event and record by the (mid, id) index. In memory for a user held
+        (``hold``)."""
+        if self._held is not None and user_id in self._held.users:
+            return self._held.recorded_names(user_id)
         self.flush()
         forms = _json_forms([user_id])
         names: set[str] = set()
@@ -663,6 +744,86 @@ _AUDIT_PAGES: dict[tuple[Any, ...], Any] = {}  # (by mid, newest first, with a c
 def _json_forms(values: Iterable[str]) -> list[str]:
     """Each JSON text form a string can be stored in (escaped or not), sorted."""
     return sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
+
+
+def _pad(values: list[str]) -> list[str]:
+    """``values`` padded to a power of two with its first value (an ``IN`` list of a few shapes, each compiled
+    once; a value twice in it matches the same rows)."""
+    size = 1 << (len(values) - 1).bit_length() if values else 0
+    return values + [values[0]] * (size - len(values))
+
+
+_SIDES = ("before", "after")
+
+
+class _HeldAudit:
+    """The audit rows a micro-batch's clean-ups may read or redact (``SqlAudit.hold``), indexed by value: the rows
+    read from the store (their values as JSON text, as the SQL compares them) and the records kept (as recorded;
+    ``SqlAudit._pending``, redacted in place). ``forms``: the JSON texts every redaction so far replaces in the
+    store's rows by ``replacement``."""
+
+    def __init__(self, user_ids: Iterable[str]) -> None:
+        self.users = frozenset(user_ids)
+        self.forms: set[str] = set()
+        self.replacement: str | None = None
+        self._stored: dict[str, dict[str, list[dict[str, Any]]]] = {side: {} for side in _SIDES}  # text -> rows
+        self._kept: dict[str, dict[str, list[dict[str, Any]]]] = {side: {} for side in _SIDES}  # str value -> rows
+        self._by_change: dict[tuple[Any, Any, Any], list[tuple[bool, dict[str, Any]]]] = {}  # (mid, store, key)
+
+    def add_stored(self, row: Any, seen: set[int]) -> None:
+        """A row read by ``hold`` (id, mid, store, record_key, field, before text, after text), once."""
+        if row[0] in seen:
+            return
+        seen.add(row[0])
+        self.add({"mid": row[1], "store": row[2], "record_key": row[3], "field": row[4], "before": row[5],
+                  "after": row[6]}, stored=True)
+
+    def add(self, row: dict[str, Any], *, stored: bool) -> None:
+        index = self._stored if stored else self._kept
+        for side in _SIDES:
+            value = row[side]
+            if isinstance(value, str):
+                index[side].setdefault(value, []).append(row)
+        self._by_change.setdefault((row["mid"], row["store"], row["record_key"]), []).append((stored, row))
+
+    def recorded_names(self, user_id: str) -> list[str]:
+        """As ``SqlAudit.recorded_names``, over the rows held."""
+        forms = _json_forms([user_id])
+        names: set[str] = set()
+        for side in _SIDES:
+            owners = [r for form in forms for r in self._stored[side].get(form, ())]
+            owners += self._kept[side].get(user_id, ())
+            changes = {(r["mid"], r["store"], r["record_key"]) for r in owners
+                       if r["store"] == STORE_ASSET and r["field"] == "createdBy"}
+            for change in changes:
+                for stored, other in self._by_change[change]:
+                    if other["field"] == "createdBy":
+                        continue
+                    value = other[side]
+                    if stored and value is not None:
+                        value = json.loads(value)
+                    if isinstance(value, str):
+                        names.add(value)
+        return sorted(names)
+
+    def redact(self, values: Sequence[str], replacement: str) -> int:
+        """As ``SqlAudit.redact`` on the rows held; the store's rows are redacted at the flush (``forms``)."""
+        forms = _json_forms(values)
+        self.forms.update(forms)
+        self.replacement = replacement
+        replaced = 0
+        for index, keys, new in ((self._stored, forms, json.dumps(replacement)),
+                                 (self._kept, sorted(set(values)), replacement)):
+            for side in _SIDES:
+                for key in keys:
+                    if key == new or key not in index[side]:
+                        continue
+                    rows = index[side].pop(key)
+                    for row in rows:
+                        row[side] = new
+                    index[side].setdefault(new, []).extend(rows)
+                    replaced += len(rows)
+        return replaced
 
 
 def _utc(moment: datetime) -> datetime:
@@ -946,9 +1107,10 @@ class SqlReadAhead:
     the first page the per-event read runs (same index, same order, same limit), in one ``UNION ALL`` for up to
     ``READ_AHEAD_USERS`` users."""
 
-    def __init__(self, conn: Connection, audit_log: SqlAudit) -> None:
+    def __init__(self, conn: Connection, audit_log: SqlAudit, outbox: SqlOutbox) -> None:
         self._conn = conn
         self._audit_log = audit_log
+        self._outbox = outbox
 
     def assets_by_id(self, identifiers: Sequence[str]) -> dict[str, Asset]:
         return {a.identifier: a for a in map(_asset, _rows_with(self._conn, asset.c.identifier, identifiers))}
@@ -1014,6 +1176,11 @@ class SqlReadAhead:
                 (mentored if row[-1] else created)[chunk[row[-2]]][b.key] = b
         return {u: (sorted(created[u].values(), key=lambda b: b.key), sorted(mentored[u].values(), key=lambda b: b.key))
                 for u in user_ids}
+
+    def hold_deletions(self, user_ids: Sequence[str], mids: Sequence[str]) -> None:
+        """``SqlAudit.hold`` and ``SqlOutbox.hold``."""
+        self._audit_log.hold(user_ids, mids)
+        self._outbox.hold(mids)
 
     def audited_assets(self, mids: Sequence[str]) -> dict[str, list[str]]:
         self._audit_log.flush()
@@ -1112,7 +1279,7 @@ class SqlUnitOfWork:
         self.bulk, self.counts = SqlBulk(conn, self.audit), SqlCounts(conn) if self._read_only else None
         self.reverts = self.bulk
         # on SQLite outside previews (``service.batch_reads`` sorts by code point, as SQLite does)
-        self._records_ahead = SqlReadAhead(conn, self.audit) if conn.dialect.name == "sqlite" else None
+        self._records_ahead = SqlReadAhead(conn, self.audit, self.outbox) if conn.dialect.name == "sqlite" else None
         return self
 
     def read_ahead(self, plan: ReadPlan) -> SqlReadAhead | None:
@@ -1133,6 +1300,7 @@ class SqlUnitOfWork:
         if self._preview is None:
             self.audit.flush()
             self.ledger.flush()
+            self.outbox.flush()
         self._tx.commit()
         self._tx = None
 

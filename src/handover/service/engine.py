@@ -159,11 +159,14 @@ class Engine:
         audit rows of each clean-up name."""
         plan = self._read_plan(parsed)
         assets = dict.fromkeys(i for a in plan.asset_ids for i in (a, rules.image_id(a)))
-        return BatchReads.read(
+        batch = BatchReads.read(
             reads, plan.page_size, plan.object_types, plan.batch_statuses, assets=list(assets),
             asset_owners=list(plan.asset_owners), batch_users=list(plan.batch_users),
             audited_mids=list(plan.audit_mids),
         )
+        if plan.audit_users:  # the clean-ups' recorded_names, redact and email, without a statement each
+            reads.hold_deletions(plan.audit_users, [e.mid for e in parsed if e.mid is not None])
+        return batch
 
     def _read_plan(self, events: Sequence[OwnershipTransfer | DeleteUser | Rejection]) -> ReadPlan:
         """The assets, the users' asset and batch pages and the audit rows the events will read (those of events
