@@ -163,9 +163,10 @@ def _text_one_of(column: Any, forms: Sequence[str], dialect_name: str) -> Any:
 
 
 def _rows_with(conn: Connection, key: Any, values: Sequence[str]) -> Iterator[Any]:
-    """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query per 500."""
+    """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query per 500 (its
+    list padded to a power of two, ``_pad``: a few statement shapes, each compiled once)."""
     table = key.table
-    for chunk in chunks(list(dict.fromkeys(values)), IN_LIST_SIZE):
+    for chunk in map(_pad, chunks(list(dict.fromkeys(values)), IN_LIST_SIZE)):
 
         def build(n: int = len(chunk)) -> Any:
             return sa.select(table).where(_one_of(key, [""] * n, "k"))

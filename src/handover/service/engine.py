@@ -123,6 +123,8 @@ class Engine:
                         if outcomes and should_stop is not None and should_stop():
                             break
                         outcomes.append(self._handle(uow, event, known))
+                    if known.reads is not None:
+                        known.reads.write_out(uow)
                     uow.commit()
                 return outcomes
             except StoreContention:  # a concurrent unit of work won (a deadlock, ...): nothing committed, again
@@ -252,7 +254,7 @@ class Engine:
             return
         assert bulk is not None
         if known.reads is not None:
-            known.reads.forget_batches()
+            known.reads.forget_batches(uow)
         written = bulk.reassign_mentor(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
         written += bulk.reassign_batch_creator(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
         outcome.changed_batches += written
@@ -267,9 +269,10 @@ class Engine:
             if (u := rules.transfer_batch(b, event.from_user_id, event.to_user_id, self.policy)) is not None
         ]
         if updates:
-            uow.batches.write(updates)
-            if known.reads is not None:
-                known.reads.wrote_batches({b.key: b for b in page}, updates)
+            if known.reads is not None:  # written with the micro-batch's others
+                known.reads.write_batches({b.key: b for b in page}, updates)
+            else:
+                uow.batches.write(updates)
             self._audit_batches(uow, event, updates)
             self._sample(outcome, STORE_COURSE_BATCH, updates)
             outcome.changed_batches += len(updates)
@@ -303,7 +306,7 @@ class Engine:
             return
         assert bulk is not None
         if known.reads is not None:
-            known.reads.forget_assets()
+            known.reads.forget_assets(uow)
         per_record: set[tuple[str, str | None]] = set()
         for object_type, version in bulk.asset_profiles(event.from_user_id, types):
             probe = Asset("", object_type, version, createdBy=event.from_user_id)
@@ -323,6 +326,8 @@ class Engine:
         for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
             mine = self._matching(page, event.from_user_id)
             transfer([a for a in mine if (a.objectType, a.schemaVersion) in per_record])
+            if known.reads is not None:  # the next page is read after this one's writes, as without read-ahead
+                known.reads.write_out(uow)
 
     def _transfer_one_asset(
         self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome, known: _Known
@@ -425,9 +430,10 @@ class Engine:
         """``updates`` of the assets ``before`` (as read)."""
         if not updates:
             return
-        uow.assets.write(updates)
-        if known.reads is not None:
-            known.reads.wrote_assets({a.identifier: a for a in before}, updates)
+        if known.reads is not None:  # written with the micro-batch's others
+            known.reads.write_assets({a.identifier: a for a in before}, updates)
+        else:
+            uow.assets.write(updates)
         if self.settings.audit:
             now = self._clock()
             uow.audit.record(
