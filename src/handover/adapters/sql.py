@@ -1186,7 +1186,7 @@ class SqlReadAhead:
     def audited_assets(self, mids: Sequence[str]) -> dict[str, list[str]]:
         self._audit_log.flush()
         found: dict[str, list[str]] = {}
-        for chunk in chunks(list(dict.fromkeys(mids)), IN_LIST_SIZE):
+        for chunk in map(_pad, chunks(list(dict.fromkeys(mids)), IN_LIST_SIZE)):
 
             def build(n: int = len(chunk)) -> Any:
                 return (sa.select(audit.c.mid, audit.c.record_key).distinct()

@@ -144,22 +144,25 @@ class Engine:
                 user_ids[event.user_id] = None
         if user_ids:
             uow.lock_users(user_ids)
-        reads = uow.read_ahead(self._read_plan(parsed))  # first: a store may read it meanwhile
+        plan = self._read_plan(parsed)
+        reads = uow.read_ahead(plan)  # first: a store may read it meanwhile
         mids = [event.mid for event in parsed if event.mid is not None]
         ledger = dict(uow.ledger.get_many(mids)) if mids else {}
         found = uow.users.get_many(list(user_ids)) if user_ids else {}
         known = _Known(ledger, {u: found.get(u) for u in user_ids})
         if reads is not None:  # the store leaves it to the engine: the records of the events that are not duplicates
-            known.reads = self._read_records(reads, [e for e in parsed if e.mid is not None and e.mid not in ledger])
+            fresh = [e for e in parsed if e.mid is not None and e.mid not in ledger]
+            known.reads = self._read_records(reads, fresh, plan if len(fresh) == len(mids) else None)
         return known
 
     def _read_records(
-        self, reads: ReadAhead, parsed: Sequence[OwnershipTransfer | DeleteUser | Rejection]
+        self, reads: ReadAhead, parsed: Sequence[OwnershipTransfer | DeleteUser | Rejection], plan: ReadPlan | None
     ) -> BatchReads:
-        """The records the events will walk, read at once (``_read_plan``): the named assets and their images, the
-        batches and assets of each from-user of a whole transfer and the assets of each deleted user, the assets the
-        audit rows of each clean-up name."""
-        plan = self._read_plan(parsed)
+        """The records the events will walk, read at once (``_read_plan``; ``plan``: theirs when already built):
+        the named assets and their images, the batches and assets of each from-user of a whole transfer and the
+        assets of each deleted user, the assets the audit rows of each clean-up name."""
+        if plan is None:
+            plan = self._read_plan(parsed)
         assets = dict.fromkeys(i for a in plan.asset_ids for i in (a, rules.image_id(a)))
         batch = BatchReads.read(
             reads, plan.page_size, plan.object_types, plan.batch_statuses, assets=list(assets),
