@@ -164,7 +164,7 @@ def _text_one_of(column: Any, forms: Sequence[str], dialect_name: str) -> Any:
 
 def _rows_with(conn: Connection, key: Any, values: Sequence[str]) -> Iterator[Any]:
     """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query per 500 (its
-    list padded to a power of two, ``_pad``: a few statement shapes, each compiled once)."""
+    list padded, ``_pad``: a few statement shapes, each compiled once)."""
     table = key.table
     for chunk in map(_pad, chunks(list(dict.fromkeys(values)), IN_LIST_SIZE)):
 
@@ -656,11 +656,11 @@ class SqlAudit:
         for chunk in map(_pad, chunks(forms, IN_LIST_SIZE)):
             for column in (audit.c.before, audit.c.after):
 
-                def build(column: Any = column, chunk: list[str] = chunk) -> Any:
+                def build(column: Any = column, n: int = len(chunk)) -> Any:
                     new = sa.bindparam("new", type_=sa.Text)
                     return (
                         audit.update()
-                        .where(_text_one_of(column, chunk, self._conn.dialect.name))
+                        .where(_text_one_of(column, [""] * n, self._conn.dialect.name))
                         .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
                     )
 
@@ -747,11 +747,14 @@ def _json_forms(values: Iterable[str]) -> list[str]:
     return sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
 
 
-def _pad(values: list[str]) -> list[str]:
-    """``values`` padded to a power of two with its first value (an ``IN`` list of a few shapes, each compiled
-    once; a value twice in it matches the same rows)."""
-    size = 1 << (len(values) - 1).bit_length() if values else 0
-    return values + [values[0]] * (size - len(values))
+IN_LIST_SHAPES = (8, 64, 512)  # the lengths ``_pad`` gives an IN list of up to 512 values
+
+
+def _pad(values: list[str]) -> list[str | None]:
+    """``values`` padded with NULLs to the next of ``IN_LIST_SHAPES`` (a power of two above): an ``IN`` list of a
+    few shapes, each compiled once (``run_prepared``), that matches the same rows (a NULL matches none)."""
+    size = next((n for n in IN_LIST_SHAPES if n >= len(values)), 1 << (len(values) - 1).bit_length())
+    return [*values, *[None] * (size - len(values))]
 
 
 _SIDES = ("before", "after")
@@ -1095,12 +1098,11 @@ READ_AHEAD_USERS = 16  # users per read-ahead statement (a UNION ALL of one limi
 # compiles a statement of many parts slowly, once per shape)
 
 
-def _padded(values: Sequence[str]) -> Iterator[list[str]]:
-    """``values`` in chunks of ``READ_AHEAD_USERS``, each padded to a power of two with its first value (a few
-    statement shapes, each compiled once)."""
+def _padded(values: Sequence[str]) -> Iterator[list[str | None]]:
+    """``values`` in chunks of ``READ_AHEAD_USERS``, each padded with NULLs (a part whose user is NULL reads no
+    row): one statement shape, compiled once."""
     for chunk in chunks(list(dict.fromkeys(values)), READ_AHEAD_USERS):
-        size = 1 << (len(chunk) - 1).bit_length()
-        yield chunk + [chunk[0]] * (size - len(chunk))
+        yield [*chunk, *[None] * (READ_AHEAD_USERS - len(chunk))]
 
 
 class SqlReadAhead:
