@@ -568,8 +568,8 @@ class SqlAudit:
         """Write what is kept: the redactions held (``hold``) of the rows in the store first, then the records kept
         (already redacted as they had to be). Ends the hold."""
         held, self._held = self._held, None
-        if held is not None and held.forms:
-            self._redact_stored(sorted(held.forms), held.replacement or "")
+        if held is not None and held.values:
+            self._redact_stored(_json_forms(held.values), held.replacement or "")
         if self._pending:
             insert_rows(self._conn, audit, self._pending)
             self._pending = []
@@ -743,8 +743,14 @@ _AUDIT_PAGES: dict[tuple[Any, ...], Any] = {}  # (by mid, newest first, with a c
 
 
 def _json_forms(values: Iterable[str]) -> list[str]:
-    """Each JSON text form a string can be stored in (escaped or not), sorted."""
-    return sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
+    """Each JSON text form a string can be stored in (escaped or not), sorted. (An ASCII string has one: escaping
+    concerns other characters only.)"""
+    forms: set[str] = set()
+    for v in values:
+        forms.add(json.dumps(v))
+        if not v.isascii():
+            forms.add(json.dumps(v, ensure_ascii=False))
+    return sorted(forms)
 
 
 IN_LIST_SHAPES = (8, 64, 512)  # the lengths ``_pad`` gives an IN list of up to 512 values
@@ -763,12 +769,12 @@ _SIDES = ("before", "after")
 class _HeldAudit:
     """The audit rows a micro-batch's clean-ups may read or redact (``SqlAudit.hold``), indexed by value: the rows
     read from the store (their values as JSON text, as the SQL compares them) and the records kept (as recorded;
-    ``SqlAudit._pending``, redacted in place). ``forms``: the JSON texts every redaction so far replaces in the
-    store's rows by ``replacement``."""
+    ``SqlAudit._pending``, redacted in place). ``values``: what every redaction so far replaces in the store's rows
+    by ``replacement``."""
 
     def __init__(self, user_ids: Iterable[str]) -> None:
         self.users = frozenset(user_ids)
-        self.forms: set[str] = set()
+        self.values: set[str] = set()
         self.replacement: str | None = None
         self._stored: dict[str, dict[str, list[dict[str, Any]]]] = {side: {} for side in _SIDES}  # text -> rows
         self._kept: dict[str, dict[str, list[dict[str, Any]]]] = {side: {} for side in _SIDES}  # str value -> rows
@@ -792,7 +798,7 @@ class _HeldAudit:
 
     def recorded_names(self, user_id: str) -> list[str]:
         """As ``SqlAudit.recorded_names``, over the rows held."""
-        forms = _json_forms([user_id])
+        forms = _json_forms([user_id]) if self._stored["before"] or self._stored["after"] else []
         names: set[str] = set()
         for side in _SIDES:
             owners = [r for form in forms for r in self._stored[side].get(form, ())]
@@ -812,8 +818,8 @@ class _HeldAudit:
 
     def redact(self, values: Sequence[str], replacement: str) -> int:
         """As ``SqlAudit.redact`` on the rows held; the store's rows are redacted at the flush (``forms``)."""
-        forms = _json_forms(values)
-        self.forms.update(forms)
+        forms = _json_forms(values) if self._stored["before"] or self._stored["after"] else []
+        self.values.update(values)
         self.replacement = replacement
         replaced = 0
         for index, keys, new in ((self._stored, forms, json.dumps(replacement)),
