@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from handover.domain.text import first_bad_string, id_problem, is_storable_id, text_problem
+from handover.domain.text import MAX_ID_LENGTH, first_bad_string, id_problem, is_storable_id, text_problem
 
 MAX_EVENT_BYTES = 1_000_000
 MAX_DEPTH = 64
@@ -221,9 +221,10 @@ def routing(doc: Any) -> tuple[str | None, str | None]:
 
 
 def _long_id(*fields: tuple[str, str | None]) -> str | None:
-    """The first ``(name, value)`` whose value is an id over the length limit, as a rejection detail."""
+    """The first ``(name, value)`` whose value is an id over the length limit, as a rejection detail. (Called once
+    every string of the event is known to pass ``text.text_problem``: only the length is left to check.)"""
     for name, value in fields:
-        if value is not None and not is_storable_id(value):
+        if value is not None and len(value) > MAX_ID_LENGTH:
             return f"{name} {id_problem(value)}"
     return None
 
