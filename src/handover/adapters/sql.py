@@ -152,6 +152,14 @@ def _one_of(column: Any, values: Sequence[Any], name: str) -> Any:
     return column.in_([sa.bindparam(f"{name}{i}", v, type_=column.type) for i, v in enumerate(values)])
 
 
+def _text_member(column: Any, dialect_name: str, n: int) -> Any:
+    """The audit ``column``'s JSON text is one of the forms ``_value_lists(..., "f")`` binds (``_member``), by the
+    index on its ``audit_text_key``."""
+    if dialect_name == "sqlite":
+        return _member(sa.cast(column, sa.Text), "f", dialect_name, n)
+    return _text_one_of(column, [""] * n, dialect_name)
+
+
 def _text_one_of(column: Any, forms: Sequence[str], dialect_name: str) -> Any:
     """The audit ``column``'s JSON text is one of ``forms`` (bound as ``f0``, ``f1``, ...), by the index on its
     ``audit_text_key`` (on PostgreSQL the md5s match first, then the texts)."""
@@ -162,17 +170,40 @@ def _text_one_of(column: Any, forms: Sequence[str], dialect_name: str) -> Any:
     return sa.and_(audit_text_key(column, dialect_name).in_([sa.func.md5(p) for p in params]), text.in_(params))
 
 
+def _value_lists(dialect_name: str, values: Sequence[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The bound parameters of ``_member(..., name, n)`` for ``values`` (repeats dropped), as ``(n, params)``: on
+    SQLite one JSON array (``n`` 0: one statement shape, whatever the number of values), elsewhere per 500 values
+    ``name0``, ``name1``, ... padded with NULLs (``_pad``: a few shapes)."""
+    unique = list(dict.fromkeys(values))
+    if not unique:
+        return
+    if dialect_name == "sqlite":
+        yield 0, {name: json.dumps(unique)}
+        return
+    for chunk in map(_pad, chunks(unique, IN_LIST_SIZE)):
+        yield len(chunk), {f"{name}{i}": v for i, v in enumerate(chunk)}
+
+
+def _member(key: Any, name: str, dialect_name: str, n: int) -> Any:
+    """``key IN`` the values ``_value_lists`` binds: on SQLite ``(SELECT value FROM json_each(:name))`` (found by
+    the index on ``key`` as an IN list is), elsewhere ``(:name0, ..., :name<n-1>)``."""
+    if dialect_name == "sqlite":
+        values = sa.func.json_each(sa.bindparam(name, type_=sa.Text)).table_valued("value")
+        return key.in_(sa.select(values.c.value).scalar_subquery())
+    return _one_of(key, [""] * n, name)
+
+
 def _rows_with(conn: Connection, key: Any, values: Sequence[str]) -> Iterator[Any]:
-    """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query per 500 (its
-    list padded, ``_pad``: a few statement shapes, each compiled once)."""
+    """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query (``_member``;
+    per 500 values but on SQLite)."""
     table = key.table
-    for chunk in map(_pad, chunks(list(dict.fromkeys(values)), IN_LIST_SIZE)):
+    dialect_name = conn.dialect.name
+    for n, params in _value_lists(dialect_name, values, "k"):
 
-        def build(n: int = len(chunk)) -> Any:
-            return sa.select(table).where(_one_of(key, [""] * n, "k"))
+        def build(n: int = n) -> Any:
+            return sa.select(table).where(_member(key, "k", dialect_name, n))
 
-        yield from run_prepared(conn, (f"{table.name}.{key.name}.in", len(chunk)), build,
-                                {f"k{i}": v for i, v in enumerate(chunk)})
+        yield from run_prepared(conn, (f"{table.name}.{key.name}.in", n), build, params)
 
 
 def _after(courseid: Any, batchid: Any) -> Any:
@@ -604,11 +635,11 @@ class SqlAudit:
         self.flush()
         held = _HeldAudit(user_ids)
         seen: set[int] = set()
-        forms = _json_forms(user_ids)
-        for side in ("before", "after") if forms else ():
-            for chunk in map(_pad, chunks(forms, IN_LIST_SIZE)):
+        dialect_name = self._conn.dialect.name
+        for side in ("before", "after"):
+            for n, params in _value_lists(dialect_name, _json_forms(user_ids), "f"):
 
-                def build(side: str = side, n: int = len(chunk)) -> Any:
+                def build(side: str = side, n: int = n) -> Any:
                     owner, other = audit.alias("owner"), audit.alias("other")
                     return (
                         sa.select(other.c.id, other.c.mid, other.c.store, other.c.record_key, other.c.field,
@@ -617,21 +648,19 @@ class SqlAudit:
                                                                other.c.record_key == owner.c.record_key,
                                                                other.c.store == owner.c.store)))
                         .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
-                               _text_one_of(owner.c[side], [""] * n, self._conn.dialect.name))
+                               _text_member(owner.c[side], dialect_name, n))
                     )
 
-                params = {f"f{i}": form for i, form in enumerate(chunk)}
-                for row in run_prepared(self._conn, ("audit.hold", side, len(chunk)), build, params):
+                for row in run_prepared(self._conn, ("audit.hold", side, n), build, params):
                     held.add_stored(row, seen)
-        for chunk in map(_pad, chunks(list(dict.fromkeys(mids)), IN_LIST_SIZE)):
+        for n, params in _value_lists(dialect_name, mids, "k"):
 
-            def build_mids(n: int = len(chunk)) -> Any:
+            def build_mids(n: int = n) -> Any:
                 a = audit
                 return sa.select(a.c.id, a.c.mid, a.c.store, a.c.record_key, a.c.field, sa.cast(a.c.before, sa.Text),
-                                 sa.cast(a.c.after, sa.Text)).where(_one_of(a.c.mid, [""] * n, "k"))
+                                 sa.cast(a.c.after, sa.Text)).where(_member(a.c.mid, "k", dialect_name, n))
 
-            params = {f"k{i}": mid for i, mid in enumerate(chunk)}
-            for row in run_prepared(self._conn, ("audit.hold.mids", len(chunk)), build_mids, params):
+            for row in run_prepared(self._conn, ("audit.hold.mids", n), build_mids, params):
                 held.add_stored(row, seen)
         self._held = held
 
@@ -651,22 +680,23 @@ class SqlAudit:
     def _redact_stored(self, forms: list[str], replacement: str) -> int:
         """The UPDATEs of ``redact``: every row in the store whose JSON text is one of ``forms`` (one per column and
         ``IN_LIST_SIZE`` forms)."""
-        pg = self._conn.dialect.name == "postgresql"
+        dialect_name = self._conn.dialect.name
+        pg = dialect_name == "postgresql"
         replaced = 0
-        for chunk in map(_pad, chunks(forms, IN_LIST_SIZE)):
+        for n, params in _value_lists(dialect_name, forms, "f"):
             for column in (audit.c.before, audit.c.after):
 
-                def build(column: Any = column, n: int = len(chunk)) -> Any:
+                def build(column: Any = column, n: int = n) -> Any:
                     new = sa.bindparam("new", type_=sa.Text)
                     return (
                         audit.update()
-                        .where(_text_one_of(column, [""] * n, self._conn.dialect.name))
+                        .where(_text_member(column, dialect_name, n))
                         .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
                     )
 
-                params = {"new": json.dumps(replacement), **{f"f{i}": form for i, form in enumerate(chunk)}}
-                key = ("audit.redact", column.name, len(chunk))
-                replaced += int(run_prepared(self._conn, key, build, params).rowcount)
+                key = ("audit.redact", column.name, n)
+                values = {"new": json.dumps(replacement), **params}
+                replaced += int(run_prepared(self._conn, key, build, values).rowcount)
         return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
@@ -1100,15 +1130,26 @@ class SqlBulk:
         self._conn.execute(audit.insert().from_select(names, select))
 
 
-READ_AHEAD_USERS = 16  # users per read-ahead statement (a UNION ALL of one limited part per user; SQLAlchemy
-# compiles a statement of many parts slowly, once per shape)
+READ_AHEAD_USERS = 16  # users per read-ahead statement (a UNION ALL of one limited part per user, ``_union_all``)
 
 
-def _padded(values: Sequence[str]) -> Iterator[list[str | None]]:
-    """``values`` in chunks of ``READ_AHEAD_USERS``, each padded with NULLs (a part whose user is NULL reads no
-    row): one statement shape, compiled once."""
-    for chunk in chunks(list(dict.fromkeys(values)), READ_AHEAD_USERS):
-        yield [*chunk, *[None] * (READ_AHEAD_USERS - len(chunk))]
+_PARTS: dict[Hashable, tuple[str, list[str], dict[str, Any]]] = {}  # key -> SQL, parameter order, built-in values
+
+
+def _union_all(conn: Connection, key: Hashable, part: Callable[[], Any], params: Sequence[Mapping[str, Any]]) -> Any:
+    """Raw rows of a ``UNION ALL`` of the statement ``part()`` makes, once for each item of ``params`` (that part's
+    parameters), on SQLite. The part is compiled once per ``key`` (which must name every value built into it) and
+    repeated in the statement's text: SQLAlchemy compiles a union of many parts in a time that grows with them."""
+    assert conn.dialect.name == "sqlite", "positional parameters"
+    entry = _PARTS.get(key)
+    if entry is None:
+        compiled = part().compile(dialect=conn.dialect)
+        assert compiled.positional and compiled.positiontup is not None
+        entry = (compiled.string, list(compiled.positiontup), compiled.construct_params(_check=False))
+        _PARTS[key] = entry
+    sql, order, defaults = entry
+    text = " UNION ALL ".join([f"SELECT * FROM ({sql})"] * len(params))
+    return conn.exec_driver_sql(text, tuple({**defaults, **p}[name] for p in params for name in order))
 
 
 class SqlReadAhead:
@@ -1129,23 +1170,15 @@ class SqlReadAhead:
     ) -> dict[str, list[Asset]]:
         types = list(object_types)
         found: dict[str, dict[str, Asset]] = {u: {} for u in user_ids}
-        for chunk in _padded(user_ids):
 
-            def build(n: int = len(chunk)) -> Any:
-                parts = [
-                    sa.select(
-                        _raw_json_select(asset)
-                        .where(asset.c.createdBy == sa.bindparam(f"u{i}"), _one_of(asset.c.objectType, types, f"t{i}_"))
-                        .order_by(asset.c.identifier)
-                        .limit(limit)
-                        .subquery()
-                    )
-                    for i in range(n)
-                ]
-                return sa.union_all(*parts)
+        def part() -> Any:
+            return (_raw_json_select(asset)
+                    .where(asset.c.createdBy == sa.bindparam("u"), _one_of(asset.c.objectType, types, "t"))
+                    .order_by(asset.c.identifier).limit(limit))
 
-            key = ("read_ahead.assets", len(chunk), tuple(types), limit)
-            for row in run_prepared(self._conn, key, build, {f"u{i}": u for i, u in enumerate(chunk)}):
+        for chunk in chunks(list(dict.fromkeys(user_ids)), READ_AHEAD_USERS):
+            key = ("read_ahead.assets", tuple(types), limit)
+            for row in _union_all(self._conn, key, part, [{"u": u} for u in chunk]):
                 a = _asset(row)
                 found[str(a.createdBy)][a.identifier] = a
         return {u: sorted(owned.values(), key=lambda a: a.identifier) for u, owned in found.items()}
@@ -1157,30 +1190,28 @@ class SqlReadAhead:
         status = sorted(statuses)
         created: dict[str, dict[tuple[str, str], CourseBatch]] = {u: {} for u in user_ids}
         mentored: dict[str, dict[tuple[str, str], CourseBatch]] = {u: {} for u in user_ids}
-        for chunk in _padded(user_ids):
 
-            def build(n: int = len(chunk)) -> Any:
-                parts = []
-                for i in range(n):
-                    u: Any = sa.bindparam(f"u{i}")
-                    parts.append(sa.select(
-                        _raw_json_select(cb).add_columns(sa.literal_column(str(i)).label("part"),
-                                                         sa.literal_column("0").label("mentored"))
-                        .where(cb.c.createdby == u, _one_of(cb.c.status, status, f"s{i}_"))
-                        .order_by(cb.c.courseid, cb.c.batchid).limit(limit).subquery()
-                    ))
-                    parts.append(sa.select(
-                        _raw_json_select(cb).add_columns(sa.literal_column(str(i)).label("part"),
-                                                         sa.literal_column("1").label("mentored"))
-                        .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
-                        .where(m.c.userid == u, _one_of(cb.c.status, status, f"z{i}_"),
-                               sa.or_(cb.c.createdby.is_(None), cb.c.createdby != u))
-                        .order_by(m.c.courseid, m.c.batchid).limit(limit).subquery()
-                    ))
-                return sa.union_all(*parts)
+        def part() -> Any:  # one user's: the batches the user created, then those the user mentors and did not
+            u: Any = sa.bindparam("u")
+            index = sa.bindparam("p", type_=sa.Integer)
+            return sa.union_all(
+                sa.select(
+                    _raw_json_select(cb).add_columns(index.label("part"), sa.literal_column("0").label("mentored"))
+                    .where(cb.c.createdby == u, _one_of(cb.c.status, status, "s"))
+                    .order_by(cb.c.courseid, cb.c.batchid).limit(limit).subquery()
+                ),
+                sa.select(
+                    _raw_json_select(cb).add_columns(index.label("part"), sa.literal_column("1").label("mentored"))
+                    .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
+                    .where(m.c.userid == u, _one_of(cb.c.status, status, "z"),
+                           sa.or_(cb.c.createdby.is_(None), cb.c.createdby != u))
+                    .order_by(m.c.courseid, m.c.batchid).limit(limit).subquery()
+                ),
+            )
 
-            key = ("read_ahead.batches", len(chunk), tuple(status), limit)
-            for row in run_prepared(self._conn, key, build, {f"u{i}": u for i, u in enumerate(chunk)}):
+        for chunk in chunks(list(dict.fromkeys(user_ids)), READ_AHEAD_USERS):
+            key = ("read_ahead.batches", tuple(status), limit)
+            for row in _union_all(self._conn, key, part, [{"u": u, "p": i} for i, u in enumerate(chunk)]):
                 b = _batch(row)
                 (mentored if row[-1] else created)[chunk[row[-2]]][b.key] = b
         return {u: (sorted(created[u].values(), key=lambda b: b.key), sorted(mentored[u].values(), key=lambda b: b.key))
@@ -1194,14 +1225,14 @@ class SqlReadAhead:
     def audited_assets(self, mids: Sequence[str]) -> dict[str, list[str]]:
         self._audit_log.flush()
         found: dict[str, list[str]] = {}
-        for chunk in map(_pad, chunks(list(dict.fromkeys(mids)), IN_LIST_SIZE)):
+        dialect_name = self._conn.dialect.name
+        for n, params in _value_lists(dialect_name, mids, "k"):
 
-            def build(n: int = len(chunk)) -> Any:
+            def build(n: int = n) -> Any:
                 return (sa.select(audit.c.mid, audit.c.record_key).distinct()
-                        .where(_one_of(audit.c.mid, [""] * n, "k"), audit.c.store == STORE_ASSET))
+                        .where(_member(audit.c.mid, "k", dialect_name, n), audit.c.store == STORE_ASSET))
 
-            for mid, key in run_prepared(self._conn, ("read_ahead.audited", len(chunk)), build,
-                                         {f"k{i}": v for i, v in enumerate(chunk)}):
+            for mid, key in run_prepared(self._conn, ("read_ahead.audited", n), build, params):
                 found.setdefault(mid, []).append(key)
         return found
 
