@@ -203,7 +203,7 @@ def _rows_with(conn: Connection, key: Any, values: Sequence[str]) -> Iterator[An
         def build(n: int = n) -> Any:
             return sa.select(table).where(_member(key, "k", dialect_name, n))
 
-        yield from run_prepared(conn, (f"{table.name}.{key.name}.in", n), build, params)
+        yield from run_prepared(conn, (f"{table.name}.{key.name}.in", n), build, params).fetchall()
 
 
 def _after(courseid: Any, batchid: Any) -> Any:
@@ -651,7 +651,7 @@ class SqlAudit:
                                _text_member(owner.c[side], dialect_name, n))
                     )
 
-                for row in run_prepared(self._conn, ("audit.hold", side, n), build, params):
+                for row in run_prepared(self._conn, ("audit.hold", side, n), build, params).fetchall():
                     held.add_stored(row, seen)
         for n, params in _value_lists(dialect_name, mids, "k"):
 
@@ -660,7 +660,7 @@ class SqlAudit:
                 return sa.select(a.c.id, a.c.mid, a.c.store, a.c.record_key, a.c.field, sa.cast(a.c.before, sa.Text),
                                  sa.cast(a.c.after, sa.Text)).where(_member(a.c.mid, "k", dialect_name, n))
 
-            for row in run_prepared(self._conn, ("audit.hold.mids", n), build_mids, params):
+            for row in run_prepared(self._conn, ("audit.hold.mids", n), build_mids, params).fetchall():
                 held.add_stored(row, seen)
         self._held = held
 
@@ -1178,7 +1178,7 @@ class SqlReadAhead:
 
         for chunk in chunks(list(dict.fromkeys(user_ids)), READ_AHEAD_USERS):
             key = ("read_ahead.assets", tuple(types), limit)
-            for row in _union_all(self._conn, key, part, [{"u": u} for u in chunk]):
+            for row in _union_all(self._conn, key, part, [{"u": u} for u in chunk]).fetchall():
                 a = _asset(row)
                 found[str(a.createdBy)][a.identifier] = a
         return {u: sorted(owned.values(), key=lambda a: a.identifier) for u, owned in found.items()}
@@ -1211,7 +1211,7 @@ class SqlReadAhead:
 
         for chunk in chunks(list(dict.fromkeys(user_ids)), READ_AHEAD_USERS):
             key = ("read_ahead.batches", tuple(status), limit)
-            for row in _union_all(self._conn, key, part, [{"u": u, "p": i} for i, u in enumerate(chunk)]):
+            for row in _union_all(self._conn, key, part, [{"u": u, "p": i} for i, u in enumerate(chunk)]).fetchall():
                 b = _batch(row)
                 (mentored if row[-1] else created)[chunk[row[-2]]][b.key] = b
         return {u: (sorted(created[u].values(), key=lambda b: b.key), sorted(mentored[u].values(), key=lambda b: b.key))
@@ -1232,7 +1232,7 @@ class SqlReadAhead:
                 return (sa.select(audit.c.mid, audit.c.record_key).distinct()
                         .where(_member(audit.c.mid, "k", dialect_name, n), audit.c.store == STORE_ASSET))
 
-            for mid, key in run_prepared(self._conn, ("read_ahead.audited", n), build, params):
+            for mid, key in run_prepared(self._conn, ("read_ahead.audited", n), build, params).fetchall():
                 found.setdefault(mid, []).append(key)
         return found
 

@@ -32,9 +32,14 @@ from handover.service.ports import ReadAhead, UnitOfWork
 BatchKey = tuple[str, str]
 
 
+_FLAT = frozenset({str, int, float, bool, type(None)})
+
+
 def _stored(value: Any) -> Any:
     """A value as the store gives it back (JSON: tuples become lists)."""
-    return value if value is None or isinstance(value, str | int | float | bool) else json.loads(json.dumps(value))
+    if type(value) in _FLAT or isinstance(value, str | int | float | bool):
+        return value
+    return json.loads(json.dumps(value))
 
 
 def apply_asset_update(asset: Asset, update: AssetUpdate) -> Asset:
