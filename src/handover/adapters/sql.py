@@ -152,6 +152,14 @@ def _one_of(column: Any, values: Sequence[Any], name: str) -> Any:
     return column.in_([sa.bindparam(f"{name}{i}", v, type_=column.type) for i, v in enumerate(values)])
 
 
+def _text_member(column: Any, dialect_name: str, n: int) -> Any:
+    """The audit ``column``'s JSON text is one of the forms ``_value_lists(..., "f")`` binds (``_member``), by the
+    index on its ``audit_text_key``."""
+    if dialect_name == "sqlite":
+        return _member(sa.cast(column, sa.Text), "f", dialect_name, n)
+    return _text_one_of(column, [""] * n, dialect_name)
+
+
 def _text_one_of(column: Any, forms: Sequence[str], dialect_name: str) -> Any:
     """The audit ``column``'s JSON text is one of ``forms`` (bound as ``f0``, ``f1``, ...), by the index on its
     ``audit_text_key`` (on PostgreSQL the md5s match first, then the texts)."""
@@ -162,16 +170,40 @@ def _text_one_of(column: Any, forms: Sequence[str], dialect_name: str) -> Any:
     return sa.and_(audit_text_key(column, dialect_name).in_([sa.func.md5(p) for p in params]), text.in_(params))
 
 
+def _value_lists(dialect_name: str, values: Sequence[str], name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The bound parameters of ``_member(..., name, n)`` for ``values`` (repeats dropped), as ``(n, params)``: on
+    SQLite one JSON array (``n`` 0: one statement shape, whatever the number of values), elsewhere per 500 values
+    ``name0``, ``name1``, ... padded with NULLs (``_pad``: a few shapes)."""
+    unique = list(dict.fromkeys(values))
+    if not unique:
+        return
+    if dialect_name == "sqlite":
+        yield 0, {name: json.dumps(unique)}
+        return
+    for chunk in map(_pad, chunks(unique, IN_LIST_SIZE)):
+        yield len(chunk), {f"{name}{i}": v for i, v in enumerate(chunk)}
+
+
+def _member(key: Any, name: str, dialect_name: str, n: int) -> Any:
+    """``key IN`` the values ``_value_lists`` binds: on SQLite ``(SELECT value FROM json_each(:name))`` (found by
+    the index on ``key`` as an IN list is), elsewhere ``(:name0, ..., :name<n-1>)``."""
+    if dialect_name == "sqlite":
+        values = sa.func.json_each(sa.bindparam(name, type_=sa.Text)).table_valued("value")
+        return key.in_(sa.select(values.c.value).scalar_subquery())
+    return _one_of(key, [""] * n, name)
+
+
 def _rows_with(conn: Connection, key: Any, values: Sequence[str]) -> Iterator[Any]:
-    """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query per 500."""
+    """The raw rows of ``key``'s table whose ``key`` is one of ``values``: one prepared ``IN`` query (``_member``;
+    per 500 values but on SQLite)."""
     table = key.table
-    for chunk in chunks(list(dict.fromkeys(values)), IN_LIST_SIZE):
+    dialect_name = conn.dialect.name
+    for n, params in _value_lists(dialect_name, values, "k"):
 
-        def build(n: int = len(chunk)) -> Any:
-            return sa.select(table).where(_one_of(key, [""] * n, "k"))
+        def build(n: int = n) -> Any:
+            return sa.select(table).where(_member(key, "k", dialect_name, n))
 
-        yield from run_prepared(conn, (f"{table.name}.{key.name}.in", len(chunk)), build,
-                                {f"k{i}": v for i, v in enumerate(chunk)})
+        yield from run_prepared(conn, (f"{table.name}.{key.name}.in", n), build, params).fetchall()
 
 
 def _after(courseid: Any, batchid: Any) -> Any:
@@ -510,20 +542,37 @@ def _ledger_entry(row: Any) -> LedgerEntry:
 
 
 class SqlOutbox:
-    """The embedded store keeps the email in the outbox table: the row is the one record that it was sent."""
+    """The embedded store keeps the email in the outbox table: the row is the one record that it was sent. Rows are
+    kept and inserted together at commit (one insert per micro-batch); whether a mid has its row already is read per
+    email, or for a micro-batch's mids at once (``hold``)."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._pending: list[dict[str, Any]] = []
+        self._known: dict[str, bool] = {}  # mid -> whether its row exists (in the store or kept)
+
+    def hold(self, mids: Sequence[str]) -> None:
+        """Read at once which of ``mids`` have their row (one query per 500)."""
+        found = {row[0] for row in _rows_with(self._conn, notification.c.mid, mids)}
+        self._known.update({m: m in found for m in mids})
+
+    def flush(self) -> None:
+        if self._pending:
+            insert_rows(self._conn, notification, self._pending)
+            self._pending = []
 
     def record(self, note: Notification) -> bool:
-        exists = run_prepared(
-            self._conn,
-            "outbox.exists",
-            lambda: sa.select(notification.c.mid).where(notification.c.mid == sa.bindparam("mid")),
-            {"mid": note.mid},
-        ).first()
-        if exists is not None:
+        exists = self._known.get(note.mid)
+        if exists is None:
+            exists = run_prepared(
+                self._conn,
+                "outbox.exists",
+                lambda: sa.select(notification.c.mid).where(notification.c.mid == sa.bindparam("mid")),
+                {"mid": note.mid},
+            ).first() is not None
+        if exists:
             return False
+        self._known[note.mid] = True
         row = {
             "mid": note.mid,
             "recipientUserIds": list(note.recipient_user_ids),
@@ -533,7 +582,7 @@ class SqlOutbox:
             "regards": note.regards,
             "created_at": datetime.now(UTC),
         }
-        insert_rows(self._conn, notification, [row])
+        self._pending.append(row)
         return True
 
 
@@ -544,14 +593,20 @@ class SqlAudit:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._pending: list[dict[str, Any]] = []
+        self._held: _HeldAudit | None = None
 
     def flush(self) -> None:
+        """Write what is kept: the redactions held (``hold``) of the rows in the store first, then the records kept
+        (already redacted as they had to be). Ends the hold."""
+        held, self._held = self._held, None
+        if held is not None and held.values:
+            self._redact_stored(_json_forms(held.values), held.replacement or "")
         if self._pending:
             insert_rows(self._conn, audit, self._pending)
             self._pending = []
 
     def record(self, records: Sequence[AuditRecord]) -> None:
-        self._pending.extend(
+        rows = [
             {
                 "mid": r.mid,
                 "request_id": r.request_id,
@@ -563,36 +618,93 @@ class SqlAudit:
                 "at": r.at,
             }
             for r in records
-        )
+        ]
+        self._pending.extend(rows)
+        if self._held is not None:
+            for row in rows:
+                self._held.add(row, stored=False)
 
+    def hold(self, user_ids: Sequence[str], mids: Sequence[str]) -> None:
+        """Until the next ``flush`` (a page read, a set-based write, the commit): ``recorded_names`` of ``user_ids``
+        and every ``redact`` are answered in memory, from the records kept and the store's rows they can read (the
+        asset ``createdBy`` changes naming one of ``user_ids`` and the other rows of those changes, and every row of
+        ``mids``, the events that may write records), read here in a few queries. The redactions of the rows in the
+        store are written at the flush, one UPDATE per column for all of them (a value replaced by one redaction
+        stays replaced, so their union replaces the same rows; the records kept get only those made after them).
+        Results as without the hold; a micro-batch of clean-ups so needs no statement per event."""
+        self.flush()
+        held = _HeldAudit(user_ids)
+        seen: set[int] = set()
+        dialect_name = self._conn.dialect.name
+        for side in ("before", "after"):
+            for n, params in _value_lists(dialect_name, _json_forms(user_ids), "f"):
+
+                def build(side: str = side, n: int = n) -> Any:
+                    owner, other = audit.alias("owner"), audit.alias("other")
+                    return (
+                        sa.select(other.c.id, other.c.mid, other.c.store, other.c.record_key, other.c.field,
+                                  sa.cast(other.c.before, sa.Text), sa.cast(other.c.after, sa.Text))
+                        .select_from(owner.join(other, sa.and_(other.c.mid == owner.c.mid,
+                                                               other.c.record_key == owner.c.record_key,
+                                                               other.c.store == owner.c.store)))
+                        .where(owner.c.store == STORE_ASSET, owner.c.field == "createdBy",
+                               _text_member(owner.c[side], dialect_name, n))
+                    )
+
+                for row in run_prepared(self._conn, ("audit.hold", side, n), build, params).fetchall():
+                    held.add_stored(row, seen)
+        for n, params in _value_lists(dialect_name, mids, "k"):
+
+            def build_mids(n: int = n) -> Any:
+                a = audit
+                return sa.select(a.c.id, a.c.mid, a.c.store, a.c.record_key, a.c.field, sa.cast(a.c.before, sa.Text),
+                                 sa.cast(a.c.after, sa.Text)).where(_member(a.c.mid, "k", dialect_name, n))
+
+            for row in run_prepared(self._conn, ("audit.hold.mids", n), build_mids, params).fetchall():
+                held.add_stored(row, seen)
+        self._held = held
 
     def redact(self, user_id: str, values: Sequence[str], replacement: str) -> int:
         """One UPDATE per column, its rows found by the index on the column's JSON text (``ix_audit_*_text``;
         ``user_id`` is not needed to find them). A value is matched in each JSON text form it can be stored in
-        (escaped or not, by Python or by the database)."""
+        (escaped or not, by Python or by the database). While the audit is held (``hold``): in memory, the rows in
+        the store at the next flush; the count is then of the rows held (the records kept and the rows read)."""
         if not values:
             return 0
+        held = self._held
+        if held is not None and (held.replacement in (None, replacement)) and replacement not in held.users:
+            return held.redact(values, replacement)
         self.flush()
-        forms = _json_forms(values)
-        pg = self._conn.dialect.name == "postgresql"
+        return self._redact_stored(_json_forms(values), replacement)
+
+    def _redact_stored(self, forms: list[str], replacement: str) -> int:
+        """The UPDATEs of ``redact``: every row in the store whose JSON text is one of ``forms`` (one per column and
+        ``IN_LIST_SIZE`` forms)."""
+        dialect_name = self._conn.dialect.name
+        pg = dialect_name == "postgresql"
         replaced = 0
-        for column in (audit.c.before, audit.c.after):
+        for n, params in _value_lists(dialect_name, forms, "f"):
+            for column in (audit.c.before, audit.c.after):
 
-            def build(column: Any = column) -> Any:
-                new = sa.bindparam("new", type_=sa.Text)
-                return (
-                    audit.update()
-                    .where(_text_one_of(column, forms, self._conn.dialect.name))
-                    .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
-                )
+                def build(column: Any = column, n: int = n) -> Any:
+                    new = sa.bindparam("new", type_=sa.Text)
+                    return (
+                        audit.update()
+                        .where(_text_member(column, dialect_name, n))
+                        .values({column.name: sa.cast(new, postgresql.JSON) if pg else new})
+                    )
 
-            params = {"new": json.dumps(replacement), **{f"f{i}": form for i, form in enumerate(forms)}}
-            replaced += int(run_prepared(self._conn, ("audit.redact", column.name, len(forms)), build, params).rowcount)
+                key = ("audit.redact", column.name, n)
+                values = {"new": json.dumps(replacement), **params}
+                replaced += int(run_prepared(self._conn, key, build, values).rowcount)
         return replaced
 
     def recorded_names(self, user_id: str) -> list[str]:
         """One SELECT per direction: the createdBy rows naming the user (by the index on the column's JSON text),
-        joined to the other rows of the same event and record by the (mid, id) index."""
+        joined to the other rows of the same event and record by the (mid, id) index. In memory for a user held
+        (``hold``)."""
+        if self._held is not None and user_id in self._held.users:
+            return self._held.recorded_names(user_id)
         self.flush()
         forms = _json_forms([user_id])
         names: set[str] = set()
@@ -661,8 +773,97 @@ _AUDIT_PAGES: dict[tuple[Any, ...], Any] = {}  # (by mid, newest first, with a c
 
 
 def _json_forms(values: Iterable[str]) -> list[str]:
-    """Each JSON text form a string can be stored in (escaped or not), sorted."""
-    return sorted({form for v in values for form in (json.dumps(v), json.dumps(v, ensure_ascii=False))})
+    """Each JSON text form a string can be stored in (escaped or not), sorted. (An ASCII string has one: escaping
+    concerns other characters only.)"""
+    forms: set[str] = set()
+    for v in values:
+        forms.add(json.dumps(v))
+        if not v.isascii():
+            forms.add(json.dumps(v, ensure_ascii=False))
+    return sorted(forms)
+
+
+IN_LIST_SHAPES = (8, 64, 512)  # the lengths ``_pad`` gives an IN list of up to 512 values
+
+
+def _pad(values: list[str]) -> list[str | None]:
+    """``values`` padded with NULLs to the next of ``IN_LIST_SHAPES`` (a power of two above): an ``IN`` list of a
+    few shapes, each compiled once (``run_prepared``), that matches the same rows (a NULL matches none)."""
+    size = next((n for n in IN_LIST_SHAPES if n >= len(values)), 1 << (len(values) - 1).bit_length())
+    return [*values, *[None] * (size - len(values))]
+
+
+_SIDES = ("before", "after")
+
+
+class _HeldAudit:
+    """The audit rows a micro-batch's clean-ups may read or redact (``SqlAudit.hold``), indexed by value: the rows
+    read from the store (their values as JSON text, as the SQL compares them) and the records kept (as recorded;
+    ``SqlAudit._pending``, redacted in place). ``values``: what every redaction so far replaces in the store's rows
+    by ``replacement``."""
+
+    def __init__(self, user_ids: Iterable[str]) -> None:
+        self.users = frozenset(user_ids)
+        self.values: set[str] = set()
+        self.replacement: str | None = None
+        self._stored: dict[str, dict[str, list[dict[str, Any]]]] = {side: {} for side in _SIDES}  # text -> rows
+        self._kept: dict[str, dict[str, list[dict[str, Any]]]] = {side: {} for side in _SIDES}  # str value -> rows
+        self._by_change: dict[tuple[Any, Any, Any], list[tuple[bool, dict[str, Any]]]] = {}  # (mid, store, key)
+
+    def add_stored(self, row: Any, seen: set[int]) -> None:
+        """A row read by ``hold`` (id, mid, store, record_key, field, before text, after text), once."""
+        if row[0] in seen:
+            return
+        seen.add(row[0])
+        self.add({"mid": row[1], "store": row[2], "record_key": row[3], "field": row[4], "before": row[5],
+                  "after": row[6]}, stored=True)
+
+    def add(self, row: dict[str, Any], *, stored: bool) -> None:
+        index = self._stored if stored else self._kept
+        for side in _SIDES:
+            value = row[side]
+            if isinstance(value, str):
+                index[side].setdefault(value, []).append(row)
+        self._by_change.setdefault((row["mid"], row["store"], row["record_key"]), []).append((stored, row))
+
+    def recorded_names(self, user_id: str) -> list[str]:
+        """As ``SqlAudit.recorded_names``, over the rows held."""
+        forms = _json_forms([user_id]) if self._stored["before"] or self._stored["after"] else []
+        names: set[str] = set()
+        for side in _SIDES:
+            owners = [r for form in forms for r in self._stored[side].get(form, ())]
+            owners += self._kept[side].get(user_id, ())
+            changes = {(r["mid"], r["store"], r["record_key"]) for r in owners
+                       if r["store"] == STORE_ASSET and r["field"] == "createdBy"}
+            for change in changes:
+                for stored, other in self._by_change[change]:
+                    if other["field"] == "createdBy":
+                        continue
+                    value = other[side]
+                    if stored and value is not None:
+                        value = json.loads(value)
+                    if isinstance(value, str):
+                        names.add(value)
+        return sorted(names)
+
+    def redact(self, values: Sequence[str], replacement: str) -> int:
+        """As ``SqlAudit.redact`` on the rows held; the store's rows are redacted at the flush (``forms``)."""
+        forms = _json_forms(values) if self._stored["before"] or self._stored["after"] else []
+        self.values.update(values)
+        self.replacement = replacement
+        replaced = 0
+        for index, keys, new in ((self._stored, forms, json.dumps(replacement)),
+                                 (self._kept, sorted(set(values)), replacement)):
+            for side in _SIDES:
+                for key in keys:
+                    if key == new or key not in index[side]:
+                        continue
+                    rows = index[side].pop(key)
+                    for row in rows:
+                        row[side] = new
+                    index[side].setdefault(new, []).extend(rows)
+                    replaced += len(rows)
+        return replaced
 
 
 def _utc(moment: datetime) -> datetime:
@@ -929,16 +1130,26 @@ class SqlBulk:
         self._conn.execute(audit.insert().from_select(names, select))
 
 
-READ_AHEAD_USERS = 16  # users per read-ahead statement (a UNION ALL of one limited part per user; SQLAlchemy
-# compiles a statement of many parts slowly, once per shape)
+READ_AHEAD_USERS = 16  # users per read-ahead statement (a UNION ALL of one limited part per user, ``_union_all``)
 
 
-def _padded(values: Sequence[str]) -> Iterator[list[str]]:
-    """``values`` in chunks of ``READ_AHEAD_USERS``, each padded to a power of two with its first value (a few
-    statement shapes, each compiled once)."""
-    for chunk in chunks(list(dict.fromkeys(values)), READ_AHEAD_USERS):
-        size = 1 << (len(chunk) - 1).bit_length()
-        yield chunk + [chunk[0]] * (size - len(chunk))
+_PARTS: dict[Hashable, tuple[str, list[str], dict[str, Any]]] = {}  # key -> SQL, parameter order, built-in values
+
+
+def _union_all(conn: Connection, key: Hashable, part: Callable[[], Any], params: Sequence[Mapping[str, Any]]) -> Any:
+    """Raw rows of a ``UNION ALL`` of the statement ``part()`` makes, once for each item of ``params`` (that part's
+    parameters), on SQLite. The part is compiled once per ``key`` (which must name every value built into it) and
+    repeated in the statement's text: SQLAlchemy compiles a union of many parts in a time that grows with them."""
+    assert conn.dialect.name == "sqlite", "positional parameters"
+    entry = _PARTS.get(key)
+    if entry is None:
+        compiled = part().compile(dialect=conn.dialect)
+        assert compiled.positional and compiled.positiontup is not None
+        entry = (compiled.string, list(compiled.positiontup), compiled.construct_params(_check=False))
+        _PARTS[key] = entry
+    sql, order, defaults = entry
+    text = " UNION ALL ".join([f"SELECT * FROM ({sql})"] * len(params))
+    return conn.exec_driver_sql(text, tuple({**defaults, **p}[name] for p in params for name in order))
 
 
 class SqlReadAhead:
@@ -946,9 +1157,10 @@ class SqlReadAhead:
     the first page the per-event read runs (same index, same order, same limit), in one ``UNION ALL`` for up to
     ``READ_AHEAD_USERS`` users."""
 
-    def __init__(self, conn: Connection, audit_log: SqlAudit) -> None:
+    def __init__(self, conn: Connection, audit_log: SqlAudit, outbox: SqlOutbox) -> None:
         self._conn = conn
         self._audit_log = audit_log
+        self._outbox = outbox
 
     def assets_by_id(self, identifiers: Sequence[str]) -> dict[str, Asset]:
         return {a.identifier: a for a in map(_asset, _rows_with(self._conn, asset.c.identifier, identifiers))}
@@ -958,23 +1170,15 @@ class SqlReadAhead:
     ) -> dict[str, list[Asset]]:
         types = list(object_types)
         found: dict[str, dict[str, Asset]] = {u: {} for u in user_ids}
-        for chunk in _padded(user_ids):
 
-            def build(n: int = len(chunk)) -> Any:
-                parts = [
-                    sa.select(
-                        _raw_json_select(asset)
-                        .where(asset.c.createdBy == sa.bindparam(f"u{i}"), _one_of(asset.c.objectType, types, f"t{i}_"))
-                        .order_by(asset.c.identifier)
-                        .limit(limit)
-                        .subquery()
-                    )
-                    for i in range(n)
-                ]
-                return sa.union_all(*parts)
+        def part() -> Any:
+            return (_raw_json_select(asset)
+                    .where(asset.c.createdBy == sa.bindparam("u"), _one_of(asset.c.objectType, types, "t"))
+                    .order_by(asset.c.identifier).limit(limit))
 
-            key = ("read_ahead.assets", len(chunk), tuple(types), limit)
-            for row in run_prepared(self._conn, key, build, {f"u{i}": u for i, u in enumerate(chunk)}):
+        for chunk in chunks(list(dict.fromkeys(user_ids)), READ_AHEAD_USERS):
+            key = ("read_ahead.assets", tuple(types), limit)
+            for row in _union_all(self._conn, key, part, [{"u": u} for u in chunk]).fetchall():
                 a = _asset(row)
                 found[str(a.createdBy)][a.identifier] = a
         return {u: sorted(owned.values(), key=lambda a: a.identifier) for u, owned in found.items()}
@@ -986,46 +1190,49 @@ class SqlReadAhead:
         status = sorted(statuses)
         created: dict[str, dict[tuple[str, str], CourseBatch]] = {u: {} for u in user_ids}
         mentored: dict[str, dict[tuple[str, str], CourseBatch]] = {u: {} for u in user_ids}
-        for chunk in _padded(user_ids):
 
-            def build(n: int = len(chunk)) -> Any:
-                parts = []
-                for i in range(n):
-                    u: Any = sa.bindparam(f"u{i}")
-                    parts.append(sa.select(
-                        _raw_json_select(cb).add_columns(sa.literal_column(str(i)).label("part"),
-                                                         sa.literal_column("0").label("mentored"))
-                        .where(cb.c.createdby == u, _one_of(cb.c.status, status, f"s{i}_"))
-                        .order_by(cb.c.courseid, cb.c.batchid).limit(limit).subquery()
-                    ))
-                    parts.append(sa.select(
-                        _raw_json_select(cb).add_columns(sa.literal_column(str(i)).label("part"),
-                                                         sa.literal_column("1").label("mentored"))
-                        .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
-                        .where(m.c.userid == u, _one_of(cb.c.status, status, f"z{i}_"),
-                               sa.or_(cb.c.createdby.is_(None), cb.c.createdby != u))
-                        .order_by(m.c.courseid, m.c.batchid).limit(limit).subquery()
-                    ))
-                return sa.union_all(*parts)
+        def part() -> Any:  # one user's: the batches the user created, then those the user mentors and did not
+            u: Any = sa.bindparam("u")
+            index = sa.bindparam("p", type_=sa.Integer)
+            return sa.union_all(
+                sa.select(
+                    _raw_json_select(cb).add_columns(index.label("part"), sa.literal_column("0").label("mentored"))
+                    .where(cb.c.createdby == u, _one_of(cb.c.status, status, "s"))
+                    .order_by(cb.c.courseid, cb.c.batchid).limit(limit).subquery()
+                ),
+                sa.select(
+                    _raw_json_select(cb).add_columns(index.label("part"), sa.literal_column("1").label("mentored"))
+                    .join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid))
+                    .where(m.c.userid == u, _one_of(cb.c.status, status, "z"),
+                           sa.or_(cb.c.createdby.is_(None), cb.c.createdby != u))
+                    .order_by(m.c.courseid, m.c.batchid).limit(limit).subquery()
+                ),
+            )
 
-            key = ("read_ahead.batches", len(chunk), tuple(status), limit)
-            for row in run_prepared(self._conn, key, build, {f"u{i}": u for i, u in enumerate(chunk)}):
+        for chunk in chunks(list(dict.fromkeys(user_ids)), READ_AHEAD_USERS):
+            key = ("read_ahead.batches", tuple(status), limit)
+            for row in _union_all(self._conn, key, part, [{"u": u, "p": i} for i, u in enumerate(chunk)]).fetchall():
                 b = _batch(row)
                 (mentored if row[-1] else created)[chunk[row[-2]]][b.key] = b
         return {u: (sorted(created[u].values(), key=lambda b: b.key), sorted(mentored[u].values(), key=lambda b: b.key))
                 for u in user_ids}
 
+    def hold_deletions(self, user_ids: Sequence[str], mids: Sequence[str]) -> None:
+        """``SqlAudit.hold`` and ``SqlOutbox.hold``."""
+        self._audit_log.hold(user_ids, mids)
+        self._outbox.hold(mids)
+
     def audited_assets(self, mids: Sequence[str]) -> dict[str, list[str]]:
         self._audit_log.flush()
         found: dict[str, list[str]] = {}
-        for chunk in chunks(list(dict.fromkeys(mids)), IN_LIST_SIZE):
+        dialect_name = self._conn.dialect.name
+        for n, params in _value_lists(dialect_name, mids, "k"):
 
-            def build(n: int = len(chunk)) -> Any:
+            def build(n: int = n) -> Any:
                 return (sa.select(audit.c.mid, audit.c.record_key).distinct()
-                        .where(_one_of(audit.c.mid, [""] * n, "k"), audit.c.store == STORE_ASSET))
+                        .where(_member(audit.c.mid, "k", dialect_name, n), audit.c.store == STORE_ASSET))
 
-            for mid, key in run_prepared(self._conn, ("read_ahead.audited", len(chunk)), build,
-                                         {f"k{i}": v for i, v in enumerate(chunk)}):
+            for mid, key in run_prepared(self._conn, ("read_ahead.audited", n), build, params).fetchall():
                 found.setdefault(mid, []).append(key)
         return found
 
@@ -1112,7 +1319,7 @@ class SqlUnitOfWork:
         self.bulk, self.counts = SqlBulk(conn, self.audit), SqlCounts(conn) if self._read_only else None
         self.reverts = self.bulk
         # on SQLite outside previews (``service.batch_reads`` sorts by code point, as SQLite does)
-        self._records_ahead = SqlReadAhead(conn, self.audit) if conn.dialect.name == "sqlite" else None
+        self._records_ahead = SqlReadAhead(conn, self.audit, self.outbox) if conn.dialect.name == "sqlite" else None
         return self
 
     def read_ahead(self, plan: ReadPlan) -> SqlReadAhead | None:
@@ -1133,6 +1340,7 @@ class SqlUnitOfWork:
         if self._preview is None:
             self.audit.flush()
             self.ledger.flush()
+            self.outbox.flush()
         self._tx.commit()
         self._tx = None
 

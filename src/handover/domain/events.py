@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from handover.domain.text import first_bad_string, id_problem, is_storable_id
+from handover.domain.text import MAX_ID_LENGTH, first_bad_string, id_problem, is_storable_id, text_problem
 
 MAX_EVENT_BYTES = 1_000_000
 MAX_DEPTH = 64
@@ -99,6 +99,15 @@ ParseResult = OwnershipTransfer | DeleteUser | Rejection
 
 def decode(data: bytes | str) -> Any | Rejection:
     """Decode JSON text; a ``Rejection`` for anything that is not JSON of a sane size and depth."""
+    decoded = _decode(data)
+    return decoded if isinstance(decoded, Rejection) else decoded[0]
+
+
+def _decode(data: bytes | str) -> tuple[Any, bool] | Rejection:
+    """``decode``, and whether every string of the value is known to be storable (``text.text_problem``) from the
+    text alone: JSON text without a ``\\u`` escape and without a NUL or lone surrogate itself decodes to keys and
+    strings made of its own characters (``json.loads`` refuses control characters inside strings; the other escapes
+    give neither), so they need no check one by one."""
     if len(data) > MAX_EVENT_BYTES:
         return Rejection(Reason.MALFORMED_EVENT, f"event larger than {MAX_EVENT_BYTES} bytes")
     try:
@@ -108,16 +117,22 @@ def decode(data: bytes | str) -> Any | Rejection:
     if text.count("[") + text.count("{") > MAX_DEPTH and _nesting_exceeds(text, MAX_DEPTH):
         return Rejection(Reason.MALFORMED_EVENT, f"event nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text)
+        doc = json.loads(text)
     except (ValueError, RecursionError):
         return Rejection(Reason.MALFORMED_EVENT, "event is not valid JSON")
+    return doc, "\\u" not in text and text_problem(text) is None
 
 
 def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
     """Parse and statically validate one event (SPEC 2.1 rules 1-6). Never raises."""
-    doc = decode(data) if isinstance(data, bytes | str) else data
-    if isinstance(doc, Rejection):
-        return doc
+    storable = False  # every string known to pass ``text.text_problem`` (JSON text without escapes of them)
+    if isinstance(data, bytes | str):
+        decoded = _decode(data)
+        if isinstance(decoded, Rejection):
+            return decoded
+        doc, storable = decoded
+    else:
+        doc = data
     if not isinstance(doc, dict) or doc.get("eid") != "BE_JOB_REQUEST" or not isinstance(doc.get("edata"), dict):
         return Rejection(Reason.MALFORMED_EVENT, "not a BE_JOB_REQUEST object with an edata object", raw=doc)
     mid = doc.get("mid")
@@ -127,7 +142,7 @@ def parse_event(data: bytes | str | Mapping[str, Any] | Any) -> ParseResult:
     problem = id_problem(mid)
     if problem is not None:  # no ledger row can be keyed by this mid
         return Rejection(Reason.INVALID_FIELD, f"mid {problem}", raw=doc)
-    bad = first_bad_string(doc)
+    bad = None if storable else first_bad_string(doc)
     if bad is not None:
         return Rejection(Reason.INVALID_FIELD, f"{bad[0]} contains {bad[1]}", mid, doc)
     edata: dict[str, Any] = doc["edata"]
@@ -206,9 +221,10 @@ def routing(doc: Any) -> tuple[str | None, str | None]:
 
 
 def _long_id(*fields: tuple[str, str | None]) -> str | None:
-    """The first ``(name, value)`` whose value is an id over the length limit, as a rejection detail."""
+    """The first ``(name, value)`` whose value is an id over the length limit, as a rejection detail. (Called once
+    every string of the event is known to pass ``text.text_problem``: only the length is left to check.)"""
     for name, value in fields:
-        if value is not None and not is_storable_id(value):
+        if value is not None and len(value) > MAX_ID_LENGTH:
             return f"{name} {id_problem(value)}"
     return None
 

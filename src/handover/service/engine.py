@@ -123,6 +123,8 @@ class Engine:
                         if outcomes and should_stop is not None and should_stop():
                             break
                         outcomes.append(self._handle(uow, event, known))
+                    if known.reads is not None:
+                        known.reads.write_out(uow)
                     uow.commit()
                 return outcomes
             except StoreContention:  # a concurrent unit of work won (a deadlock, ...): nothing committed, again
@@ -142,28 +144,34 @@ class Engine:
                 user_ids[event.user_id] = None
         if user_ids:
             uow.lock_users(user_ids)
-        reads = uow.read_ahead(self._read_plan(parsed))  # first: a store may read it meanwhile
+        plan = self._read_plan(parsed)
+        reads = uow.read_ahead(plan)  # first: a store may read it meanwhile
         mids = [event.mid for event in parsed if event.mid is not None]
         ledger = dict(uow.ledger.get_many(mids)) if mids else {}
         found = uow.users.get_many(list(user_ids)) if user_ids else {}
         known = _Known(ledger, {u: found.get(u) for u in user_ids})
         if reads is not None:  # the store leaves it to the engine: the records of the events that are not duplicates
-            known.reads = self._read_records(reads, [e for e in parsed if e.mid is not None and e.mid not in ledger])
+            fresh = [e for e in parsed if e.mid is not None and e.mid not in ledger]
+            known.reads = self._read_records(reads, fresh, plan if len(fresh) == len(mids) else None)
         return known
 
     def _read_records(
-        self, reads: ReadAhead, parsed: Sequence[OwnershipTransfer | DeleteUser | Rejection]
+        self, reads: ReadAhead, parsed: Sequence[OwnershipTransfer | DeleteUser | Rejection], plan: ReadPlan | None
     ) -> BatchReads:
-        """The records the events will walk, read at once (``_read_plan``): the named assets and their images, the
-        batches and assets of each from-user of a whole transfer and the assets of each deleted user, the assets the
-        audit rows of each clean-up name."""
-        plan = self._read_plan(parsed)
+        """The records the events will walk, read at once (``_read_plan``; ``plan``: theirs when already built):
+        the named assets and their images, the batches and assets of each from-user of a whole transfer and the
+        assets of each deleted user, the assets the audit rows of each clean-up name."""
+        if plan is None:
+            plan = self._read_plan(parsed)
         assets = dict.fromkeys(i for a in plan.asset_ids for i in (a, rules.image_id(a)))
-        return BatchReads.read(
+        batch = BatchReads.read(
             reads, plan.page_size, plan.object_types, plan.batch_statuses, assets=list(assets),
             asset_owners=list(plan.asset_owners), batch_users=list(plan.batch_users),
             audited_mids=list(plan.audit_mids),
         )
+        if plan.audit_users:  # the clean-ups' recorded_names, redact and email, without a statement each
+            reads.hold_deletions(plan.audit_users, [e.mid for e in parsed if e.mid is not None])
+        return batch
 
     def _read_plan(self, events: Sequence[OwnershipTransfer | DeleteUser | Rejection]) -> ReadPlan:
         """The assets, the users' asset and batch pages and the audit rows the events will read (those of events
@@ -249,7 +257,7 @@ class Engine:
             return
         assert bulk is not None
         if known.reads is not None:
-            known.reads.forget_batches()
+            known.reads.forget_batches(uow)
         written = bulk.reassign_mentor(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
         written += bulk.reassign_batch_creator(event.from_user_id, event.to_user_id, statuses, self._stamp(event))
         outcome.changed_batches += written
@@ -264,9 +272,10 @@ class Engine:
             if (u := rules.transfer_batch(b, event.from_user_id, event.to_user_id, self.policy)) is not None
         ]
         if updates:
-            uow.batches.write(updates)
-            if known.reads is not None:
-                known.reads.wrote_batches({b.key: b for b in page}, updates)
+            if known.reads is not None:  # written with the micro-batch's others
+                known.reads.write_batches({b.key: b for b in page}, updates)
+            else:
+                uow.batches.write(updates)
             self._audit_batches(uow, event, updates)
             self._sample(outcome, STORE_COURSE_BATCH, updates)
             outcome.changed_batches += len(updates)
@@ -300,7 +309,7 @@ class Engine:
             return
         assert bulk is not None
         if known.reads is not None:
-            known.reads.forget_assets()
+            known.reads.forget_assets(uow)
         per_record: set[tuple[str, str | None]] = set()
         for object_type, version in bulk.asset_profiles(event.from_user_id, types):
             probe = Asset("", object_type, version, createdBy=event.from_user_id)
@@ -320,6 +329,8 @@ class Engine:
         for page in uow.assets.pages_created_by(event.from_user_id, types, self.settings.page_size):
             mine = self._matching(page, event.from_user_id)
             transfer([a for a in mine if (a.objectType, a.schemaVersion) in per_record])
+            if known.reads is not None:  # the next page is read after this one's writes, as without read-ahead
+                known.reads.write_out(uow)
 
     def _transfer_one_asset(
         self, uow: UnitOfWork, event: OwnershipTransfer, to_user: User, outcome: Outcome, known: _Known
@@ -422,9 +433,10 @@ class Engine:
         """``updates`` of the assets ``before`` (as read)."""
         if not updates:
             return
-        uow.assets.write(updates)
-        if known.reads is not None:
-            known.reads.wrote_assets({a.identifier: a for a in before}, updates)
+        if known.reads is not None:  # written with the micro-batch's others
+            known.reads.write_assets({a.identifier: a for a in before}, updates)
+        else:
+            uow.assets.write(updates)
         if self.settings.audit:
             now = self._clock()
             uow.audit.record(

@@ -288,6 +288,13 @@ class ReadAhead(Protocol):
         """For each of ``mids`` that has audit rows of assets, the identifiers they name."""
         ...
 
+    def hold_deletions(self, user_ids: Sequence[str], mids: Sequence[str]) -> None:
+        """The clean-ups of ``user_ids`` by events among ``mids`` (those that will write): until the audit is next
+        read by page, written set-based or committed, ``AuditLog.recorded_names`` of ``user_ids`` and
+        ``AuditLog.redact`` need no statement each (the audit rows they can read are read now), nor ``Outbox.record``
+        of one of ``mids``; with the same results."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ReadPlan:
