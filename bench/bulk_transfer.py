@@ -318,10 +318,12 @@ def dry_run(url: str) -> dict[str, Any]:
 
 
 def load(url: str, path: Path) -> dict[str, Any]:
-    """What ``handover load FILE`` does: read and parse the file, upsert its records."""
+    """What ``handover load FILE`` does: read and parse the file as a stream, upsert its records in chunks."""
+    from handover.adapters.json_stream import load_fixture
     from handover.bootstrap import bootstrap
 
-    return dict(bootstrap(url).store.load(json.loads(path.read_text(encoding="utf-8"))))  # type: ignore[attr-defined]
+    with path.open("rb") as file:
+        return load_fixture(bootstrap(url).store.load, file)  # type: ignore[attr-defined]
 
 
 STEPS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
