@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
-from handover.domain.fixture import RepeatedFixtureKey
+from handover.domain.fixture import FIXTURE_KEYS, RepeatedFixtureKey
 
 BLOCK = 1 << 20  # bytes read at a time
 _WS = re.compile(r"[ \t\n\r]*")  # json.decoder's WHITESPACE
@@ -93,6 +93,7 @@ class JsonObjectStream:
         self._members: Iterator[tuple[str, Any]] | None = None
         self._array: JsonArrayStream | None = None
         self._finished = False
+        self.names: list[str] = []  # the members' names read so far, in order
 
     # --- reading --------------------------------------------------------------------------------------------
 
@@ -204,6 +205,7 @@ class JsonObjectStream:
                 if self._peek() != '"':
                     raise self._error("Expecting property name enclosed in double quotes", self.pos)
                 name = self._decode(_scan_key, 1)
+                self.names.append(name)
                 self._expect(":", "Expecting ':' delimiter")
                 char = self._peek()
                 if char == "[":
@@ -304,7 +306,9 @@ def load_fixture(load: Callable[[Any], dict[str, int]], file: BinaryIO) -> dict[
         return load(stream)
     except ValueError:
         stream.drain()
-        raise
+        if not any(stream.names.count(key) > 1 for key in FIXTURE_KEYS):
+            raise
+        # the bad record may be in a list that json.loads drops
     except RepeatedFixtureKey:
         pass
     file.seek(0)
