@@ -98,3 +98,17 @@ def test_bytes_that_are_not_utf8_are_reported_with_their_offset_in_the_file() ->
     with pytest.raises(StreamUnreadable) as stream:
         JsonObjectStream(io.BytesIO(cut), block=4).drain()
     assert str(stream.value) == str(whole_file.value)
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800", "\\uDFFF", "\\ud83d\\ude00"])
+def test_the_text_is_storable_until_an_escape_that_can_decode_to_a_nul_or_a_surrogate(escape: str) -> None:
+    text = '{"a": ["x", "\\u00e9", "\\u2028", "\\\\ud7ff", "\\ud7ff"], "b": ["' + escape + '"], "c": ["y"]}'
+    for block in (1, 2, 3, 5, 7, 1 << 20):
+        stream = JsonObjectStream(io.BytesIO(text.encode()), block=block)
+        seen = []
+        for name, values in stream.members():
+            list(values)
+            seen.append((name, stream.text_storable()))
+        assert ("b", False) in seen and seen[-1] == ("c", False), (block, seen)
+        if block == 1:  # read as it goes: clean until then
+            assert seen[0] == ("a", True)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from handover.adapters.json_stream import JsonStreamError, load_fixture
+from handover.adapters.json_stream import JsonObjectStream, JsonStreamError, load_fixture
 from handover.adapters.sql import SqlStore, course_batch_mentor
 
 
@@ -142,3 +142,22 @@ def test_a_key_of_the_fixture_given_twice_counts_as_json_loads_reads_it(tmp_path
             '"assets": [' + json.dumps(asset_doc(3)) + "]}")  # json.loads keeps the second list only
     assert streamed_load(store, text) == {"users": 0, "course_batches": 0, "assets": 1}
     assert [a["identifier"] for a in dumped(store)["assets"]] == ["do_3"]
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ("x\x00", "asset: creator contains a NUL character"),
+    ("\ud800", "asset: creator contains a lone surrogate"),
+    ("\U0001f600\ud800", "asset: creator contains a lone surrogate"),
+])
+@pytest.mark.parametrize("block", [3, 64, 1 << 20])
+def test_a_string_no_store_can_keep_in_a_later_chunk_of_a_stream_is_refused(
+        tmp_path: Path, bad: str, message: str, block: int) -> None:
+    store = new_store(tmp_path)
+    assets = [asset_doc(n, "é\U0001f600") for n in range(7)] + [asset_doc(8, bad)] + [asset_doc(9)]
+    text = json.dumps({"assets": assets})  # the escapes \\u0000, \\ud800, \\ud83d\\ude00 in the text
+    with pytest.raises(ValueError, match=message):
+        store.load(JsonObjectStream(io.BytesIO(text.encode()), block=block), chunk_size=2)
+    assert dumped(store)["assets"] == []
+    good = json.dumps({"assets": assets[:7]}, ensure_ascii=False)
+    store.load(JsonObjectStream(io.BytesIO(good.encode()), block=block), chunk_size=2)
+    assert {a["creator"] for a in dumped(store)["assets"]} == {"é\U0001f600"}

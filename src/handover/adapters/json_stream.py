@@ -29,6 +29,7 @@ from handover.domain.fixture import FIXTURE_KEYS, RepeatedFixtureKey
 
 BLOCK = 1 << 20  # bytes read at a time
 _WS = re.compile(r"[ \t\n\r]*")  # json.decoder's WHITESPACE
+_SUSPECT = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")  # may decode to a NUL or a surrogate (or follow a \\)
 _SCANSTRING: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 _MAKE_SCANNER: Callable[[json.JSONDecoder], Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner  # type: ignore[assignment]
 
@@ -94,6 +95,13 @@ class JsonObjectStream:
         self._array: JsonArrayStream | None = None
         self._finished = False
         self.names: list[str] = []  # the members' names read so far, in order
+        self._storable = True
+
+    def text_storable(self) -> bool:
+        """Whether every key and string decoded so far can be stored (``domain.text``): true while the text read
+        so far has no escape that can decode to a NUL or to a surrogate (``\\u0000``, ``\\ud800``-``\\udfff``);
+        the text itself is UTF-8, and holds no raw control character (the scanner refuses one)."""
+        return self._storable
 
     # --- reading --------------------------------------------------------------------------------------------
 
@@ -114,6 +122,8 @@ class JsonObjectStream:
         self._bytes += len(data)
         if not data:
             self.eof = True
+        if self._storable and _SUSPECT.search(self.buf[-5:] + text):
+            self._storable = False
         if self.pos > self._block:  # drop what has been read
             self._drop()
         self.buf += text

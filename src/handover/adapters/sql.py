@@ -1319,10 +1319,10 @@ class SqlStore:
         counts = dict.fromkeys(FIXTURE_KEYS, 0)
         write = {"users": _load_users, "course_batches": _load_batches, "assets": _load_assets}
         with self.connect() as conn, conn.begin():
-            for key, records in fixture_records(doc):
+            for key, records, storable in fixture_records(doc):
                 for chunk in batched(records, chunk_size):
                     counts[key] += len(chunk)
-                    write[key](conn, chunk)
+                    write[key](conn, chunk, storable)
         return counts
 
     def dump_sections(self) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]:
@@ -1341,13 +1341,14 @@ class SqlStore:
             )
 
 
-def _load_users(conn: Connection, records: list[Mapping[str, Any]]) -> None:
+def _load_users(conn: Connection, records: list[Mapping[str, Any]], storable: Callable[[], bool]) -> None:
     parsed = {u.id: u for u in map(user_from_json, records)}  # a key given twice: the last one wins
     upsert_rows(conn, users, [u.to_json() for u in parsed.values()])
 
 
-def _load_batches(conn: Connection, records: list[Mapping[str, Any]]) -> None:
-    checked = first_bad_string(records) is None  # else each record says what is wrong
+def _load_batches(conn: Connection, records: list[Mapping[str, Any]], storable: Callable[[], bool]) -> None:
+    # the strings checked all at once (else each record says what is wrong)
+    checked = storable() or first_bad_string(records) is None
     parsed = list({b.key: b for b in (batch_from_json(r, text_checked=checked) for r in records)}.values())
     upsert_rows(conn, course_batch, [b.to_json() for b in parsed])
     m = course_batch_mentor
@@ -1356,8 +1357,8 @@ def _load_batches(conn: Connection, records: list[Mapping[str, Any]]) -> None:
                           for b in parsed for x in dict.fromkeys(b.mentors)])
 
 
-def _load_assets(conn: Connection, records: list[Mapping[str, Any]]) -> None:
-    checked = first_bad_string(records) is None
+def _load_assets(conn: Connection, records: list[Mapping[str, Any]], storable: Callable[[], bool]) -> None:
+    checked = storable() or first_bad_string(records) is None
     parsed = {a.identifier: a for a in (asset_from_json(r, text_checked=checked) for r in records)}
     upsert_rows(conn, asset, [_asset_row(a) for a in parsed.values()])
 

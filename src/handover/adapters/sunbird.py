@@ -253,7 +253,7 @@ class SunbirdStore:
         parse: dict[str, Callable[[Mapping[str, Any]], Any]] = {
             "users": user_from_json, "course_batches": batch_from_json, "assets": asset_from_json}
         records: dict[str, list[Any]] = {key: [] for key in parse}
-        for key, values in fixture_records(doc):
+        for key, values, _ in fixture_records(doc):
             records[key] = [parse[key](v) for v in values]
         users, batches, assets = records["users"], records["course_batches"], records["assets"]
         if users:

@@ -3,7 +3,7 @@ ignored), from a decoded document or from a stream of its members (``adapters.js
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 FIXTURE_KEYS = ("users", "course_batches", "assets")
@@ -18,6 +18,8 @@ class FixtureMembers(Protocol):
 
     def members(self) -> Iterator[tuple[str, Any]]: ...
 
+    def text_storable(self) -> bool: ...
+
 
 class RepeatedFixtureKey(Exception):
     """A streamed fixture gives one of ``FIXTURE_KEYS`` twice: as ``json.loads`` keeps only the last, the records
@@ -25,18 +27,22 @@ class RepeatedFixtureKey(Exception):
     rolled back)."""
 
 
-def fixture_records(doc: Mapping[str, Any] | FixtureMembers) -> Iterator[tuple[str, Iterable[Mapping[str, Any]]]]:
-    """``(key, records)`` for each of ``FIXTURE_KEYS`` the fixture has: for a decoded document in the order
+def fixture_records(
+    doc: Mapping[str, Any] | FixtureMembers,
+) -> Iterator[tuple[str, Iterable[Mapping[str, Any]], Callable[[], bool]]]:
+    """``(key, records, storable)`` for each of ``FIXTURE_KEYS`` the fixture has: for a decoded document in the order
     ``users``, ``course_batches``, ``assets`` (the shape of ``users`` checked first, those of the other two before
     the course batches are given), for a stream in the text's order, the records one at a time (a key in any
     order). ValueError ``a fixture is a JSON object`` and
     ``fixture 'KEY' must be a list of objects`` (a stream: when the first record that is not an object is reached);
-    ``RepeatedFixtureKey``."""
+    ``RepeatedFixtureKey``. ``storable()``: true when every key and string of the records given so far is
+    known to be storable (``domain.text``; a stream can tell from its text, a decoded document cannot: false),
+    so that they need not be checked one by one."""
     if isinstance(doc, Mapping):
-        yield "users", fixture_list(doc, "users")
+        yield "users", fixture_list(doc, "users"), _unknown
         batches, assets = fixture_list(doc, "course_batches"), fixture_list(doc, "assets")
-        yield "course_batches", batches
-        yield "assets", assets
+        yield "course_batches", batches, _unknown
+        yield "assets", assets, _unknown
         return
     if not isinstance(doc, FixtureMembers) or not doc.is_object():
         raise ValueError("a fixture is a JSON object")
@@ -49,7 +55,11 @@ def fixture_records(doc: Mapping[str, Any] | FixtureMembers) -> Iterator[tuple[s
         seen.add(key)
         if not isinstance(value, Iterator):  # a streamed array is an iterator, any other value is decoded
             raise ValueError(f"fixture '{key}' must be a list of objects")
-        yield key, _objects(key, value)
+        yield key, _objects(key, value), doc.text_storable
+
+
+def _unknown() -> bool:
+    return False
 
 
 def _objects(key: str, records: Iterable[Any]) -> Iterator[Mapping[str, Any]]:
