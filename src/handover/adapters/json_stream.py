@@ -74,9 +74,10 @@ class JsonObjectStream:
     order, a value that is an array as a ``JsonArrayStream`` (consumed before the next pair is asked for, else
     skipped), any other value decoded whole; the text after the object is checked (``Extra data``) once the last
     pair is taken. ``drain()``: read the rest of the text to its end, wherever the reading stopped, checking it is
-    JSON (the whole value when it is not an object). Errors: ``JsonStreamError``, ``StreamUnreadable``. Memory: one
-    block and the member or element being decoded (a text that is not JSON is read on to its end before that is
-    reported: a truncated value and a wrong one look alike until then)."""
+    JSON (the whole value when it is not an object). ``names``: the members' names read so far.
+    ``text_storable()``: see there. Errors: ``JsonStreamError``, ``StreamUnreadable``. Memory: about a block and
+    the member or element being decoded (a text that is not JSON is read on to its end before that is reported: a
+    truncated value and a wrong one look alike until then)."""
 
     def __init__(self, file: BinaryIO, block: int = BLOCK) -> None:
         self._file = file
@@ -92,7 +93,6 @@ class JsonObjectStream:
         self.eof = False
         self._scan = _MAKE_SCANNER(json.JSONDecoder())
         self._members: Iterator[tuple[str, Any]] | None = None
-        self._array: JsonArrayStream | None = None
         self._finished = False
         self.names: list[str] = []  # the members' names read so far, in order
         self._storable = True
@@ -105,11 +105,11 @@ class JsonObjectStream:
 
     # --- reading --------------------------------------------------------------------------------------------
 
-    def _more(self) -> None:
-        """Append the next block's text to ``buf`` (``eof`` at the end of the file)."""
+    def _more(self, blocks: int = 1) -> None:
+        """Append the text of the next ``blocks`` blocks to ``buf`` (``eof`` at the end of the file)."""
         pending = len(self._utf8.getstate()[0])
         try:
-            data = self._file.read(self._block)
+            data = self._file.read(self._block * blocks)
         except OSError as exc:
             raise StreamUnreadable(exc.strerror or str(exc)) from exc
         try:
@@ -158,23 +158,28 @@ class JsonObjectStream:
     def _decode(self, scan: Callable[[str, int], tuple[Any, int]], at: int) -> Any:
         """The value ``scan`` decodes at ``pos + at``; reading moves past it. A failure, or a value that ends within
         two characters of the text read so far (a number may go on: "-0." and "1e+" decode as "-0" and "1"), is
-        tried again with more text, until the end of the file."""
+        tried again with more text (twice as much each time: a long value is not scanned over and over), until the
+        end of the file."""
+        blocks = 1
         while True:
             start = self.pos + at
             try:
                 value, end = scan(self.buf, start)
             except StopIteration as exc:
                 if not self.eof:
-                    self._more()
+                    self._more(blocks)
+                    blocks *= 2
                     continue
                 raise self._error("Expecting value", exc.value) from None
             except json.JSONDecodeError as exc:
                 if not self.eof:
-                    self._more()
+                    self._more(blocks)
+                    blocks *= 2
                     continue
                 raise self._error(exc.msg, exc.pos) from None
             if end + 2 >= len(self.buf) and not self.eof:  # "1.", "1e+": "1" so far
-                self._more()
+                self._more(blocks)
+                blocks *= 2
                 continue
             self.pos = end
             return value
@@ -220,10 +225,9 @@ class JsonObjectStream:
                 char = self._peek()
                 if char == "[":
                     self.pos += 1
-                    self._array = JsonArrayStream(self)
-                    yield name, self._array
-                    self._array.skip()
-                    self._array = None
+                    array = JsonArrayStream(self)
+                    yield name, array
+                    array.skip()
                 else:
                     yield name, self._decode(self._scan, 0)
                 char = self._peek()
@@ -309,8 +313,8 @@ def load_fixture(load: Callable[[Any], dict[str, int]], file: BinaryIO) -> dict[
     reading the file whole then loading it: ``StreamUnreadable``, then ``JsonStreamError`` (a bad record found
     before the end of a text that is not JSON: the text's error), then the store's ValueError (a bad fixture).
     A fixture that gives ``users``, ``course_batches`` or ``assets`` twice is loaded again whole, as
-    ``json.loads`` reads it (the last one counts; the first attempt was rolled back). ``load`` must write nothing
-    when it raises."""
+    ``json.loads`` reads it (the last one counts; the first attempt, stopped at the second one or at a bad record,
+    was rolled back): only then does memory grow with the file. ``load`` must write nothing when it raises."""
     stream = JsonObjectStream(file)
     try:
         return load(stream)
