@@ -313,8 +313,6 @@ def _write_run(directory: str, number: int, records: Sequence[dict[str, Any]]) -
     return path
 
 
-
-
 # --- the unit of work -------------------------------------------------------------------------------
 
 FLUSH_AT = 2000  # held audit rows and record writes that make a unit of work flush
