@@ -320,8 +320,8 @@ def dry_run(url: str) -> dict[str, Any]:
 
 def load(url: str, path: Path) -> dict[str, Any]:
     """What ``handover load FILE`` does: read and parse the file as a stream, upsert its records in chunks."""
-    from handover.adapters.json_stream import load_fixture
     from handover.bootstrap import bootstrap
+    from handover.service.json_stream import load_fixture
 
     with path.open("rb") as file:
         return load_fixture(bootstrap(url).store.load, file)  # type: ignore[attr-defined]

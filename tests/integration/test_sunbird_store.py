@@ -307,7 +307,7 @@ def test_a_fixture_read_as_a_stream_loads_as_the_decoded_one() -> None:
     record anywhere writes nothing (the records are all read before the first write)."""
     import io
 
-    from handover.adapters.json_stream import load_fixture
+    from handover.service.json_stream import load_fixture
 
     changed = {"assets": [{**a, "creator": "someone else"} for a in FIXTURE["assets"]], "notifications": [],
                "course_batches": [{**b, "name": "renamed"} for b in FIXTURE["course_batches"]],

@@ -1,4 +1,4 @@
-"""``adapters.json_stream``: a JSON object read a block at a time gives what ``json.loads`` of the whole text
+"""``service.json_stream``: a JSON object read a block at a time gives what ``json.loads`` of the whole text
 gives, and fails where it fails with the same message, line, column and offset (every cut of a small fixture,
 every one-character change of it, at block sizes that split every token)."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from handover.adapters.json_stream import JsonObjectStream, JsonStreamError, StreamUnreadable
+from handover.service.json_stream import JsonObjectStream, JsonStreamError, StreamUnreadable
 
 FIXTURE = (
     '{"users": [{"id": "u1", "roles": ["A", "B"], "n": 1.5e3}],\r\n "notifications": [{"mid": "m"}, 7],\n'

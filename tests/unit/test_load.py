@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from handover.adapters.json_stream import JsonObjectStream, JsonStreamError, load_fixture
 from handover.adapters.sql import SqlStore, course_batch_mentor
+from handover.service.json_stream import JsonObjectStream, JsonStreamError, load_fixture
 
 
 def test_a_key_given_twice_loads_the_last(tmp_path: Path) -> None:

@@ -1311,7 +1311,7 @@ class SqlStore:
 
     def load(self, doc: Mapping[str, Any] | FixtureMembers, *, chunk_size: int = LOAD_CHUNK) -> dict[str, int]:
         """Upsert the users, course batches and assets of a fixture, a decoded document or a stream of its members
-        (``adapters.json_stream``: then in the text's order, ``chunk_size`` records parsed and written at a time,
+        (``service.json_stream``: then in the text's order, ``chunk_size`` records parsed and written at a time,
         so that memory does not grow with the fixture), in one transaction. A key given twice: the last one wins
         (its mentor index too), across chunks as well. The counts are of the records read (duplicates included):
         ``{"users": n, "course_batches": n, "assets": n}``. ValueError on a bad fixture, naming the record;

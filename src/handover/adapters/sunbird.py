@@ -248,7 +248,7 @@ class SunbirdStore:
         nodes), setting only the fixture's fields: a live row keeps its other columns (a CQL ``INSERT`` of six
         columns), a live document its other fields (bulk ``update`` with ``doc_as_upsert``), a live node its
         other properties (``SET n +=``). Users live in userorg and are not written; they are still validated.
-        ValueError on a bad fixture (nothing written). A streamed fixture (``adapters.json_stream``) is read whole
+        ValueError on a bad fixture (nothing written). A streamed fixture (``service.json_stream``) is read whole
         before anything is written: these stores have no transaction to roll back."""
         parse: dict[str, Callable[[Mapping[str, Any]], Any]] = {
             "users": user_from_json, "course_batches": batch_from_json, "assets": asset_from_json}

@@ -1,5 +1,5 @@
 """A fixture's records (SPEC 4: ``users``, ``course_batches``, ``assets``; ``notifications`` and any other key are
-ignored), from a decoded document or from a stream of its members (``adapters.json_stream``). Pure."""
+ignored), from a decoded document or from a stream of its members (``service.json_stream``). Pure."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ FIXTURE_KEYS = ("users", "course_batches", "assets")
 @runtime_checkable
 class FixtureMembers(Protocol):
     """A JSON document read as a stream: ``is_object()``, then ``members()``: ``(name, value)`` in the text's
-    order, an array value as an iterator of its elements (``adapters.json_stream.JsonObjectStream``)."""
+    order, an array value as an iterator of its elements (``service.json_stream.JsonObjectStream``)."""
 
     def is_object(self) -> bool: ...
 

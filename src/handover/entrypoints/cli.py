@@ -250,7 +250,7 @@ def load(
     config: ConfigOpt = None,
 ) -> None:
     """Upsert users, course batches and assets from a fixture."""
-    from handover.adapters.json_stream import JsonStreamError, StreamUnreadable, load_fixture
+    from handover.service.json_stream import JsonStreamError, StreamUnreadable, load_fixture
 
     try:
         file = fixture.open("rb")
