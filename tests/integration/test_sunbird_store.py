@@ -300,3 +300,25 @@ def test_a_micro_batch_of_a_group_writes_each_kind_once(rig: Rig) -> None:
     for kind in ("cassandra.audit", "cassandra.course_batch", "elasticsearch.update", "neo4j.write"):
         assert operations.count(kind) == 1, operations
     assert operations.index("cassandra.audit") < operations.index("cassandra.course_batch")
+
+
+def test_a_fixture_read_as_a_stream_loads_as_the_decoded_one() -> None:
+    """``handover load`` hands the store a ``JsonObjectStream``: the same records written, the same counts; a bad
+    record anywhere writes nothing (the records are all read before the first write)."""
+    import io
+
+    from handover.service.json_stream import load_fixture
+
+    changed = {"assets": [{**a, "creator": "someone else"} for a in FIXTURE["assets"]], "notifications": [],
+               "course_batches": [{**b, "name": "renamed"} for b in FIXTURE["course_batches"]],
+               "users": FIXTURE["users"]}  # the keys in another order than the fixture's
+    with new_rig() as decoded, new_rig() as streamed:
+        counts = load_fixture(streamed.store.load, io.BytesIO(json.dumps(changed).encode()))
+        assert counts == decoded.store.load(changed)
+        assert streamed.dump() == decoded.dump()
+        assert {a["creator"] for a in streamed.dump()["assets"]} == {"someone else"}
+        writes = len(streamed.journal.entries)
+        bad = {"course_batches": FIXTURE["course_batches"], "assets": [*FIXTURE["assets"], {"x": 1}]}
+        with pytest.raises(ValueError, match="asset needs string 'identifier'"):
+            load_fixture(streamed.store.load, io.BytesIO(json.dumps(bad).encode()))
+        assert len(streamed.journal.entries) == writes

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from handover.adapters.sql_rows import chunks, delete_rows, insert_rows, run_prepared, update_rows, upsert_rows
+from handover.adapters.sql_rows import batched, chunks, delete_rows, insert_rows, run_prepared, update_rows, upsert_rows
 from handover.adapters.sql_schema import (
     AUDIT_TEXT_INDEXES,
     LEGACY_INDEXES,
@@ -43,6 +43,7 @@ from handover.adapters.sql_schema import (
     store_probe,
     users,
 )
+from handover.domain.fixture import FIXTURE_KEYS, FixtureMembers, fixture_records
 from handover.domain.model import (
     ASSET_COLUMNS,
     Asset,
@@ -91,6 +92,7 @@ def _grouped(items: Iterable[Any], key: Any) -> dict[Any, list[Any]]:
 
 
 IN_LIST_SIZE = 500
+LOAD_CHUNK = 5000  # fixture records parsed and written at a time by SqlStore.load
 # The text columns an undo may revert set-based (``SqlBulk.revert_columns``), per audited store.
 REVERTIBLE_COLUMNS = {STORE_ASSET: ("schemaVersion", "status", "visibility", "createdBy", "creator"),
                       STORE_COURSE_BATCH: ("createdby", "mentors")}
@@ -1515,31 +1517,21 @@ class SqlStore:
         except sa.exc.OperationalError as exc:
             raise StoreError(f"database unavailable: {exc.orig}") from exc
 
-    def load(self, doc: Mapping[str, Any]) -> dict[str, int]:
-        """Upsert the users, course batches and assets of a fixture. ValueError on a bad fixture (nothing
-        written); ``notifications`` are ignored."""
-        if not isinstance(doc, Mapping):
-            raise ValueError("a fixture is a JSON object")
-        parsed_users = [user_from_json(u) for u in _list(doc, "users")]
-        # the fixture's text checked a few thousand records at a time (else each record says what is wrong)
-        checked = all(first_bad_string(chunk) is None for key in ("course_batches", "assets")
-                      for chunk in chunks(_list(doc, key)))
-        parsed_batches = [batch_from_json(b, text_checked=checked) for b in _list(doc, "course_batches")]
-        parsed_assets = [asset_from_json(a, text_checked=checked) for a in _list(doc, "assets")]
+    def load(self, doc: Mapping[str, Any] | FixtureMembers, *, chunk_size: int = LOAD_CHUNK) -> dict[str, int]:
+        """Upsert the users, course batches and assets of a fixture, a decoded document or a stream of its members
+        (``service.json_stream``: then in the text's order, ``chunk_size`` records parsed and written at a time,
+        so that memory does not grow with the fixture), in one transaction. A key given twice: the last one wins
+        (its mentor index too), across chunks as well. The counts are of the records read (duplicates included):
+        ``{"users": n, "course_batches": n, "assets": n}``. ValueError on a bad fixture, naming the record;
+        ``notifications`` are ignored. Any error (the stream's too) rolls back: nothing is written."""
+        counts = dict.fromkeys(FIXTURE_KEYS, 0)
+        write = {"users": _load_users, "course_batches": _load_batches, "assets": _load_assets}
         with self.connect() as conn, conn.begin():
-            # a key given twice: the last one wins (as it would one row after the other)
-            for chunk in chunks(list({u.id: u for u in parsed_users}.values())):
-                upsert_rows(conn, users, [u.to_json() for u in chunk])
-            for chunk in chunks(list({b.key: b for b in parsed_batches}.values())):
-                upsert_rows(conn, course_batch, [b.to_json() for b in chunk])
-                m = course_batch_mentor
-                delete_rows(conn, m, ("courseid", "batchid"), [{"courseid": b.courseid, "batchid": b.batchid}
-                                                               for b in chunk])
-                insert_rows(conn, m, [{"userid": x, "courseid": b.courseid, "batchid": b.batchid}
-                                      for b in chunk for x in dict.fromkeys(b.mentors)])
-            for chunk in chunks(list({a.identifier: a for a in parsed_assets}.values())):
-                upsert_rows(conn, asset, [_asset_row(a) for a in chunk])
-        return {"users": len(parsed_users), "course_batches": len(parsed_batches), "assets": len(parsed_assets)}
+            for key, records, storable in fixture_records(doc):
+                for chunk in batched(records, chunk_size):
+                    counts[key] += len(chunk)
+                    write[key](conn, chunk, storable)
+        return counts
 
     def dump_sections(self) -> Iterator[tuple[str, Iterable[dict[str, Any]]]]:
         """The store as SPEC 4's dump sections, each streamed in key order."""
@@ -1555,6 +1547,28 @@ class SqlStore:
                 {"mid": r.mid, "recipientUserIds": r.recipientUserIds, "assets": r.assets}
                 for r in ordered(notification, "mid")
             )
+
+
+def _load_users(conn: Connection, records: list[Mapping[str, Any]], storable: Callable[[], bool]) -> None:
+    parsed = {u.id: u for u in map(user_from_json, records)}  # a key given twice: the last one wins
+    upsert_rows(conn, users, [u.to_json() for u in parsed.values()])
+
+
+def _load_batches(conn: Connection, records: list[Mapping[str, Any]], storable: Callable[[], bool]) -> None:
+    # the strings checked all at once (else each record says what is wrong)
+    checked = storable() or first_bad_string(records) is None
+    parsed = list({b.key: b for b in (batch_from_json(r, text_checked=checked) for r in records)}.values())
+    upsert_rows(conn, course_batch, [b.to_json() for b in parsed])
+    m = course_batch_mentor
+    delete_rows(conn, m, ("courseid", "batchid"), [{"courseid": b.courseid, "batchid": b.batchid} for b in parsed])
+    insert_rows(conn, m, [{"userid": x, "courseid": b.courseid, "batchid": b.batchid}
+                          for b in parsed for x in dict.fromkeys(b.mentors)])
+
+
+def _load_assets(conn: Connection, records: list[Mapping[str, Any]], storable: Callable[[], bool]) -> None:
+    checked = storable() or first_bad_string(records) is None
+    parsed = {a.identifier: a for a in (asset_from_json(r, text_checked=checked) for r in records)}
+    upsert_rows(conn, asset, [_asset_row(a) for a in parsed.values()])
 
 
 def _add_missing_columns(engine: Engine) -> None:
@@ -1606,8 +1620,3 @@ def _stream(conn: Connection, stmt: Any) -> Iterator[Any]:
     yield from result
 
 
-def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = doc.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ValueError(f"fixture '{key}' must be a list of objects")
-    return value

@@ -63,6 +63,7 @@ from handover.adapters.neo4j import TRANSPORTS, AssetCypher, AssetGraph, default
 from handover.adapters.sunbird_errors import SunbirdStoreError
 from handover.adapters.userorg import UserOrgClient, UserOrgEndpoints
 from handover.config import ConfigError, Settings
+from handover.domain.fixture import FixtureMembers, fixture_records
 from handover.domain.model import Asset, CourseBatch, User, asset_from_json, batch_from_json, user_from_json
 from handover.domain.notification import Notification
 from handover.domain.policy import IMAGE_ID_SUFFIX, IMAGE_SUFFIX
@@ -242,17 +243,19 @@ class SunbirdStore:
         """handover's keyspace and tables (idempotent). The Sunbird tables, index and graph are not touched."""
         self.cassandra.init_schema()
 
-    def load(self, doc: Mapping[str, Any]) -> dict[str, int]:
+    def load(self, doc: Mapping[str, Any] | FixtureMembers) -> dict[str, int]:
         """Write a fixture's course batches (Cassandra row, then Elasticsearch document) and assets (Neo4j
         nodes), setting only the fixture's fields: a live row keeps its other columns (a CQL ``INSERT`` of six
         columns), a live document its other fields (bulk ``update`` with ``doc_as_upsert``), a live node its
         other properties (``SET n +=``). Users live in userorg and are not written; they are still validated.
-        ValueError on a bad fixture (nothing written)."""
-        if not isinstance(doc, Mapping):
-            raise ValueError("a fixture is a JSON object")
-        users = [user_from_json(u) for u in _list(doc, "users")]
-        batches = [batch_from_json(b) for b in _list(doc, "course_batches")]
-        assets = [asset_from_json(a) for a in _list(doc, "assets")]
+        ValueError on a bad fixture (nothing written). A streamed fixture (``service.json_stream``) is read whole
+        before anything is written: these stores have no transaction to roll back."""
+        parse: dict[str, Callable[[Mapping[str, Any]], Any]] = {
+            "users": user_from_json, "course_batches": batch_from_json, "assets": asset_from_json}
+        records: dict[str, list[Any]] = {key: [] for key in parse}
+        for key, values, _ in fixture_records(doc):
+            records[key] = [parse[key](v) for v in values]
+        users, batches, assets = records["users"], records["course_batches"], records["assets"]
         if users:
             log.warning("sunbird store: %d fixture users not loaded: users are read from userorg", len(users))
         self.cassandra.upsert_batches(batches)
@@ -308,13 +311,6 @@ def _write_run(directory: str, number: int, records: Sequence[dict[str, Any]]) -
     with open(path, "w", encoding="utf-8") as out:
         out.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     return path
-
-
-def _list(doc: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = doc.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ValueError(f"fixture '{key}' must be a list of objects")
-    return value
 
 
 # --- the unit of work -------------------------------------------------------------------------------

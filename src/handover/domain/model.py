@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from handover.domain.text import first_bad_string, id_problem
+from handover.domain.text import MAX_ID_LENGTH, first_bad_string, id_problem
 
 JsonObject = dict[str, Any]
 
@@ -177,15 +177,16 @@ def asset_from_json(doc: Mapping[str, Any], *, text_checked: bool = False) -> As
 
 
 def _check_text(doc: Mapping[str, Any], what: str, *ids: tuple[str, Any], strings: bool = True) -> None:
-    """ValueError when a string of ``doc`` cannot be stored (NUL, lone surrogate; unless not ``strings``) or one of
-    ``ids`` is longer than the id limit: the same limits on every store (``domain.text``)."""
+    """ValueError when a string of ``doc`` cannot be stored (NUL, lone surrogate; unless not ``strings``: the caller
+    has checked every string of ``doc``) or one of ``ids`` (values of ``doc``) is longer than the id limit: the
+    same limits on every store (``domain.text``)."""
     bad = first_bad_string(doc) if strings else None
     if bad is not None:
         raise ValueError(f"{what}: {bad[0]} contains {bad[1]}")
+    # every string of doc can be stored now (checked here, or by the caller): of an id, only its length is left
     for name, value in ids:
-        problem = id_problem(value) if isinstance(value, str) else None
-        if problem is not None:
-            raise ValueError(f"{what}: '{name}' {problem}")
+        if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+            raise ValueError(f"{what}: '{name}' {id_problem(value)}")
 
 
 def _str(value: Any, what: str) -> str:

@@ -250,14 +250,24 @@ def load(
     config: ConfigOpt = None,
 ) -> None:
     """Upsert users, course batches and assets from a fixture."""
-    doc = read_json_file(fixture)
-    handover = open_app(store, config)
+    from handover.service.json_stream import JsonStreamError, StreamUnreadable, load_fixture
+
     try:
-        counts = handover.store.load(doc)  # type: ignore[attr-defined]
-    except ValueError as exc:
-        fail(f"{fixture}: {exc}", EXIT_USAGE)
-    except store_errors() as exc:
-        fail(f"store: {exc}", EXIT_STORE)
+        file = fixture.open("rb")
+    except OSError as exc:
+        fail(f"cannot read {fixture}: {exc.strerror or exc}", EXIT_USAGE)
+    with file:
+        handover = open_app(store, config)
+        try:  # read as a stream, written in chunks in one transaction (nothing written on an error)
+            counts = load_fixture(handover.store.load, file)  # type: ignore[attr-defined]
+        except StreamUnreadable as exc:
+            fail(f"cannot read {fixture}: {exc}", EXIT_USAGE)
+        except JsonStreamError as exc:
+            fail(f"{fixture} is not valid JSON: {exc}", EXIT_USAGE)
+        except ValueError as exc:
+            fail(f"{fixture}: {exc}", EXIT_USAGE)
+        except store_errors() as exc:
+            fail(f"store: {exc}", EXIT_STORE)
     err.print(loaded(counts), highlight=False)
 
 
