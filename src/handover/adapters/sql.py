@@ -882,8 +882,11 @@ class SqlBulk:
             return None
         run(f"DELETE FROM course_batch_mentor WHERE (courseid, batchid) IN (SELECT {courseid}, {batchid} "
             f"FROM audit a WHERE {mine})")
-        run(f"INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT DISTINCT j.value, {courseid}, "
-            f"{batchid} FROM audit a {elements} WHERE {mine}")
+        # A mentor listed twice is indexed once: on SQLite by the primary key (every index row of these batches was
+        # deleted just above, so only a repeat within a list is ignored; cheaper than DISTINCT's temporary index)
+        insert = "INSERT INTO" if pg else "INSERT OR IGNORE INTO"
+        run(f"{insert} course_batch_mentor (userid, courseid, batchid) SELECT {'DISTINCT ' if pg else ''}j.value, "
+            f"{courseid}, {batchid} FROM audit a {elements} WHERE {mine}")
         return rows
 
     def _audit_undo(self, mine: Any, stamp: AuditStamp) -> None:
