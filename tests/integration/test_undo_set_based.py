@@ -107,3 +107,54 @@ def test_set_based_undo_does_what_the_record_by_record_undo_does(
         counted = (set_based["records"].get((mid, "course_batch"), 0), set_based["records"].get((mid, "asset"), 0))
         if counted != (batches, assets):
             assert (batches, assets) == walked["entries"][mid][:2]  # this undo ran record by record only
+
+
+def test_a_field_changed_twice_in_one_record_is_undone_as_record_by_record(store_url: str) -> None:
+    """An event whose audit names one field of one record twice (A -> B, then B -> C): the set-based UPDATE would
+    write that record once, so the field goes record by record and both changes are reverted, newest first."""
+    from datetime import UTC, datetime
+
+    from handover.domain.rules import FieldChange
+    from handover.service.ports import AuditRecord, LedgerEntry
+
+    users = [{"id": u, "userName": u, "firstName": u, "lastName": "T", "rootOrgId": "org-1", "roles": [],
+              "isDeleted": False} for u in ("u1", "u2", "u3")]
+    fixture = {
+        "users": users,
+        "course_batches": [{"courseid": "do_c", "batchid": "b1", "name": "b", "status": 1, "createdby": "u3",
+                            "mentors": ["u3", "u9"]}],
+        "assets": [{"identifier": f"do_{i}", "objectType": "Question", "schemaVersion": "1.1", "status": "Live",
+                    "visibility": "Default", "createdBy": "u3", "creator": "C", "originData": None}
+                   for i in range(3)],
+    }
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    twice = [("asset", f"do_{i}", "createdBy", a, b) for i in range(3) for a, b in (("u1", "u2"), ("u2", "u3"))
+             if i or a == "u2"]  # do_0 changed once, do_1 and do_2 twice
+    twice += [("asset", "do_1", "creator", "A", "C"),
+              ("course_batch", "do_c/b1", "mentors", ["u1", "u9"], ["u2", "u9"]),
+              ("course_batch", "do_c/b1", "mentors", ["u2", "u9"], ["u3", "u9"])]
+
+    def scenario(factory: Any) -> dict[str, Any]:
+        clear(store)
+        store.load(fixture)
+        with store() as uow:
+            uow.ledger.record(LedgerEntry("LP.twice", "ownership-transfer", "applied", None, (), 1, 3, "r", "u1", at))
+            uow.audit.record([AuditRecord("LP.twice", "r", s, k, FieldChange(f, b, a), at) for s, k, f, b, a in twice])
+            uow.commit()
+        result = Undoer(factory, page_size=2).undo_event("LP.twice")
+        with store.connect() as conn:
+            rows = sorted(json.dumps([r.store, r.record_key, r.field, r.before, r.after])  # fields done set-based
+                          for r in conn.execute(sa.select(audit).where(audit.c.mid == "undo:LP.twice")))  # come first
+        return {"result": result.to_json(), "store": snapshot(store), "audit": rows}
+
+    store = SqlStore(store_url)
+    store.init_schema()
+    try:
+        walked = scenario(lambda: RecordByRecord(store.engine))
+        set_based = scenario(store)
+    finally:
+        store.engine.dispose()
+    assert set_based == walked
+    assert (walked["result"]["reverted"], walked["result"]["conflicts"]) == (len(twice), 0)
+    assert {a["identifier"]: a["createdBy"] for a in walked["store"]["assets"]} == {
+        "do_0": "u2", "do_1": "u1", "do_2": "u1"}

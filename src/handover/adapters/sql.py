@@ -880,6 +880,7 @@ class SqlBulk:
     def __init__(self, conn: Connection, audit_log: SqlAudit) -> None:
         self._conn = conn
         self._audit_log = audit_log  # its kept records go in first: audit ids follow the order of the writes
+        self._event_fields: dict[str, frozenset[tuple[str, str]]] = {}  # mid -> its audited (store, field) pairs
 
     def reassign_mentor(self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None) -> int:
         """Audit rows first (they read the values being replaced), then the lists, the creators, the index."""
@@ -982,17 +983,18 @@ class SqlBulk:
     def revert_columns(self, mid: str, stamp: AuditStamp) -> list[tuple[str, str, int]]:
         self._audit_log.flush()
         a = audit
+        # How many rows each field has, not how many records: a field the event changed twice in one record is
+        # caught by the all-or-nothing check, as the UPDATE writes each record once (fewer records than rows).
         groups = self._conn.execute(
-            sa.select(a.c.store, a.c.field, sa.func.count(), sa.func.count(sa.distinct(a.c.record_key)))
-            .where(a.c.mid == mid)
-            .group_by(a.c.store, a.c.field)
+            sa.select(a.c.store, a.c.field, sa.func.count()).where(a.c.mid == mid).group_by(a.c.store, a.c.field)
         ).all()
+        self._event_fields[mid] = frozenset((store, field) for store, field, _ in groups)
         fields: dict[str, set[str]] = {}
-        for store, field, _, _ in groups:
+        for store, field, _ in groups:
             fields.setdefault(store, set()).add(field)
         done = []
-        for store, field, rows, records in groups:
-            if field not in REVERTIBLE_COLUMNS.get(store, ()) or rows != records:
+        for store, field, rows in groups:
+            if field not in REVERTIBLE_COLUMNS.get(store, ()):
                 continue
             if any(f.startswith(field + ".") for f in fields[store]):  # a path into it: record by record
                 continue
@@ -1083,8 +1085,11 @@ class SqlBulk:
             return None
         run(f"DELETE FROM course_batch_mentor WHERE (courseid, batchid) IN (SELECT {courseid}, {batchid} "
             f"FROM audit a WHERE {mine})")
-        run(f"INSERT INTO course_batch_mentor (userid, courseid, batchid) SELECT DISTINCT j.value, {courseid}, "
-            f"{batchid} FROM audit a {elements} WHERE {mine}")
+        # A mentor listed twice is indexed once: on SQLite by the primary key (every index row of these batches was
+        # deleted just above, so only a repeat within a list is ignored; cheaper than DISTINCT's temporary index)
+        insert = "INSERT INTO" if pg else "INSERT OR IGNORE INTO"
+        run(f"{insert} course_batch_mentor (userid, courseid, batchid) SELECT {'DISTINCT ' if pg else ''}j.value, "
+            f"{courseid}, {batchid} FROM audit a {elements} WHERE {mine}")
         return rows
 
     def _audit_undo(self, mine: Any, stamp: AuditStamp) -> None:
@@ -1100,6 +1105,10 @@ class SqlBulk:
     def audit_page_except(
         self, mid: str, skip: Sequence[tuple[str, str]], *, cursor: str | None, limit: int
     ) -> AuditPage:
+        """Nothing read when ``skip`` holds every field of the event (``revert_columns`` did them all)."""
+        fields = self._event_fields.get(mid)
+        if fields is not None and fields <= set(skip):
+            return AuditPage([], None)
         return self._audit_log.page(mid=mid, newest_first=True, cursor=cursor, limit=limit, skip=skip)
 
     def audited_records(self, mid: str) -> dict[str, int]:
@@ -1240,30 +1249,81 @@ class SqlReadAhead:
 
 
 class SqlCounts:
-    """``service.ports.RecordCounts`` of a preview: the queries of the page reads, counted (index ranges)."""
+    """``service.ports.RecordCounts`` of a preview: the queries of the page reads, counted (index ranges).
 
-    def __init__(self, conn: Connection) -> None:
+    ``counted``: one dict shared by the units of work of one preview (``SqlStore.preview``). Each user's batches
+    are then counted once for every status and assets once for every (objectType, schemaVersion), and kept there:
+    the engine's counts and the "stays with" counts the preview takes after them (other statuses, other types)
+    are one walk of each index range instead of two. A preview writes nothing, so what it counted stays true for
+    it."""
+
+    def __init__(self, conn: Connection, counted: dict[tuple[str, str], Any] | None = None) -> None:
         self._conn = conn
+        self._counted = counted
 
     def batches_of_user(self, user_id: str, statuses: frozenset[int]) -> int:
-        cb, m = course_batch, course_batch_mentor
+        if self._counted is not None:
+            by_status = self._counted.get(("batches", user_id))
+            if by_status is None:
+                by_status = self._counted[("batches", user_id)] = self._batches_by_status(user_id)
+            return sum(by_status.get(s, 0) for s in statuses)
+        created, mentored = self._batch_queries(user_id)
         status = sorted(statuses)
-        created = sa.select(sa.func.count()).where(cb.c.createdby == user_id, cb.c.status.in_(status))
+        return sum(int(self._conn.execute(q.where(course_batch.c.status.in_(status))).scalar_one())
+                   for q in (created, mentored))
+
+    def _batch_queries(self, user_id: str) -> tuple[Any, Any]:
+        """The counts of the batches ``user_id`` created and of those the user mentors and did not create."""
+        cb, m = course_batch, course_batch_mentor
+        created = sa.select(sa.func.count()).where(cb.c.createdby == user_id)
         mentored = (
             sa.select(sa.func.count())
             .select_from(cb.join(m, sa.and_(m.c.courseid == cb.c.courseid, m.c.batchid == cb.c.batchid)))
-            .where(m.c.userid == user_id, cb.c.status.in_(status),
-                   sa.or_(cb.c.createdby.is_(None), cb.c.createdby != user_id))
+            .where(m.c.userid == user_id, sa.or_(cb.c.createdby.is_(None), cb.c.createdby != user_id))
         )
-        return int(self._conn.execute(created).scalar_one()) + int(self._conn.execute(mentored).scalar_one())
+        return created, mentored
+
+    def _batches_by_status(self, user_id: str) -> dict[int, int]:
+        by_status: dict[int, int] = {}
+        for query in self._batch_queries(user_id):
+            grouped = query.add_columns(course_batch.c.status).group_by(course_batch.c.status)
+            for n, status in self._conn.execute(grouped):
+                by_status[status] = by_status.get(status, 0) + int(n)
+        return by_status
 
     def asset_profile_counts(self, owner: str, object_types: Sequence[str]) -> list[tuple[str, str | None, int]]:
+        if self._counted is not None:
+            wanted = set(object_types)
+            return [row for row in self._asset_profiles(owner) if row[0] in wanted]
         query = (
             sa.select(asset.c.objectType, asset.c.schemaVersion, sa.func.count())
             .where(asset.c.createdBy == owner, asset.c.objectType.in_(list(object_types)))
             .group_by(asset.c.objectType, asset.c.schemaVersion)
         )
         return [(r[0], r[1], int(r[2])) for r in self._conn.execute(query)]
+
+    def asset_types(self, owner: str) -> dict[str, int]:
+        if self._counted is None:
+            query = (sa.select(asset.c.objectType, sa.func.count()).where(asset.c.createdBy == owner)
+                     .group_by(asset.c.objectType))
+            return {str(t): int(n) for t, n in self._conn.execute(query)}
+        by_type: dict[str, int] = {}
+        for object_type, _, n in self._asset_profiles(owner):
+            by_type[str(object_type)] = by_type.get(str(object_type), 0) + n
+        return by_type
+
+    def _asset_profiles(self, owner: str) -> list[tuple[str, str | None, int]]:
+        """(objectType, schemaVersion, how many) of every asset ``owner`` created, counted once (``counted``)."""
+        assert self._counted is not None
+        found = self._counted.get(("assets", owner))
+        if found is None:
+            query = (
+                sa.select(asset.c.objectType, asset.c.schemaVersion, sa.func.count())
+                .where(asset.c.createdBy == owner)
+                .group_by(asset.c.objectType, asset.c.schemaVersion)
+            )
+            found = self._counted[("assets", owner)] = [(r[0], r[1], int(r[2])) for r in self._conn.execute(query)]
+        return list(found)
 
 
 # --- unit of work and store -------------------------------------------------------------------------
@@ -1284,11 +1344,12 @@ class SqlUnitOfWork:
 
     def __init__(
         self, engine: Engine, shared: Connection | None = None, preview: dict[str, LedgerEntry] | None = None,
-        *, read_only: bool = False,
+        *, read_only: bool = False, counted: dict[tuple[str, str], Any] | None = None,
     ) -> None:
         """``preview``: a unit of work that writes nothing (the ledger rows it would write are kept in this dict,
         so that a repeated mid is still a duplicate); give it the ``reader`` engine, and it takes no lock.
-        ``read_only``: one that only reads (``SqlStore.read_only``); it counts (``counts``) as a preview does."""
+        ``read_only``: one that only reads (``SqlStore.read_only``); it counts (``counts``) as a preview does.
+        ``counted``: in a preview, the counts its units of work share (``SqlCounts``)."""
         self._engine = engine
         self._shared = shared
         self._preview = preview
@@ -1296,6 +1357,7 @@ class SqlUnitOfWork:
         self._conn: Connection | None = None
         self._tx: Any = None
         self._records_ahead: SqlReadAhead | None = None
+        self._counted = counted
 
     def __enter__(self) -> Self:
         try:
@@ -1313,7 +1375,7 @@ class SqlUnitOfWork:
             self.batches, self.assets = _PreviewBatches(conn), _PreviewAssets(conn)
             self.ledger, self.outbox = _PreviewLedger(conn, self._preview), _PreviewOutbox(conn)
             self.audit, self.bulk = _PreviewAudit(conn), None  # set-based paths rely on their own writes
-            self.counts = SqlCounts(conn)  # what they would write is counted instead
+            self.counts = SqlCounts(conn, self._counted)  # what they would write is counted instead
             self.reverts, self._records_ahead = None, None
             return self
         self.batches, self.assets = SqlBatches(conn), SqlAssets(conn)
@@ -1459,7 +1521,8 @@ class SqlStore:
         back at the end."""
         if not carry_changes:
             ledger: dict[str, LedgerEntry] = {}
-            yield lambda: SqlUnitOfWork(self.reader, preview=ledger)
+            counted: dict[tuple[str, str], Any] = {}
+            yield lambda: SqlUnitOfWork(self.reader, preview=ledger, counted=counted)
             return
         path = self.engine.url.database
         if self.engine.dialect.name == "sqlite" and path and path != ":memory:" and not path.startswith("file:"):

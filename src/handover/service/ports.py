@@ -234,6 +234,10 @@ class RecordCounts(Protocol):
         """(objectType, schemaVersion, how many) of ``owner``'s assets of these types, per distinct pair."""
         ...
 
+    def asset_types(self, owner: str) -> Mapping[str, int]:
+        """How many assets ``owner`` created, by objectType (every type; a preview's "stays with the old owner")."""
+        ...
+
 
 class ColumnReverts(Protocol):
     """An optional capability of a store that can undo set-based (the SQL store, as ``BulkWrites``): the undo of

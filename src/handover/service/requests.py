@@ -332,6 +332,8 @@ class TransferRequests:
         try:
             with self.preview_store() as factory:
                 outcomes = self.engine(sample_limit=limit, uow_factory=factory).process_batch(events)
+                # in the preview's units: a store that counts (SQL) then counts each index range once for both
+                stays = None if valid.objects else self._stays_with(valid.from_user.userId, factory)
         except Exception as exc:
             raise _store_down(exc) from None
         per_event = []
@@ -354,7 +356,7 @@ class TransferRequests:
             "whyNothing": sorted(why),  # the rejection and skip reasons of the events that would change nothing
             "unknownAssets": [str(e["assetInformation"].get("identifier")) for e in per_event
                               if e.get("reason") == not_found or not_found in e["skipped"]],
-            "stays": None if valid.objects else self.stays_with(valid.from_user.userId),
+            "stays": stays,
         }
 
     def stays_with(self, user_id: str) -> dict[str, Any]:
@@ -363,24 +365,31 @@ class TransferRequests:
         (``course_batch_statuses``; 2 is completed), and the user's assets whose type is not transferred (None
         where the store cannot count assets by type). Counted by the store where it can (``UnitOfWork.counts``),
         else read a page at a time; ``Unavailable``."""
+        try:
+            return self._stays_with(user_id, self.read)
+        except Exception as exc:
+            raise _store_down(exc) from None
+
+    def _stays_with(self, user_id: str, unit: Callable[[], UnitOfWork]) -> dict[str, Any]:
+        """``stays_with`` in a unit of work of ``unit`` (a read, or one of a preview's); the store's errors as
+        they come."""
         engine = self.engine()
         policy, page_size = engine.policy, engine.settings.page_size
         kept = frozenset(BATCH_STATUSES) - policy.course_batch_statuses
         batches: dict[str, int] = {}
-        try:
-            with self.read() as uow:
-                for status in sorted(kept):
-                    count = (uow.counts.batches_of_user(user_id, frozenset({status})) if uow.counts is not None
-                             else sum(len(page) for page in uow.batches.pages_of_user(user_id, frozenset({status}),
-                                                                                      page_size)))
-                    if count:
-                        batches[BATCH_STATUSES[status]] = count
-                by_type: Callable[[str], Mapping[str, int]] | None = getattr(uow.assets, "types_created_by", None)
-                types = policy.object_type_names()
-                assets = None if by_type is None else {
-                    t: n for t, n in sorted(by_type(user_id).items()) if t not in types and n}
-        except Exception as exc:
-            raise _store_down(exc) from None
+        with unit() as uow:
+            counts = uow.counts
+            for status in sorted(kept):
+                count = (counts.batches_of_user(user_id, frozenset({status})) if counts is not None
+                         else sum(len(page) for page in uow.batches.pages_of_user(user_id, frozenset({status}),
+                                                                                  page_size)))
+                if count:
+                    batches[BATCH_STATUSES[status]] = count
+            by_type: Callable[[str], Mapping[str, int]] | None = (
+                counts.asset_types if counts is not None else getattr(uow.assets, "types_created_by", None))
+            types = policy.object_type_names()
+            assets = None if by_type is None else {
+                t: n for t, n in sorted(by_type(user_id).items()) if t not in types and n}
         return {"course_batches": batches, "assets": assets}
 
     # status and changed records
