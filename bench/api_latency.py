@@ -46,6 +46,14 @@ p99 354.2 ms, worker done after 7.22 s (37.93 s before). ``--stores sqlite`` wit
 SQLite 721 requests/s, p99 156.4 ms, end to end 522; PostgreSQL 333, p99 385.8 ms, end to end 185. The one server
 process is the limit (its CPU seconds close to the wall seconds): the target is not met.
 
+Fourth round (2026-11-30, a faster machine, idle): uvicorn's log lines written by threads of their own (each
+access-log write from the event loop released the GIL to the in-process worker; pyinstrument: 3.1 s of the 4.8 s
+of the answers' send under other helpers' load) and the SQLite store's pool at 40 connections (SQLAlchemy's 5 + 10
+overflow opened and closed connections under 50 clients). The command of the first line above (01:03-01:05 UTC,
+load 0.84 -> 2.66): SQLite 522 requests/s, p99 165.8 ms (worker apart 600, p99 152.5 ms), PostgreSQL 239 (apart
+269); 217eb06 and this code back to back with ``--stores sqlite --worker in-process`` (01:05, load 2.66 / 2.12):
+450 and 514 requests/s. README, "Where the targets stand", has the pairs of each change. Not met.
+
 PostgreSQL: ``HANDOVER_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``); the run uses a
 fresh schema, dropped at the end. Target on SQLite: p99 < 100 ms and >= 1,000 requests/s.
 """
