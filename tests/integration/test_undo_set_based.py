@@ -1,24 +1,36 @@
 """The set-based undo (``SqlBulk.revert_columns``) against the record-by-record one: the same scenario (random
 fixture, transfers with small pages so that the engine's set-based path runs too, then records changed behind the
-transfer's back so that some changes conflict, or a record deleted) undone both ways gives the same results
-(reverted, conflicts, conflict samples), the same store and the same undo audit rows, on SQLite and PostgreSQL."""
+transfer's back so that some changes conflict, or a record deleted; on PostgreSQL the fields of one store are first
+tried in one UPDATE, and a change of any of them sends that store back to one UPDATE per field) undone both ways
+gives the same results (reverted, conflicts, conflict samples), the same store and the same undo audit rows, on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handover.adapters.sql import SqlStore, SqlUnitOfWork, asset, audit, course_batch, ledger
+from handover.adapters.sql import (
+    SqlBulk,
+    SqlStore,
+    SqlUnitOfWork,
+    asset,
+    audit,
+    course_batch,
+    course_batch_mentor,
+    ledger,
+)
 from handover.service.engine import Engine, EngineSettings
 from handover.service.undo import Undoer
 from tests.unit.test_undo_property import NAMES, POLICY, USERS, clear, scenarios, snapshot, transfer
 
 EDITS = st.lists(
-    st.tuples(st.sampled_from(["asset.createdBy", "asset.creator", "batch.createdby", "asset.delete"]),
+    st.tuples(st.sampled_from(["asset.createdBy", "asset.creator", "batch.createdby", "batch.mentors", "asset.delete"]),
               st.integers(0, 9), st.sampled_from([*USERS, *NAMES[1:], None])),
     max_size=4,
 )
@@ -52,6 +64,15 @@ def edit(store: SqlStore, edits: list[tuple[str, int, Any]]) -> None:
                 c, b = keys[index % len(keys)]
                 where = sa.and_(course_batch.c.courseid == c, course_batch.c.batchid == b)
                 conn.execute(course_batch.update().where(where).values(createdby=value))
+            elif kind == "batch.mentors" and keys:  # the list and its index rows, as the LMS would write them
+                c, b = keys[index % len(keys)]
+                where = sa.and_(course_batch.c.courseid == c, course_batch.c.batchid == b)
+                mentors = [value] if value is not None else []
+                conn.execute(course_batch.update().where(where).values(mentors=mentors))
+                conn.execute(course_batch_mentor.delete().where(
+                    course_batch_mentor.c.courseid == c, course_batch_mentor.c.batchid == b))
+                if mentors:
+                    conn.execute(course_batch_mentor.insert().values(userid=value, courseid=c, batchid=b))
 
 
 def run(store: SqlStore, factory: Any, fixture: dict[str, Any], todo: list[Any], edits: list[Any],
@@ -158,3 +179,57 @@ def test_a_field_changed_twice_in_one_record_is_undone_as_record_by_record(store
     assert (walked["result"]["reverted"], walked["result"]["conflicts"]) == (len(twice), 0)
     assert {a["identifier"]: a["createdBy"] for a in walked["store"]["assets"]} == {
         "do_0": "u2", "do_1": "u1", "do_2": "u1"}
+
+
+ONE_OWNER = {  # u1 created and mentors every batch and created every asset: one transfer changes all four fields
+    "users": [{"id": u, "userName": u, "firstName": u.upper(), "lastName": "T", "rootOrgId": "o1",
+               "roles": ["CONTENT_CREATOR", "COURSE_MENTOR"], "isDeleted": False} for u in USERS],
+    "course_batches": [{"courseid": f"c{i // 3}", "batchid": f"b{i}", "name": f"b{i}", "status": 1, "createdby": "u1",
+                        "mentors": ["u1", "u0"]} for i in range(6)],
+    "assets": [{"identifier": f"do_{i}", "objectType": "Question", "schemaVersion": "1.1", "status": "Live",
+                "visibility": "Default", "createdBy": "u1", "creator": "Ann", "originData": None} for i in range(8)],
+}
+
+
+@pytest.mark.parametrize("edits", [
+    [], [("asset.creator", 3, "Zoë")], [("asset.createdBy", 5, "u0")], [("asset.delete", 4, None)],
+    [("batch.createdby", 2, "u0")], [("batch.mentors", 1, "u0")], [("batch.mentors", 1, "u2")],
+])
+def test_the_fields_of_a_store_undone_together_as_field_by_field(
+    store_url: str, edits: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One event that changed two fields of each store (assets' createdBy and creator, batches' createdby and
+    mentors): on PostgreSQL each store's fields are reverted by one UPDATE when every change still holds, else
+    (a record changed since in any of them, or gone) field by field; either way the results, the store, the mentor
+    index and the undo's audit rows are those of the record-by-record undo."""
+    tried: list[tuple[str, bool]] = []
+    together = SqlBulk._revert_together
+
+    def spy(self: SqlBulk, mid: str, store: str, fields: Any) -> bool:
+        done = together(self, mid, store, fields)
+        tried.append((store, done))
+        return done
+
+    monkeypatch.setattr(SqlBulk, "_revert_together", spy)
+    store = SqlStore(store_url)
+    store.init_schema()
+    try:
+        walked = run(store, lambda: RecordByRecord(store.engine), ONE_OWNER, [("u1", "u2", None)], edits, False)
+        set_based = run(store, store, ONE_OWNER, [("u1", "u2", None)], edits, False)
+    finally:
+        store.engine.dispose()
+    assert set_based["results"] == walked["results"]
+    assert set_based["store"] == walked["store"]
+    assert set_based["audit"] == walked["audit"]
+    assert {m: e[2] for m, e in set_based["entries"].items()} == {m: e[2] for m, e in walked["entries"].items()}
+    for mid, (batches, assets, _) in set_based["entries"].items():  # each record the undo audited, counted once
+        assert (batches, assets) == (set_based["records"].get((mid, "course_batch"), 0),
+                                     set_based["records"].get((mid, "asset"), 0))
+    (result,) = set_based["results"][0]["events"]
+    if not edits:
+        assert (result["reverted"], result["conflicts"]) == (8 + 8 + 6 + 6, 0)
+    if store_url.startswith("postgresql"):
+        changed = {kind.split(".")[0].replace("batch", "course_batch") for kind, _, _ in edits}
+        assert sorted(tried) == [("asset", "asset" not in changed), ("course_batch", "course_batch" not in changed)]
+    else:
+        assert tried == []

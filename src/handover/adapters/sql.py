@@ -992,13 +992,21 @@ class SqlBulk:
         fields: dict[str, set[str]] = {}
         for store, field, _ in groups:
             fields.setdefault(store, set()).add(field)
+        eligible = [(store, field, rows) for store, field, rows in groups
+                    if field in REVERTIBLE_COLUMNS.get(store, ())
+                    and not any(f.startswith(field + ".") for f in fields[store])]  # a path into it: record by record
+        together: set[tuple[str, str]] = set()
+        if self._conn.dialect.name == "postgresql":  # each record rewritten once, not once per field
+            for store in sorted({store for store, _, _ in eligible}):
+                mine = [(field, rows) for s, field, rows in eligible if s == store]
+                if len(mine) > 1 and self._revert_together(mid, store, mine):
+                    together.update((store, field) for field, _ in mine)
         done = []
-        for store, field, rows in groups:
-            if field not in REVERTIBLE_COLUMNS.get(store, ()):
-                continue
-            if any(f.startswith(field + ".") for f in fields[store]):  # a path into it: record by record
-                continue
-            if field == "mentors":
+        for store, field, rows in eligible:
+            reverted: int | None
+            if (store, field) in together:
+                reverted = rows
+            elif field == "mentors":
                 reverted = self._revert_mentors(mid, rows)
             else:
                 reverted = self._revert_column(mid, store, field, rows)
@@ -1038,6 +1046,55 @@ class SqlBulk:
         update = table.update().where(join, mine, after_ok, before_ok, holds).values({column.name: decoded(a.c.before)})
         return self._all_or_nothing(lambda: int(self._conn.execute(update).rowcount), rows)
 
+    def _revert_together(self, mid: str, store: str, fields: Sequence[tuple[str, int]]) -> bool:
+        """PostgreSQL: ``_revert_column`` (and ``_revert_mentors``) of several ``fields`` (field, audit rows) of one
+        store in one UPDATE ... FROM the event's audit rows of those fields, one row per record (a record's field
+        without a change keeps its value): PostgreSQL writes a new version of a row for each UPDATE of it, so one
+        UPDATE per field wrote every record once per field. All or nothing: kept only when every audit row of the
+        fields was reverted (each record's change of each field still holds, and once per record per field);
+        else rolled back (False), and the caller goes field by field as before, which decides per field."""
+        picks, sets, tests = [], [], []
+        params: dict[str, Any] = {"mid": mid, "store": store}
+        for i, (field, _) in enumerate(fields):
+            params[f"f{i}"] = field
+            n, b, a = f"p.n{i}", f"p.b{i}", f"p.a{i}"
+            picks.append(f"count(*) FILTER (WHERE a.field = :f{i}) AS n{i}, "
+                         f'(array_agg(a."before") FILTER (WHERE a.field = :f{i}))[1] AS b{i}, '
+                         f'(array_agg(a."after") FILTER (WHERE a.field = :f{i}))[1] AS a{i}')
+            column = f't."{field}"'
+            if field == "mentors":  # as _revert_mentors: lists, the one before of strings, the one after equal
+                value = b
+                test = (f"{a} IS NOT NULL AND json_typeof({a}) = 'array' AND {column}::jsonb = {a}::jsonb "
+                        f"AND {b} IS NOT NULL AND json_typeof({b}) = 'array' AND NOT EXISTS (SELECT 1 FROM "
+                        f"json_array_elements(CASE WHEN json_typeof({b}) = 'array' THEN {b} ELSE '[]'::json END) e "
+                        "WHERE json_typeof(e) <> 'string')")
+            else:  # as _revert_column: text or null after; before too (a batch's creator: text)
+                value = f"{b} #>> '{{}}'"
+                before_ok = (f"{b} IS NOT NULL AND json_typeof({b}) = 'string'" if store == STORE_COURSE_BATCH
+                             else f"({b} IS NULL OR json_typeof({b}) IN ('string', 'null'))")
+                test = (f"({a} IS NULL OR json_typeof({a}) IN ('string', 'null')) AND {before_ok} "
+                        f"AND {column} IS NOT DISTINCT FROM ({a} #>> '{{}}')")
+            sets.append(f'"{field}" = CASE WHEN {n} = 1 THEN {value} ELSE {column} END')
+            tests.append(f"({n} = 0 OR ({n} = 1 AND {test}))")
+        if store == STORE_ASSET:
+            table, join = "asset", "t.identifier = p.record_key"
+        else:
+            at = "strpos(p.record_key, '/')"
+            table = "course_batch"
+            join = f"t.courseid = substr(p.record_key, 1, {at} - 1) AND t.batchid = substr(p.record_key, {at} + 1)"
+        names = ", ".join(f":f{i}" for i in range(len(fields)))
+        counted = " + ".join(f"p.n{i}" for i in range(len(fields)))
+        sql = (f"WITH p AS (SELECT a.record_key, {', '.join(picks)} FROM audit a WHERE a.mid = :mid "
+               f"AND a.store = :store AND a.field IN ({names}) GROUP BY a.record_key), "
+               f"u AS (UPDATE {table} AS t SET {', '.join(sets)} FROM p WHERE {join} AND {' AND '.join(tests)} "
+               f"RETURNING {counted} AS k) SELECT coalesce(sum(k), 0) FROM u")
+        rows = sum(r for _, r in fields)
+        if self._all_or_nothing(lambda: int(self._conn.execute(sa.text(sql), params).scalar_one()), rows) is None:
+            return False
+        if any(field == "mentors" for field, _ in fields):
+            self._reindex_mentors(mid)
+        return True
+
     def _all_or_nothing(self, write: Callable[[], int], rows: int) -> int | None:
         """``write()`` (an UPDATE of the records whose change can be reverted, returning how many it wrote) in a
         savepoint, kept only when it wrote all ``rows``; else rolled back (None). ``revert_columns`` audits the
@@ -1062,12 +1119,10 @@ class SqlBulk:
             array = "json_typeof({}) = 'array'"
             strings = ("NOT EXISTS (SELECT 1 FROM json_array_elements(CASE WHEN json_typeof(a.\"before\") = 'array' "
                        "THEN a.\"before\" ELSE '[]'::json END) e WHERE json_typeof(e) <> 'string')")
-            elements = 'CROSS JOIN LATERAL json_array_elements_text(a."before") AS j(value)'
         else:
             holds = 'json(cb.mentors) = json(a."after")'
             array = "json_type({}) = 'array'"
             strings = "NOT EXISTS (SELECT 1 FROM json_each(a.\"before\") e WHERE e.type <> 'text')"
-            elements = ', json_each(a."before") AS j'
         after, before = array.format('a."after"'), array.format('a."before"')
         clean = (f'cb.courseid IS NOT NULL AND a."after" IS NOT NULL AND {after} AND {holds} '
                  f'AND a."before" IS NOT NULL AND {before} AND {strings}')
@@ -1083,6 +1138,25 @@ class SqlBulk:
             rows,
         ) is None:
             return None
+        self._reindex_mentors(mid)
+        return rows
+
+    def _reindex_mentors(self, mid: str) -> None:
+        """The mentor index rows of the batches whose lists event ``mid`` changed, rebuilt from the lists put back
+        (the audit rows' ``before``)."""
+        pg = self._conn.dialect.name == "postgresql"
+        at = "strpos(a.record_key, '/')" if pg else "instr(a.record_key, '/')"
+        courseid, batchid = f"substr(a.record_key, 1, {at} - 1)", f"substr(a.record_key, {at} + 1)"
+        mine = "a.mid = :mid AND a.store = :store AND a.field = 'mentors'"
+        if pg:
+            elements = 'CROSS JOIN LATERAL json_array_elements_text(a."before") AS j(value)'
+        else:
+            elements = ', json_each(a."before") AS j'
+        params = {"mid": mid, "store": STORE_COURSE_BATCH}
+
+        def run(sql: str) -> Any:
+            return self._conn.execute(sa.text(sql), params)
+
         run(f"DELETE FROM course_batch_mentor WHERE (courseid, batchid) IN (SELECT {courseid}, {batchid} "
             f"FROM audit a WHERE {mine})")
         # A mentor listed twice is indexed once: on SQLite by the primary key (every index row of these batches was
@@ -1090,7 +1164,6 @@ class SqlBulk:
         insert = "INSERT INTO" if pg else "INSERT OR IGNORE INTO"
         run(f"{insert} course_batch_mentor (userid, courseid, batchid) SELECT {'DISTINCT ' if pg else ''}j.value, "
             f"{courseid}, {batchid} FROM audit a {elements} WHERE {mine}")
-        return rows
 
     def _audit_undo(self, mine: Any, stamp: AuditStamp) -> None:
         """The undo's audit rows of the audit rows ``mine``: under ``stamp``, before and after swapped."""
