@@ -875,12 +875,15 @@ def _utc(moment: datetime) -> datetime:
 class SqlBulk:
     """Set-based writes (``service.ports.BulkWrites``): one UPDATE per rule, its audit rows by INSERT ... SELECT
     of the values the UPDATE is about to replace; and set-based undo (``service.ports.ColumnReverts``): the audit
-    rows of the event joined to the records they name, one UPDATE ... FROM per field."""
+    rows of the event joined to the records they name, one UPDATE ... FROM per field (on PostgreSQL first one per
+    store for all its fields, ``_revert_together``)."""
 
     def __init__(self, conn: Connection, audit_log: SqlAudit) -> None:
         self._conn = conn
         self._audit_log = audit_log  # its kept records go in first: audit ids follow the order of the writes
         self._event_fields: dict[str, frozenset[tuple[str, str]]] = {}  # mid -> its audited (store, field) pairs
+        self._undone_records: dict[str, dict[str, int]] = {}  # undo mid -> records per store, where revert_columns
+        # knows them (audited_records then reads nothing)
 
     def reassign_mentor(self, from_id: str, to_id: str, statuses: frozenset[int], stamp: AuditStamp | None) -> int:
         """Audit rows first (they read the values being replaced), then the lists, the creators, the index."""
@@ -996,11 +999,14 @@ class SqlBulk:
                     if field in REVERTIBLE_COLUMNS.get(store, ())
                     and not any(f.startswith(field + ".") for f in fields[store])]  # a path into it: record by record
         together: set[tuple[str, str]] = set()
+        records: dict[str, int] = {}  # per store whose every field was done: how many records
         if self._conn.dialect.name == "postgresql":  # each record rewritten once, not once per field
             for store in sorted({store for store, _, _ in eligible}):
                 mine = [(field, rows) for s, field, rows in eligible if s == store]
-                if len(mine) > 1 and self._revert_together(mid, store, mine):
+                written = self._revert_together(mid, store, mine) if len(mine) > 1 else None
+                if written is not None:
                     together.update((store, field) for field, _ in mine)
+                    records[store] = written
         done = []
         for store, field, rows in eligible:
             reverted: int | None
@@ -1015,6 +1021,11 @@ class SqlBulk:
         if done:  # the undo's audit rows of every field done, in one pass over the event's audit rows
             self._audit_undo(sa.and_(a.c.mid == mid, sa.or_(*(
                 sa.and_(a.c.store == store, a.c.field == field) for store, field, _ in done))), stamp)
+        for store, field, rows in done:  # one field of a store, all or nothing: each record once, one per row
+            if [f for s, f in self._event_fields[mid] if s == store] == [field]:
+                records[store] = rows
+        if {(store, field) for store, field, _ in done} == self._event_fields[mid] and records.keys() == fields.keys():
+            self._undone_records[stamp.mid] = records  # the undo audits every row of the event, nothing else
         return done
 
     def _revert_column(self, mid: str, store: str, field: str, rows: int) -> int | None:
@@ -1046,13 +1057,14 @@ class SqlBulk:
         update = table.update().where(join, mine, after_ok, before_ok, holds).values({column.name: decoded(a.c.before)})
         return self._all_or_nothing(lambda: int(self._conn.execute(update).rowcount), rows)
 
-    def _revert_together(self, mid: str, store: str, fields: Sequence[tuple[str, int]]) -> bool:
+    def _revert_together(self, mid: str, store: str, fields: Sequence[tuple[str, int]]) -> int | None:
         """PostgreSQL: ``_revert_column`` (and ``_revert_mentors``) of several ``fields`` (field, audit rows) of one
         store in one UPDATE ... FROM the event's audit rows of those fields, one row per record (a record's field
         without a change keeps its value): PostgreSQL writes a new version of a row for each UPDATE of it, so one
         UPDATE per field wrote every record once per field. All or nothing: kept only when every audit row of the
-        fields was reverted (each record's change of each field still holds, and once per record per field);
-        else rolled back (False), and the caller goes field by field as before, which decides per field."""
+        fields was reverted (each record's change of each field still holds, and once per record per field): how
+        many records it wrote; else rolled back (None), and the caller goes field by field as before, which decides
+        per field."""
         picks, sets, tests = [], [], []
         params: dict[str, Any] = {"mid": mid, "store": store}
         for i, (field, _) in enumerate(fields):
@@ -1087,13 +1099,19 @@ class SqlBulk:
         sql = (f"WITH p AS (SELECT a.record_key, {', '.join(picks)} FROM audit a WHERE a.mid = :mid "
                f"AND a.store = :store AND a.field IN ({names}) GROUP BY a.record_key), "
                f"u AS (UPDATE {table} AS t SET {', '.join(sets)} FROM p WHERE {join} AND {' AND '.join(tests)} "
-               f"RETURNING {counted} AS k) SELECT coalesce(sum(k), 0) FROM u")
-        rows = sum(r for _, r in fields)
-        if self._all_or_nothing(lambda: int(self._conn.execute(sa.text(sql), params).scalar_one()), rows) is None:
-            return False
+               f"RETURNING {counted} AS k) SELECT coalesce(sum(k), 0), count(*) FROM u")
+        written: list[int] = []
+
+        def write() -> int:
+            reverted, records = self._conn.execute(sa.text(sql), params).one()
+            written.append(int(records))
+            return int(reverted)
+
+        if self._all_or_nothing(write, sum(r for _, r in fields)) is None:
+            return None
         if any(field == "mentors" for field, _ in fields):
             self._reindex_mentors(mid)
-        return True
+        return written[0]
 
     def _all_or_nothing(self, write: Callable[[], int], rows: int) -> int | None:
         """``write()`` (an UPDATE of the records whose change can be reverted, returning how many it wrote) in a
@@ -1185,6 +1203,9 @@ class SqlBulk:
         return self._audit_log.page(mid=mid, newest_first=True, cursor=cursor, limit=limit, skip=skip)
 
     def audited_records(self, mid: str) -> dict[str, int]:
+        known = self._undone_records.get(mid)
+        if known is not None:
+            return dict(known)
         self._audit_log.flush()
         a = audit
         rows = self._conn.execute(
