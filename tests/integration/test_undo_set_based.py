@@ -105,13 +105,11 @@ def run(store: SqlStore, factory: Any, fixture: dict[str, Any], todo: list[Any],
             "entries": entries, "records": records}
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(scenario=scenarios(), edits=EDITS, one_request=st.booleans())
-def test_set_based_undo_does_what_the_record_by_record_undo_does(
-    store_url: str, scenario: tuple[dict[str, Any], list[Any]], edits: list[Any], one_request: bool
-) -> None:
-    fixture, todo = scenario
+def undone_both_ways(store_url: str, fixture: dict[str, Any], todo: list[Any], edits: list[Any],
+                     one_request: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``run`` record by record and then set-based on the same store; asserts that both leave the same results,
+    store, audit and undo ledger detail (the set-based undo counts each record it audited once: the callers check
+    the counts). Returns (record by record, set-based)."""
     store = SqlStore(store_url)
     store.init_schema()
     try:
@@ -122,8 +120,18 @@ def test_set_based_undo_does_what_the_record_by_record_undo_does(
     assert set_based["results"] == walked["results"]
     assert set_based["store"] == walked["store"]
     assert set_based["audit"] == walked["audit"]
-    # the undo ledger rows: the same detail; the set-based undo counts each record it audited once
     assert {m: e[2] for m, e in set_based["entries"].items()} == {m: e[2] for m, e in walked["entries"].items()}
+    return walked, set_based
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(scenario=scenarios(), edits=EDITS, one_request=st.booleans())
+def test_set_based_undo_does_what_the_record_by_record_undo_does(
+    store_url: str, scenario: tuple[dict[str, Any], list[Any]], edits: list[Any], one_request: bool
+) -> None:
+    fixture, todo = scenario
+    walked, set_based = undone_both_ways(store_url, fixture, todo, edits, one_request)
     for mid, (batches, assets, _) in set_based["entries"].items():
         counted = (set_based["records"].get((mid, "course_batch"), 0), set_based["records"].get((mid, "asset"), 0))
         if counted != (batches, assets):
@@ -211,17 +219,7 @@ def test_the_fields_of_a_store_undone_together_as_field_by_field(
         return done
 
     monkeypatch.setattr(SqlBulk, "_revert_together", spy)
-    store = SqlStore(store_url)
-    store.init_schema()
-    try:
-        walked = run(store, lambda: RecordByRecord(store.engine), ONE_OWNER, [("u1", "u2", None)], edits, False)
-        set_based = run(store, store, ONE_OWNER, [("u1", "u2", None)], edits, False)
-    finally:
-        store.engine.dispose()
-    assert set_based["results"] == walked["results"]
-    assert set_based["store"] == walked["store"]
-    assert set_based["audit"] == walked["audit"]
-    assert {m: e[2] for m, e in set_based["entries"].items()} == {m: e[2] for m, e in walked["entries"].items()}
+    _, set_based = undone_both_ways(store_url, ONE_OWNER, [("u1", "u2", None)], edits, False)
     for mid, (batches, assets, _) in set_based["entries"].items():  # each record the undo audited, counted once
         assert (batches, assets) == (set_based["records"].get((mid, "course_batch"), 0),
                                      set_based["records"].get((mid, "asset"), 0))
