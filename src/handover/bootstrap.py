@@ -77,10 +77,16 @@ class App:
         )
 
 
+def settings_of(config: ConfigPaths = None) -> Settings:
+    """The settings of ``config`` (one entry or several), else of ``HANDOVER_CONFIG`` (``ConfigError`` when a file
+    or value is bad). Imports no adapter."""
+    return load_settings(config or config_paths_from_env(os.environ) or None)
+
+
 def bootstrap(store: str | None = None, config: ConfigPaths = None) -> App:
     """Settings from ``config`` (one entry or several, ``config.config_entries``), else ``HANDOVER_CONFIG``;
     the store from ``store_url``."""
-    settings = load_settings(config or config_paths_from_env(os.environ) or None)
+    settings = settings_of(config)
     url = store_url(store)
     if url.startswith("sunbird:"):
         from handover.adapters.sunbird import SunbirdStore  # type: ignore[import-not-found,unused-ignore]

@@ -242,6 +242,7 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "auth.cookie.secure": (_as_auto_bool, None),  # the console's session cookie: auto (by the request's scheme)
     "api.max_body_bytes": (_as_positive_int, 1_000_000),
     "api.max_objects": (_as_positive_int, 1000),  # objects one transfer request may name (one event each)
+    "api.workers": (_as_positive_int, 1),  # serving processes of `handover serve` (uvicorn's workers)
     "audit.enabled": (_as_bool, True),
     "metrics.port": (_as_int, 9464),
     "http.timeout.seconds": (_as_int, 10),

@@ -19,11 +19,12 @@ Both upstream jobs' names are served, each counting what it counts upstream:
 
 from __future__ import annotations
 
+import os
 from collections import Counter as CounterOf
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, generate_latest
 
 from handover.domain.events import OWNERSHIP_TRANSFER, Rejection, parse_event
 from handover.service.ports import Outcome
@@ -50,6 +51,20 @@ store_requests = Counter("store_requests", "Requests sent to a Sunbird store, by
 store_round_trips = Counter(
     "store_round_trips", "Round trips to a Sunbird store (concurrent requests count once)", ["store", "kind"]
 )
+
+
+def exposition() -> bytes:
+    """The Prometheus text format (``prometheus_client.CONTENT_TYPE_LATEST``) of the metrics: this process's, or,
+    when ``PROMETHEUS_MULTIPROC_DIR`` is set (``handover serve --workers N`` sets it for its processes), those of
+    every process writing there, added up (prometheus_client's multiprocess mode; a gauge then has a ``pid``
+    label)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest()
 
 
 def store_call(store: str, kind: str, requests: int = 1) -> None:

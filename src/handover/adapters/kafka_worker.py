@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from handover import metrics
 from handover.adapters.kafka import (
@@ -87,7 +87,7 @@ class StatusServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                    self._send(200, metrics.exposition(), CONTENT_TYPE_LATEST)
                 elif path == "/health":
                     ok, doc = outer.health()
                     self._send(200 if ok else 503, json.dumps(doc).encode(), "application/json")

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,6 +51,7 @@ from handover.entrypoints.auth import JwtAuth, authenticator
 from handover.entrypoints.console import is_console_path, no_such_page
 from handover.entrypoints.console import router as console_router  # the admin console at /admin (SPEC 11)
 from handover.entrypoints.console_report import router as console_report_router  # its deleted-owner page
+from handover.metrics import exposition
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def create_app(
         return None
 
     def prometheus(request: Request) -> Response:
-        return refused(request) or Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return refused(request) or Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     fast.add_api_route(
         "/metrics",

@@ -8,10 +8,13 @@ plain line every ``PROGRESS_EVERY`` seconds otherwise. Output cut short by its r
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -543,22 +546,38 @@ def serve(
     no_worker: Annotated[bool, typer.Option(
         "--no-worker", metavar="", help="Without Kafka: do not run the queue's worker in this process (run `handover "
         "queue-worker` beside it; as queue.worker.in_process = false).")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", metavar="N", min=1, help="Serving processes (setting api.workers, default 1); with more than "
+        "one, the queue's worker runs in the parent process.")] = None,
 ) -> None:
     """Run the HTTP API and the admin console (/admin); without Kafka it also runs the worker of the store's
     event queue in this process (unless --no-worker or queue.worker.in_process = false: then `handover
-    queue-worker` processes the queue). A port already taken is refused before anything else is done (exit 2)."""
+    queue-worker` processes the queue). With --workers N > 1, N processes serve and this one runs the worker
+    (entrypoints/serve_workers.py). A port already taken is refused before anything else is done (exit 2)."""
     import signal
 
     import uvicorn
 
-    from handover.bootstrap import api_parts
-    from handover.entrypoints.api import create_app
-    from handover.entrypoints.serve_logging import logging_off_the_event_loop
+    from handover.bootstrap import api_parts, settings_of
 
     check_port(host, port)
+    try:
+        processes = workers or settings_of(config)["api.workers"]
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before prometheus_client is imported
+        metrics_dir = tempfile.mkdtemp(prefix="handover-metrics-")
+        atexit.register(shutil.rmtree, metrics_dir, True)  # also when serve fails below
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+    from handover.entrypoints.api import create_app
+    from handover.entrypoints.serve_logging import logging_off_the_event_loop
+    from handover.entrypoints.serve_workers import FACTORY, WORKER_POLL_S
+
     handover = open_app(store, config)
     try:
-        parts = api_parts(handover)
+        parts = api_parts(handover, **({"poll_seconds": WORKER_POLL_S, "linger_seconds": WORKER_POLL_S}
+                                       if processes > 1 else {}))
         separate = parts.worker is not None and (no_worker or not handover.settings["queue.worker.in_process"])
         if separate:
             parts.worker = None  # `handover queue-worker` processes the queue (/health then checks no worker)
@@ -578,6 +597,8 @@ def serve(
         sink = "the store's event queue (no worker in this process: run `handover queue-worker`)"
     err.print(f"serving on http://{host}:{port} (store {handover.store_url}; events go to {sink})", highlight=False)
     err.print(f"console: http://{host}:{port}/admin  API docs: http://{host}:{port}/docs", highlight=False)
+    if processes > 1:
+        err.print(f"{processes} serving processes (api.workers)", highlight=False)
     if parts.worker is not None:
         try:
             parts.worker.start()
@@ -585,10 +606,18 @@ def serve(
             fail(f"store: {exc} (has `handover init` been run?)", EXIT_STORE)
     for stop_signal in (signal.SIGTERM, signal.SIGINT):  # uvicorn re-raises the signal after its shutdown
         signal.signal(stop_signal, _exit_cleanly)
+    # "auto": uvloop and httptools (uvicorn[standard], a dependency) when installed, else asyncio and h11
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info", "loop": "auto", "http": "auto",
+                               "log_config": None}
     try:
-        # "auto": uvloop and httptools (uvicorn[standard], a dependency) when installed, else asyncio and h11
         with logging_off_the_event_loop():
-            uvicorn.run(api, host=host, port=port, log_level="info", loop="auto", http="auto", log_config=None)
+            if processes == 1:
+                uvicorn.run(api, **options)
+            else:  # the serving processes find the store and the settings files in the environment
+                os.environ["HANDOVER_STORE"] = handover.store_url
+                if config:
+                    os.environ["HANDOVER_CONFIG"] = os.pathsep.join(str(entry) for entry in config)
+                uvicorn.run(FACTORY, factory=True, workers=processes, **options)
     finally:
         if parts.worker is not None:
             parts.worker.stop()

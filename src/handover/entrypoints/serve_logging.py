@@ -15,7 +15,7 @@ import copy
 import logging
 import logging.config
 import queue
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from logging.handlers import QueueHandler, QueueListener
 
@@ -30,11 +30,10 @@ class _Enqueue(QueueHandler):
         return record
 
 
-@contextmanager
-def logging_off_the_event_loop() -> Iterator[None]:
+def start_logging_off_the_event_loop() -> Callable[[], None]:
     """Apply uvicorn's default logging configuration (``uvicorn.config.LOGGING_CONFIG``), then move the handlers
-    of its loggers behind a queue read by a thread; run ``uvicorn.run(..., log_config=None)`` inside. On exit
-    the thread writes what is queued and stops."""
+    of its loggers behind a queue read by a thread; run uvicorn with ``log_config=None`` after it. Returns the
+    stop: the threads write what is queued and end."""
     from uvicorn.config import LOGGING_CONFIG
 
     logging.config.dictConfig(copy.deepcopy(LOGGING_CONFIG))
@@ -46,8 +45,20 @@ def logging_off_the_event_loop() -> Iterator[None]:
         logger.handlers = [_Enqueue(records)]
     for listener in listeners:
         listener.start()
+
+    def stop() -> None:
+        for listener in listeners:
+            listener.stop()
+
+    return stop
+
+
+@contextmanager
+def logging_off_the_event_loop() -> Iterator[None]:
+    """``start_logging_off_the_event_loop`` for the ``with`` block: run ``uvicorn.run(..., log_config=None)``
+    inside. On exit the threads write what is queued and stop."""
+    stop = start_logging_off_the_event_loop()
     try:
         yield
     finally:
-        for listener in listeners:
-            listener.stop()
+        stop()

@@ -1,0 +1,45 @@
+"""``handover serve --workers N`` (setting ``api.workers``): N serving processes on one listening socket.
+
+uvicorn's own supervisor starts and watches them (``uvicorn.run(..., workers=N)``: each process a fresh interpreter
+that calls ``serving_app``, restarted when it dies, all stopped on SIGTERM/SIGINT). One Python process answers on
+one core at most (the GIL); ``bench/api_latency.py`` measures one and two serving processes side by side (issue
+15; its docstring and the README have the figures).
+
+What a process of its own changes, and how it is kept as with one process:
+
+- **The queue's worker** (the embedded store's event queue) runs in the parent, beside the supervisor, not in the
+  serving processes: one worker, whatever N, looking for events every ``WORKER_POLL_S`` (the serving processes'
+  publishes cannot wake it). ``/health`` of a serving process then checks the store, not the worker (as
+  ``--no-worker``). With ``--no-worker`` or on Kafka, no process runs it.
+- **The store and settings files** reach the serving processes through the environment (``HANDOVER_STORE``,
+  ``HANDOVER_CONFIG``), set by ``serve`` from its options before they start.
+- **The SQLite writers** of all the processes take turns on a lock file beside the database
+  (``adapters/sql_schema._WriterTurns``), as the threads of one process do.
+- **/metrics** adds up every process's counters, the worker's included: ``serve`` points prometheus_client's
+  multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) at a directory of its own, removed at exit, unless that
+  variable is already set (then it is used, and left).
+"""
+
+from __future__ import annotations
+
+import atexit
+
+from fastapi import FastAPI
+
+from handover.bootstrap import api_parts, bootstrap
+from handover.entrypoints.api import create_app
+from handover.entrypoints.serve_logging import start_logging_off_the_event_loop
+
+WORKER_POLL_S = 0.05  # how often the parent's queue worker looks for events (``handover queue-worker --poll``)
+FACTORY = f"{__name__}:serving_app"  # what uvicorn's supervisor imports in each serving process
+
+
+def serving_app() -> FastAPI:
+    """The application of one serving process (uvicorn calls it, ``factory=True``): the store and settings of the
+    environment ``serve`` set, no queue worker, uvicorn's log lines written off the event loop. Raises what
+    ``create_app`` raises (``serve`` checked the same settings before starting the processes)."""
+    atexit.register(start_logging_off_the_event_loop())
+    handover = bootstrap()
+    parts = api_parts(handover)
+    parts.worker = None
+    return create_app(handover, parts)
