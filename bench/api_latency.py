@@ -121,18 +121,27 @@ def postgres_schema() -> Iterator[str]:
 
 
 @contextmanager
-def serving(url: str, work: Path, n: int, profile: Path | None, name: str,
-            apart: bool) -> Iterator[tuple[str, psutil.Process, psutil.Process | None]]:
-    """``handover serve`` on a fresh store of ``n`` assets: its URL, its process and, with ``apart``, the process
-    of ``handover queue-worker`` beside it (``serve --no-worker`` through its setting); else None."""
+def serving(url: str, work: Path, n: int, profile: Path | None, name: str, apart: bool,
+            processes: int = 1) -> Iterator[tuple[str, psutil.Process, psutil.Process | None]]:
+    """``handover serve`` (``processes`` serving processes: ``api.workers``) on a fresh store of ``n`` assets: its
+    URL, its process and, with ``apart``, the process of ``handover queue-worker`` beside it (``serve
+    --no-worker`` through its setting); else None."""
     env = {**os.environ, "HANDOVER_STORE": url, "HANDOVER_AUTH_MODE": "none", "HANDOVER_KAFKA_BROKER_SERVERS": "",
-           "HANDOVER_QUEUE_WORKER_IN_PROCESS": "false" if apart else "true"}
+           "HANDOVER_QUEUE_WORKER_IN_PROCESS": "false" if apart else "true", "HANDOVER_API_WORKERS": str(processes)}
     init_and_load(env, work, fixture(n))
     launcher = [HANDOVER]
     if profile is not None:
         launcher = [sys.executable, "-m", "pyinstrument", "--renderer", "text", "--outfile",
                     str(profile / f"serve-{name}.txt"), "-m", "handover.entrypoints.cli"]
-    with read_lock.serving(env, work / f"serve-{name}.log", launcher) as (base, server):
+    log = work / f"serve-{name}.log"
+    with read_lock.serving(env, log, launcher) as (base, server):
+        # /health answers as soon as one serving process does; the clients' kept-alive connections are opened
+        # once, so they would all go to the processes started by then: wait for every one
+        deadline = time.monotonic() + 60
+        while log.read_text(errors="replace").count("Application startup complete") < processes:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not all {processes} serving processes started within 60 s; see {log}")
+            time.sleep(0.1)
         if not apart:
             yield base, psutil.Process(server.pid), None
             return
@@ -241,7 +250,10 @@ def client_process(job: tuple[str, str, int, int, int, int, int]) -> tuple[list[
 
 
 def cpu(process: psutil.Process | None) -> float:
-    return 0.0 if process is None else sum(process.cpu_times()[:2])
+    """CPU seconds of ``process`` and of its child processes (``serve --workers N``'s serving processes)."""
+    if process is None:
+        return 0.0
+    return sum(sum(p.cpu_times()[:2]) for p in (process, *process.children(recursive=True)))
 
 
 def run_clients(pool: ProcessPoolExecutor, processes: int, kind: str, base: str, first: int, count: int, clients: int,
@@ -291,9 +303,10 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def measure(url: str, name: str, args: argparse.Namespace, work: Path, apart: bool) -> dict[str, Any]:
+def measure(url: str, name: str, args: argparse.Namespace, work: Path, apart: bool, processes: int) -> dict[str, Any]:
     n, clients = args.requests, args.clients
-    with (serving(url, work, clients + n, args.profile, name.replace(" ", "-"), apart) as (base, server, worker),
+    with (serving(url, work, clients + n, args.profile, name.replace(" ", "-").replace(",", ""), apart,
+                  processes) as (base, server, worker),
           ProcessPoolExecutor(args.client_processes) as pool):
         run_clients(pool, args.client_processes, "transfer", base, 0, clients, clients, server)  # warm-up, not counted
         drained(base, url, 0, 0, args.timeout)
@@ -325,6 +338,9 @@ def main() -> None:
     parser.add_argument("--worker", default="in-process,apart",
                         help="in-process (serve's own worker), apart (serve --no-worker + handover queue-worker) or "
                              "both, side by side (the default)")
+    parser.add_argument("--serve-workers", default="1,2",
+                        help="serving processes of handover serve (api.workers), one set-up each: 1, 2 or both "
+                             "(the default), side by side")
     parser.add_argument("--client-processes", type=int, default=1,
                         help="processes the clients run in, apart from the server and this one (default 1)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds the worker may take to catch up")
@@ -339,20 +355,22 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="handover-api-bench-") as tmp:
         for store in args.stores.split(","):
-            for setup in args.worker.split(","):
-                if setup not in ("in-process", "apart"):
-                    raise SystemExit(f"unknown worker set-up {setup!r}")
-                apart = setup == "apart"
-                name = f"{store}, worker {setup}"
-                work = Path(tmp) / f"{store}-{setup}"
-                work.mkdir()
-                if store == "sqlite":
-                    results.append(measure(f"sqlite:///{work / 'handover.db'}", name, args, work, apart))
-                elif store == "postgresql":
-                    with postgres_schema() as url:
-                        results.append(measure(url, name, args, work, apart))
-                else:
-                    raise SystemExit(f"unknown store {store!r}")
+            for processes in (int(k) for k in args.serve_workers.split(",")):
+                for setup in args.worker.split(","):
+                    if setup not in ("in-process", "apart"):
+                        raise SystemExit(f"unknown worker set-up {setup!r}")
+                    apart = setup == "apart"
+                    name = f"{store}, worker {setup}" + (f", {processes} serving" if processes > 1 else "")
+                    work = Path(tmp) / f"{store}-{setup}-{processes}"
+                    work.mkdir()
+                    if store == "sqlite":
+                        results.append(measure(f"sqlite:///{work / 'handover.db'}", name, args, work, apart,
+                                               processes))
+                    elif store == "postgresql":
+                        with postgres_schema() as url:
+                            results.append(measure(url, name, args, work, apart, processes))
+                    else:
+                        raise SystemExit(f"unknown store {store!r}")
     rows = [
         ("requests/s", lambda r: f"{r['rate']:,.0f}"),
         ("seconds", lambda r: f"{r['seconds']:.2f}"),
@@ -374,13 +392,13 @@ def main() -> None:
         ("unknown: server CPU s", lambda r: f"{r['read_server_cpu']:.2f}"),
         ("unknown: client CPU s", lambda r: f"{r['read_client_cpu']:.2f}"),
     ]
-    print(f"\n{'':24}" + "".join(f"{r['name']:>31}" for r in results))
+    print(f"\n{'':24}" + "".join(f"{r['name']:>40}" for r in results))
     for label, cell in rows:
-        print(f"{label:24}" + "".join(f"{cell(r):>31}" for r in results))
+        print(f"{label:24}" + "".join(f"{cell(r):>40}" for r in results))
     for i, a in enumerate(results):  # ratios of the set-ups of one store, and of the stores in one set-up
         for b in results[i + 1:]:
-            store_a, setup_a = a["name"].split(", ")
-            store_b, setup_b = b["name"].split(", ")
+            store_a, setup_a = a["name"].split(", ", 1)
+            store_b, setup_b = b["name"].split(", ", 1)
             if store_a == store_b or setup_a == setup_b:
                 print(f"{b['name']} / {a['name']}: requests/s {b['rate'] / a['rate']:.2f}, "
                       f"p99 {b['p99'] / a['p99']:.2f}")
