@@ -552,8 +552,9 @@ def serve(
 ) -> None:
     """Run the HTTP API and the admin console (/admin); without Kafka it also runs the worker of the store's
     event queue in this process (unless --no-worker or queue.worker.in_process = false: then `handover
-    queue-worker` processes the queue). With --workers N > 1, N processes serve and this one runs the worker
-    (entrypoints/serve_workers.py). A port already taken is refused before anything else is done (exit 2)."""
+    queue-worker` processes the queue). A port already taken is refused before anything else is done (exit 2).
+
+    With --workers N > 1, N processes serve and this one runs the queue's worker (entrypoints/serve_workers.py)."""
     import signal
 
     import uvicorn
