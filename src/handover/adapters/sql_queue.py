@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -497,6 +497,31 @@ def _request_exists(engine: sa.Engine, request_id: str) -> bool:
         return conn.execute(q).first() is not None
 
 
+@cache
+def _status_statement() -> sa.Select[Any]:
+    """``SqlRequestLog.status``'s query, its request id the bind parameter ``request_id``: built once (built for
+    each call, the alias of the ledger regenerated its columns: 14 % of the server's time answering statuses of
+    unknown requests, issue 15)."""
+    rl, lg, q, undo = request_log, ledger, event_queue, ledger.alias("undo")
+    return (
+        sa.select(
+            rl.c.mid,
+            rl.c.action_by,
+            rl.c.asset_information,
+            lg.c.outcome,
+            lg.c.reason,
+            lg.c.skipped,
+            lg.c.changed_batches,
+            lg.c.changed_assets,
+            q.c.status.label("queue_status"),
+            undo.c.mid.label("undo_mid"),
+        )
+        .select_from(_with_outcomes(rl, lg, q, undo))
+        .where(rl.c.request_id == sa.bindparam("request_id"))
+        .order_by(rl.c.position, rl.c.mid)
+    )
+
+
 class SqlRequestLog:
     """``RequestLog`` on the SQL store: the status is one query joining the log, the ledger and the queue."""
 
@@ -524,26 +549,8 @@ class SqlRequestLog:
             conn.execute(request_summary.delete().where(request_summary.c.request_id == request_id, ~left))
 
     def status(self, request_id: str) -> RequestStatus | None:
-        rl, lg, q, undo = request_log, ledger, event_queue, ledger.alias("undo")
-        stmt = (
-            sa.select(
-                rl.c.mid,
-                rl.c.action_by,
-                rl.c.asset_information,
-                lg.c.outcome,
-                lg.c.reason,
-                lg.c.skipped,
-                lg.c.changed_batches,
-                lg.c.changed_assets,
-                q.c.status.label("queue_status"),
-                undo.c.mid.label("undo_mid"),
-            )
-            .select_from(_with_outcomes(rl, lg, q, undo))
-            .where(rl.c.request_id == request_id)
-            .order_by(rl.c.position, rl.c.mid)
-        )
         with self._reader.connect() as conn:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(_status_statement(), {"request_id": request_id}).all()
         if not rows:
             return None
         return RequestStatus(request_id, rows[0].action_by, [_event_status(r) for r in rows])
