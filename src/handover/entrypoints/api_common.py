@@ -99,7 +99,10 @@ class Envelope(BaseModel):
 
 def sunbird_ts(now: datetime | None = None) -> str:
     """Sunbird's ``yyyy-MM-dd HH:mm:ss:SSSZ``."""
-    now = now or datetime.now(UTC)
+    if now is None:  # every answer's: put together without strftime (2 µs against 5, issue 15)
+        t = datetime.now(UTC)
+        return (f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}:"
+                f"{t.microsecond // 1000:03d}+0000")
     return now.strftime("%Y-%m-%d %H:%M:%S:") + f"{now.microsecond // 1000:03d}" + now.strftime("%z")
 
 
@@ -107,6 +110,17 @@ def response_code(status: int) -> str:
     if status in RESPONSE_CODES:
         return RESPONSE_CODES[status]
     return "SERVER_ERROR" if status >= 500 else "CLIENT_ERROR"
+
+
+# Starlette's JSONResponse.render arguments, in an encoder made once (json.dumps with arguments makes one each call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+class EnvelopeResponse(JSONResponse):
+    """A ``JSONResponse`` (the same bytes) rendered by ``_ENCODER``."""
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content).encode("utf-8")
 
 
 def envelope(
@@ -135,7 +149,7 @@ def envelope(
     out = dict(headers or {})
     if msgid:
         out["X-Request-ID"] = msgid
-    return JSONResponse(body, status_code=status, headers=out)
+    return EnvelopeResponse(body, status_code=status, headers=out)
 
 
 class ApiError(Exception):
