@@ -207,22 +207,29 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # made once: json.loads with an argument makes one a call
+
+
 def decode_body(raw: bytes) -> Any:
     """JSON of at most ``MAX_DEPTH`` levels (NaN and Infinity are not JSON); 400 otherwise."""
     if not raw.strip():
         raise ApiError(400, ERR_INVALID, "Request body is empty.")
     try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        doc = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, ERR_INVALID, "Request body is not valid JSON.") from None
     except RecursionError:
         doc = None
         too_deep = True
     else:
-        too_deep = depth_exceeds(doc, MAX_DEPTH)
+        # no deeper than the brackets it has: the walk only for a body with more than MAX_DEPTH of them
+        too_deep = text.count("[") + text.count("{") > MAX_DEPTH and depth_exceeds(doc, MAX_DEPTH)
     if too_deep:
         raise ApiError(400, ERR_INVALID, f"Request body is nested deeper than {MAX_DEPTH} levels.")
-    bad = first_bad_string(doc)
+    # A NUL or a lone surrogate can only come from a \u escape: valid UTF-8 has no surrogates, and JSON no raw
+    # control character in a string. The strings are looked at only when the body has such an escape (issue 15).
+    bad = first_bad_string(doc) if "\\u" in text else None
     if bad is not None:  # no store can keep it (SPEC 5): refused before anything reads the store with it
         raise ApiError(400, ERR_INVALID, f"{bad[0]} contains {bad[1]}.")
     return doc
