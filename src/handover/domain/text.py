@@ -52,13 +52,16 @@ def first_bad_string(doc: Any, root: str = "") -> tuple[str, str] | None:
     return None
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False)  # made once: json.dumps makes one per call
+
+
 def _storable(doc: Any) -> bool:
     """Whether every key and string value of ``doc`` passes ``text_problem``: all of them checked at once, in the
     JSON text of ``doc`` (which escapes a NUL as ``\\u0000`` and keeps a lone surrogate; a value that merely looks
     like that escape is looked at string by string), else joined (Python never pairs surrogates of separate
     strings, so a lone one stays lone)."""
     try:
-        text = json.dumps(doc, ensure_ascii=False, check_circular=False)
+        text = _ENCODER.encode(doc)
     except (TypeError, ValueError, RecursionError):
         pass
     else:
