@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,3 +119,13 @@ def test_a_bad_number_of_serving_processes_is_refused(args: list[str], env: dict
     assert command.process.wait(30) == 2, command.output()
     assert message in command.output()
     assert STARTED not in command.output()
+
+
+def test_a_serving_process_settles_its_garbage_collector() -> None:
+    """What is alive once the app is built is frozen, and the young generation collected less often (in a process
+    of its own: it changes the interpreter's collector)."""
+    script = ("import gc; from handover.entrypoints.serve_workers import GC_THRESHOLDS, settle_garbage_collector; "
+              "before = gc.get_freeze_count(); settle_garbage_collector(); "
+              "print(before, gc.get_freeze_count() > 10_000, gc.get_threshold() == GC_THRESHOLDS)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["0", "True", "True"], out

@@ -573,7 +573,7 @@ def serve(
 
     from handover.entrypoints.api import create_app
     from handover.entrypoints.serve_logging import logging_off_the_event_loop
-    from handover.entrypoints.serve_workers import FACTORY, WORKER_POLL_S
+    from handover.entrypoints.serve_workers import FACTORY, WORKER_POLL_S, settle_garbage_collector
 
     handover = open_app(store, config)
     try:
@@ -613,6 +613,7 @@ def serve(
     try:
         with logging_off_the_event_loop():
             if processes == 1:
+                settle_garbage_collector()
                 uvicorn.run(api, **options)
             else:  # the serving processes find the store and the settings files in the environment
                 os.environ["HANDOVER_STORE"] = handover.store_url

@@ -23,6 +23,7 @@ What a process of its own changes, and how it is kept as with one process:
 from __future__ import annotations
 
 import atexit
+import gc
 
 from fastapi import FastAPI
 
@@ -30,6 +31,7 @@ from handover.bootstrap import api_parts, bootstrap
 from handover.entrypoints.api import create_app
 from handover.entrypoints.serve_logging import start_logging_off_the_event_loop
 
+GC_THRESHOLDS = (50_000, 20, 100)  # gc.set_threshold of a serving process (CPython's defaults: 700, 10, 10)
 WORKER_POLL_S = 0.05  # how often the parent's queue worker looks for events (``handover queue-worker --poll``)
 FACTORY = f"{__name__}:serving_app"  # what uvicorn's supervisor imports in each serving process
 
@@ -42,4 +44,17 @@ def serving_app() -> FastAPI:
     handover = bootstrap()
     parts = api_parts(handover)
     parts.worker = None
-    return create_app(handover, parts)
+    app = create_app(handover, parts)
+    settle_garbage_collector()
+    return app
+
+
+def settle_garbage_collector() -> None:
+    """Once the application is built, what is alive (modules, the app, its routes and models: about 96,000 objects
+    the collector tracks, on SQLite) is moved out of the collector's reach (``gc.freeze``), and the young
+    generation is collected every 50,000 allocations instead of 700 (``GC_THRESHOLDS``). The collector's passes,
+    taken while requests wait, made the slowest answers (issue 15: ``bench/api_latency.py``, whose docstring has
+    the figures). Garbage in reference cycles is collected later, not kept."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
