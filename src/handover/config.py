@@ -77,6 +77,16 @@ def _as_positive_int(key: str, value: Any) -> int:
     return number
 
 
+MAX_API_WORKERS = 64  # api.workers: more processes than this is a typo (999999 spawned until the machine stalled)
+
+
+def _as_api_workers(key: str, value: Any) -> int:
+    number = _as_positive_int(key, value)
+    if number > MAX_API_WORKERS:
+        raise ConfigError(f"{key}: at most {MAX_API_WORKERS} serving processes, got {value!r}")
+    return number
+
+
 def _as_opt_positive_int(key: str, value: Any) -> int | None:
     return None if value is None or value == "" else _as_positive_int(key, value)
 
@@ -242,7 +252,7 @@ KEYS: dict[str, tuple[Parser, Any]] = {
     "auth.cookie.secure": (_as_auto_bool, None),  # the console's session cookie: auto (by the request's scheme)
     "api.max_body_bytes": (_as_positive_int, 1_000_000),
     "api.max_objects": (_as_positive_int, 1000),  # objects one transfer request may name (one event each)
-    "api.workers": (_as_positive_int, 1),  # serving processes of `handover serve` (uvicorn's workers)
+    "api.workers": (_as_api_workers, 1),  # serving processes of `handover serve` (uvicorn's workers)
     "audit.enabled": (_as_bool, True),
     "metrics.port": (_as_int, 9464),
     "http.timeout.seconds": (_as_int, 10),

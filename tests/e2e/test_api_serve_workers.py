@@ -107,6 +107,8 @@ def test_a_serving_process_that_dies_is_started_again(two: Server) -> None:
 
 @pytest.mark.parametrize(("args", "env", "message"), [
     (["--workers", "0"], {}, "--workers"),
+    (["--workers", "65"], {}, "--workers"),
+    ([], {"HANDOVER_API_WORKERS": "999999"}, "at most 64 serving processes"),
     ([], {"HANDOVER_API_WORKERS": "0"}, "api.workers"),
     ([], {"HANDOVER_API_WORKERS": "two"}, "api.workers"),
 ])

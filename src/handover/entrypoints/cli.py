@@ -31,7 +31,7 @@ from rich.table import Table
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from handover.bootstrap import App, bootstrap
-from handover.config import ConfigError
+from handover.config import MAX_API_WORKERS, ConfigError
 from handover.service.ports import Outcome
 
 
@@ -547,8 +547,9 @@ def serve(
         "--no-worker", metavar="", help="Without Kafka: do not run the queue's worker in this process (run `handover "
         "queue-worker` beside it; as queue.worker.in_process = false).")] = False,
     workers: Annotated[int | None, typer.Option(
-        "--workers", metavar="N", min=1, help="Serving processes (setting api.workers, default 1); with more than "
-        "one, the queue's worker runs in the parent process.")] = None,
+        "--workers", metavar="N", min=1, max=MAX_API_WORKERS,
+        help="Serving processes (setting api.workers, default 1); with more than one, the queue's worker runs in "
+             "the parent process.")] = None,
 ) -> None:
     """Run the HTTP API and the admin console (/admin); without Kafka it also runs the worker of the store's
     event queue in this process (unless --no-worker or queue.worker.in_process = false: then `handover
