@@ -24,7 +24,8 @@ from collections import Counter as CounterOf
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from handover.domain.events import OWNERSHIP_TRANSFER, Rejection, parse_event
 from handover.service.ports import Outcome
@@ -56,15 +57,24 @@ store_round_trips = Counter(
 def exposition() -> bytes:
     """The Prometheus text format (``prometheus_client.CONTENT_TYPE_LATEST``) of the metrics: this process's, or,
     when ``PROMETHEUS_MULTIPROC_DIR`` is set (``handover serve --workers N`` sets it for its processes), those of
-    every process writing there, added up (prometheus_client's multiprocess mode; a gauge then has a ``pid``
-    label)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import CollectorRegistry, multiprocess
+    every process writing there, added up (prometheus_client's multiprocess mode: a gauge then has a ``pid``
+    label, and the ``process_*`` and ``python_*`` families and the ``*_created`` series are not served)."""
+    return generate_latest(_registry())
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
-    return generate_latest()
+
+def families() -> dict[str, Metric]:
+    """The metric families by name (a counter's without ``_total``), added up over processes as ``exposition``."""
+    return {family.name: family for family in _registry().collect()}
+
+
+def _registry() -> CollectorRegistry:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
 
 
 def store_call(store: str, kind: str, requests: int = 1) -> None:

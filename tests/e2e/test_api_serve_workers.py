@@ -87,9 +87,29 @@ def test_two_serving_processes_transfer_and_count_together(two: Server, store_ur
     assert counter(metrics, "ownership_transfer_success_count_total") == 1, metrics
     assert [p.name for p in tmp_path.glob("handover-metrics-*")] != []
 
+    # the console's counters are every process's too (the events were counted by the parent's worker)
+    page = httpx.get(f"{two.base}/admin/counters", timeout=5, follow_redirects=True).text
+    assert re.search(r'<dd id="processed">1</dd>', page), page
+    assert re.search(r"<dt>Transfers applied</dt><dd>1</dd>", page), page
+
     two.process.send_signal(signal.SIGTERM)
     assert two.process.wait(30) == 0, two.output()
     assert list(tmp_path.glob("handover-metrics-*")) == []  # serve's own metrics directory is removed
+    output = two.output()  # each serving process's last lines are written, after its shutdown too
+    assert output.count("Application shutdown complete.") == 2, output
+    assert output.count("Finished server process") == 2, output
+    assert output.count(f"GET {TRANSFER}/no-such-request-") == 20, output
+
+
+def test_serving_processes_stop_when_serve_is_killed(two: Server) -> None:
+    """SIGKILL of ``serve`` (no supervisor, no queue worker left): its serving processes stop and free the port."""
+    children = serving_processes(two.process.pid)
+    two.process.kill()
+    two.process.wait(10)
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert alive == [], [p.pid for p in alive]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{two.base}/health", timeout=5)
 
 
 def test_a_serving_process_that_dies_is_started_again(two: Server) -> None:
@@ -109,6 +129,7 @@ def test_a_serving_process_that_dies_is_started_again(two: Server) -> None:
     (["--workers", "0"], {}, "--workers"),
     (["--workers", "65"], {}, "--workers"),
     ([], {"HANDOVER_API_WORKERS": "999999"}, "at most 64 serving processes"),
+    (["--workers", "2"], {"PROMETHEUS_MULTIPROC_DIR": "/no/such/directory"}, "PROMETHEUS_MULTIPROC_DIR"),
     ([], {"HANDOVER_API_WORKERS": "0"}, "api.workers"),
     ([], {"HANDOVER_API_WORKERS": "two"}, "api.workers"),
 ])

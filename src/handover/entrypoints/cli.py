@@ -567,7 +567,10 @@ def serve(
         processes = workers or settings_of(config)["api.workers"]
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
-    if processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # before prometheus_client is imported
+    preset = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if preset and not (os.path.isdir(preset) and os.access(preset, os.W_OK | os.X_OK)):
+        fail(f"PROMETHEUS_MULTIPROC_DIR {preset}: not a directory this process can write to", EXIT_USAGE)
+    if processes > 1 and not preset:  # before prometheus_client is imported
         metrics_dir = tempfile.mkdtemp(prefix="handover-metrics-")
         atexit.register(shutil.rmtree, metrics_dir, True)  # also when serve fails below
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

@@ -32,6 +32,8 @@ from urllib.parse import quote, urlencode, urlsplit
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from handover import metrics
 from handover.bootstrap import store_errors
@@ -694,26 +696,34 @@ class Counters:
     ledger: list[tuple[str | None, str, str | None, int]] = field(default_factory=list)
 
 
-def _total(counter: Any) -> int:
-    return int(sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total")))
+def _samples(families: dict[str, Metric], metric: Any) -> list[Sample]:
+    """The samples of ``metric`` (a counter's ``_total`` ones, a gauge's) in ``families``."""
+    family = families.get(metric.describe()[0].name)
+    return [s for s in family.samples if not s.name.endswith(("_created", "_sum", "_count", "_bucket"))
+            ] if family is not None else []
 
 
 def read_counters(api: Api) -> Counters:
-    """This process's Prometheus counters, the queue's backlog and the ledger's all-time outcomes."""
-    by_reason = sorted(
-        (s.labels.get("reason", ""), int(s.value))
-        for m in metrics.rejected_events.collect()
-        for s in m.samples
-        if s.name.endswith("_total")
-    )
-    lag_samples = [s.value for m in metrics.consumer_lag.collect() for s in m.samples]
+    """The Prometheus counters (this process's, or every serving process's and the worker's with ``serve
+    --workers N``: ``metrics.families``), the queue's backlog and the ledger's all-time outcomes."""
+    families = metrics.families()
+
+    def total(counter: Any) -> int:
+        return int(sum(s.value for s in _samples(families, counter)))
+
+    reasons: dict[str, int] = {}
+    for sample in _samples(families, metrics.rejected_events):
+        reason = sample.labels.get("reason", "")
+        reasons[reason] = reasons.get(reason, 0) + int(sample.value)
+    by_reason = sorted(reasons.items())
+    lag_samples = [s.value for s in _samples(families, metrics.consumer_lag)]
     out = Counters(
-        processed=_total(metrics.total_events),
-        applied_transfers=_total(metrics.ownership_transfer_success),
-        applied_cleanups=_total(metrics.user_pii_update_success),
+        processed=total(metrics.total_events),
+        applied_transfers=total(metrics.ownership_transfer_success),
+        applied_cleanups=total(metrics.user_pii_update_success),
         rejected=sum(n for _, n in by_reason),
-        duplicates=_total(metrics.duplicate_events),
-        failed=_total(metrics.failed_events),
+        duplicates=total(metrics.duplicate_events),
+        failed=total(metrics.failed_events),
         rejected_by_reason=by_reason,
         consumer_lag=int(sum(lag_samples)) if lag_samples else None,
     )

@@ -33,22 +33,30 @@ class _Enqueue(QueueHandler):
 def start_logging_off_the_event_loop() -> Callable[[], None]:
     """Apply uvicorn's default logging configuration (``uvicorn.config.LOGGING_CONFIG``), then move the handlers
     of its loggers behind a queue read by a thread; run uvicorn with ``log_config=None`` after it. Returns the
-    stop: the threads write what is queued and end."""
+    stop: the threads write what is queued and end, and the loggers write directly again (so that the lines
+    logged after it are not lost). Stopping twice does nothing more."""
     from uvicorn.config import LOGGING_CONFIG
 
     logging.config.dictConfig(copy.deepcopy(LOGGING_CONFIG))
     listeners = []
+    direct: list[tuple[logging.Logger, list[logging.Handler]]] = []
     for name in UVICORN_LOGGERS:  # a queue each: a listener hands a record to all of its handlers
         logger = logging.getLogger(name)
         records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         listeners.append(QueueListener(records, *logger.handlers, respect_handler_level=True))
+        direct.append((logger, logger.handlers))
         logger.handlers = [_Enqueue(records)]
     for listener in listeners:
         listener.start()
 
     def stop() -> None:
+        if not listeners:
+            return
         for listener in listeners:
             listener.stop()
+        listeners.clear()
+        for logger, handlers in direct:
+            logger.handlers = handlers
 
     return stop
 
