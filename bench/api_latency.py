@@ -54,6 +54,25 @@ load 0.84 -> 2.66): SQLite 522 requests/s, p99 165.8 ms (worker apart 600, p99 1
 269); 217eb06 and this code back to back with ``--stores sqlite --worker in-process`` (01:05, load 2.66 / 2.12):
 450 and 514 requests/s. README, "Where the targets stand", has the pairs of each change. Not met.
 
+Fifth round (2026-11-30, idle machine; every pair back to back, each commit's ``src`` exported with ``git archive
+COMMIT src`` and run with ``PYTHONPATH``; ``--stores sqlite --worker in-process``, N = 2,000, C = 50; the two
+figures of a cell are two rounds, in the order A, B, C, A, B, C, 03:12-03:14 UTC, load 1.52 -> 2.36). A = 0e9167d
+(one process), B = 4253cb1 (the request path made cheaper; ``--serve-workers 1,2``), C = e9cbe57 (B and the
+collector settled, ``serve_workers.settle_garbage_collector``):
+
+    set-up                requests/s     p99 ms          server CPU s   unknown status: req/s, p99 ms
+    A, 1 process          601, 622       166.2, 157.9    3.81, 3.75     808, 731;  145.7, 158.3
+    B, 1 process          686, 571       151.5, 176.9    3.33, 4.02     1,568, 1,328;  106.6, 120.0
+    B, 2 serving          1,263, 1,011   101.7, 150.4    2.40, 2.90     2,668, 2,975;  95.2, 117.3
+    C, 1 process          666, 686       119.7, 111.2    3.47, 3.35     1,927, 1,585;  44.9, 69.0
+    C, 2 serving          1,455, 1,297   66.4, 87.3      2.26, 2.46     3,557, 2,807;  33.0, 41.3
+
+The writers' turns across processes (``sql_schema._WriterTurns``: a ``flock`` of ``<database>-turns``), HEAD at
+64d4bec against the same with ``_WriterTurns._file`` returning None (no turn across processes; ``sed -i 's/ if
+self._path is None or fcntl is None:/ if True:/'`` on the exported ``sql_schema.py``), ``--serve-workers 2``,
+03:16-03:17 UTC, load 0.34 -> 1.24: without 659, 726 requests/s, p99 1,238.3, 255.8 ms, max 1,252.3, 1,381.9 ms
+(SQLite's busy wait); with 1,490, 1,143 requests/s, p99 68.8, 79.8 ms, max 85.7, 96.8 ms.
+
 PostgreSQL: ``HANDOVER_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``); the run uses a
 fresh schema, dropped at the end. Target on SQLite: p99 < 100 ms and >= 1,000 requests/s.
 """
