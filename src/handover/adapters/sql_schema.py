@@ -348,10 +348,10 @@ class _WriterTurns:
 
 def _flock(fd: int, wait: float) -> bool:
     """An exclusive ``flock`` of ``fd``: with ``wait`` 0 only if it is free, else waiting for it (the system call
-    releases the GIL and is woken when the holder lets go; polling with short sleeps instead cost 0.6-0.7 s more
-    server CPU per 2,000 requests in ``bench/api_latency.py`` and let the other process keep the turn). That
-    wait lasts as long as the other process's write transaction (a process that dies gives its turn back: the
-    kernel drops its lock). False when it was not taken."""
+    releases the GIL and is woken when the holder lets go; trying again after sleeps of 0.2 to 2 ms instead cost
+    0.7-0.8 s more server CPU for 2,000 requests in ``bench/api_latency.py --serve-workers 2``: two pairs, load
+    5.5-6.5 from other work). That wait lasts as long as the other process's write transaction (a process that
+    dies gives its turn back: the kernel drops its lock). False when it was not taken."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (fcntl.LOCK_NB if wait <= 0 else 0))
     except BlockingIOError:
