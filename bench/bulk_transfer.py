@@ -12,6 +12,11 @@ N assets, with as much data owned by another user (2N batches, 2N assets in all)
   each UPDATE, an INSERT ... SELECT of the audit rows handover writes for it (the same rows: one per changed record
   and field), into the same audit table and indexes; and transfer / raw+audit, what handover costs beyond the
   audit rows themselves;
+- ``rows only``, for information: the ``raw+audit`` statements on a copy whose audit table has no secondary index
+  (``drop_audit_indexes``), against ``baseline``: what SPEC 10's audit rows (one per changed record and field)
+  cost the database with no index to keep. At 03:29-03:35 UTC on 2026-11-30 (load 0.74 -> 1.18, the default
+  command): SQLite x1.65 / x1.70 of the baseline at 50k / 200k, PostgreSQL x1.46 / x1.46, against a target of
+  1.5 for the whole transfer;
 - ``undo``: ``handover undo MID`` of that transfer (the CLI's ``Undoer``), and undo / transfer (target <= 1.5);
 - ``preview``: the service-layer preview the API and console call (``TransferRequests.preview`` of the Lern
   request body), and preview / transfer (target <= 0.1);
