@@ -106,7 +106,7 @@ def test_serving_processes_stop_when_serve_is_killed(two: Server) -> None:
     children = serving_processes(two.process.pid)
     two.process.kill()
     two.process.wait(10)
-    gone, alive = psutil.wait_procs(children, timeout=30)
+    _, alive = psutil.wait_procs(children, timeout=30)
     assert alive == [], [p.pid for p in alive]
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{two.base}/health", timeout=5)
