@@ -17,9 +17,11 @@ What a process of its own changes, and how it is kept as with one process:
   ``HANDOVER_CONFIG``), set by ``serve`` from its options before they start.
 - **The SQLite writers** of all the processes take turns on a lock file beside the database
   (``adapters/sql_schema._WriterTurns``), as the threads of one process do.
-- **/metrics** adds up every process's counters, the worker's included: ``serve`` points prometheus_client's
-  multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) at a directory of its own, removed at exit, unless that
-  variable is already set (then it is used, and left).
+- **/metrics and the console's counters** add up every process's counters, the worker's included: ``serve`` points
+  prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) at a directory of its own, removed at exit,
+  unless that variable is already set (then it is used, and left).
+- **The garbage collector** of each serving process is settled once its app is built
+  (``settle_garbage_collector``), as ``serve`` does with one process.
 """
 
 from __future__ import annotations
