@@ -697,10 +697,10 @@ class Counters:
 
 
 def _samples(families: dict[str, Metric], metric: Any) -> list[Sample]:
-    """The samples of ``metric`` (a counter's ``_total`` ones, a gauge's) in ``families``."""
-    family = families.get(metric.describe()[0].name)
-    return [s for s in family.samples if not s.name.endswith(("_created", "_sum", "_count", "_bucket"))
-            ] if family is not None else []
+    """The samples of ``metric`` in ``families``: a counter's ``_total`` ones, a gauge's own."""
+    name = metric.describe()[0].name
+    family = families.get(name)
+    return [s for s in family.samples if s.name in (name, name + "_total")] if family is not None else []
 
 
 def read_counters(api: Api) -> Counters:

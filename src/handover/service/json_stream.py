@@ -231,13 +231,8 @@ class JsonObjectStream:
                     array.skip()
                 else:
                     yield name, self._decode(self._scan, 0)
-                char = self._peek()
-                if char == "}":
-                    self.pos += 1
+                if self._closed_or_next("}"):
                     break
-                if char != ",":
-                    raise self._error("Expecting ',' delimiter", self.pos)
-                self.pos += 1
         self._end()
 
     def _elements(self) -> Iterator[Any]:
@@ -265,14 +260,21 @@ class JsonObjectStream:
             else:
                 value = self._decode(scan, 0)
             yield value
-            char = self._peek()
-            if char == "]":
-                self.pos += 1
+            if self._closed_or_next("]"):
                 return
-            if char != ",":
-                raise self._error("Expecting ',' delimiter", self.pos)
-            self.pos += 1
             self._peek()
+
+    def _closed_or_next(self, close: str) -> bool:
+        """After a member or an element: True past the ``close`` bracket, False past the comma before the next one;
+        else the error ``json.loads`` gives there."""
+        char = self._peek()
+        if char == close:
+            self.pos += 1
+            return True
+        if char != ",":
+            raise self._error("Expecting ',' delimiter", self.pos)
+        self.pos += 1
+        return False
 
     def _end(self) -> None:
         """After the value: nothing but whitespace."""
